@@ -1,0 +1,410 @@
+"""Residual anatomy: find the residual blocks of a model and split each into its parts.
+
+Holds:
+- ``Block``: one residual unit, ``y = post(shortcut(x) + residual(x))``, with its index, qualified
+  name, stage and whether its shortcut downsamples
+- ``Anatomy``: the ordered blocks plus the model's ``stem`` (input -> first block) and ``head``
+  (last block -> logits), so that blocks can be run in any order between them
+- ``Adapter`` and ``register_adapter``: how a model family is taken apart (docs/adapters.md)
+- ``anatomy(model)`` and ``residual_blocks(model)``
+- ``block_shapes(model)``: each block's input and output shape, probed once, for validating orders
+
+Built-in adapters: the native protocol (blocks with ``residual``/``shortcut``/``post`` methods and
+a model with ``stem``/``head``, as the built-in CIFAR ResNets), torchvision ResNets (ResNet-18 to
+152, Wide ResNets, ResNeXts) and torchvision's VisionTransformer (two units per encoder layer).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Adapter",
+    "Anatomy",
+    "Block",
+    "BlockShapes",
+    "anatomy",
+    "block_shapes",
+    "register_adapter",
+    "residual_blocks",
+]
+
+TensorFn = Callable[[Tensor], Tensor]
+ADAPTER_DOC = "docs/adapters.md"
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+@dataclass(frozen=True, eq=False)
+class Block:
+    """One residual unit: ``y = post(shortcut(x) + residual(x))``.
+
+    ``shortcut`` is None for a block with no shortcut at all (the plain control network), whose
+    output is ``residual(x)``. ``owner`` is the module whose ``forward`` runs this block in the
+    model's own forward pass; it is the block itself for ResNets and the encoder layer for the
+    two units of a ViT layer.
+    """
+
+    index: int
+    name: str
+    stage: int
+    downsamples: bool
+    module: nn.Module
+    residual: TensorFn = field(repr=False)
+    shortcut: TensorFn | None = field(repr=False)
+    post: TensorFn | None = field(default=None, repr=False)
+    owner: nn.Module | None = field(default=None, repr=False)
+    parts: tuple[nn.Module, ...] = field(default=(), repr=False)
+
+    @property
+    def runner(self) -> nn.Module:
+        """The module whose forward executes this block."""
+        return self.owner if self.owner is not None else self.module
+
+    @property
+    def has_shortcut(self) -> bool:
+        return self.shortcut is not None
+
+    @property
+    def num_parameters(self) -> int:
+        seen: dict[int, int] = {}
+        for part in self.parts or (self.module,):
+            for p in part.parameters():
+                seen[id(p)] = p.numel()
+        return sum(seen.values())
+
+    def merge(self, shortcut: Tensor, residual: Tensor | None) -> Tensor:
+        """Add the branches and apply what follows the addition; ``None`` residual = deleted."""
+        z = shortcut if residual is None else shortcut + residual
+        return z if self.post is None else self.post(z)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The block as the model runs it."""
+        if self.shortcut is None:
+            return self.residual(x)
+        return self.merge(self.shortcut(x), self.residual(x))
+
+    def skip(self, x: Tensor) -> Tensor:
+        """The block deleted: its residual branch is zero, everything else is kept."""
+        if self.shortcut is None:
+            if self.downsamples:
+                raise ValueError(
+                    f"block {self.index} ({self.name}) has no shortcut and changes the shape, "
+                    "so it cannot be deleted"
+                )
+            return x
+        return self.merge(self.shortcut(x), None)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.forward(x)
+
+
+@dataclass(frozen=True, eq=False)
+class Anatomy:
+    """A model as ``head(block_{n-1}(... block_0(stem(x))))``.
+
+    ``example_input`` returns a (1, C, H, W) tensor the model accepts, for probing shapes.
+    """
+
+    blocks: tuple[Block, ...]
+    stem: TensorFn
+    head: TensorFn
+    example_input: Callable[[], Tensor]
+    adapter: str = "custom"
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def runners(self) -> tuple[nn.Module, ...]:
+        """The distinct modules that run blocks, in forward order."""
+        seen: dict[int, nn.Module] = {}
+        for b in self.blocks:
+            seen.setdefault(id(b.runner), b.runner)
+        return tuple(seen.values())
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """Takes one family of models apart. See docs/adapters.md for a worked example."""
+
+    name: str
+
+    def matches(self, model: nn.Module) -> bool: ...
+
+    def anatomy(self, model: nn.Module) -> Anatomy: ...
+
+
+def _qualified_names(model: nn.Module) -> dict[int, str]:
+    return {id(m): name for name, m in model.named_modules()}
+
+
+def _param_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        return p.device, p.dtype if p.dtype.is_floating_point else torch.float32
+    return torch.device("cpu"), torch.float32
+
+
+def _example(model: nn.Module, size: tuple[int, ...]) -> Callable[[], Tensor]:
+    def make() -> Tensor:
+        device, dtype = _param_device_dtype(model)
+        return torch.zeros(1, *size, device=device, dtype=dtype)
+
+    return make
+
+
+class NativeAdapter:
+    """Models that describe themselves: blocks with ``residual``, ``shortcut`` and ``post``
+    methods (and ``has_shortcut = False`` for a block without one), and a model with ``stem``,
+    ``head`` and ``example_input_size``. The built-in CIFAR ResNets follow it."""
+
+    name = "native"
+
+    @staticmethod
+    def _is_block(m: nn.Module) -> bool:
+        return all(callable(getattr(m, a, None)) for a in ("residual", "shortcut", "post"))
+
+    def matches(self, model: nn.Module) -> bool:
+        has_ends = callable(getattr(model, "stem", None)) and callable(getattr(model, "head", None))
+        return has_ends and any(self._is_block(m) for m in model.modules())
+
+    def anatomy(self, model: nn.Module) -> Anatomy:
+        blocks: list[Block] = []
+        stage_of: dict[str, int] = {}
+        for name, m in model.named_modules():
+            if m is model or not self._is_block(m):
+                continue
+            container = name.rsplit(".", 1)[0] if "." in name else ""
+            stage = stage_of.setdefault(container, len(stage_of))
+            has_shortcut = getattr(m, "has_shortcut", True)
+            blocks.append(
+                Block(
+                    index=len(blocks),
+                    name=name,
+                    stage=stage,
+                    downsamples=bool(getattr(m, "downsamples", False)),
+                    module=m,
+                    residual=m.residual,
+                    shortcut=m.shortcut if has_shortcut else None,
+                    post=m.post,
+                    owner=m,
+                    parts=(m,),
+                )
+            )
+        size = tuple(getattr(model, "example_input_size", (3, 32, 32)))
+        return Anatomy(tuple(blocks), model.stem, model.head, _example(model, size), self.name)
+
+
+class TorchvisionResNetAdapter:
+    """torchvision ResNet, Wide ResNet and ResNeXt: BasicBlock and Bottleneck, whose output is
+    ``relu(downsample(x) + bn_last(conv_last(...)))``; the final ReLU is the block's post op."""
+
+    name = "torchvision-resnet"
+
+    def matches(self, model: nn.Module) -> bool:
+        from torchvision.models import ResNet
+
+        return isinstance(model, ResNet)
+
+    @staticmethod
+    def _residual(blk: nn.Module) -> TensorFn:
+        from torchvision.models.resnet import Bottleneck
+
+        if isinstance(blk, Bottleneck):
+
+            def bottleneck(x: Tensor) -> Tensor:
+                out = F.relu(blk.bn1(blk.conv1(x)))
+                out = F.relu(blk.bn2(blk.conv2(out)))
+                return blk.bn3(blk.conv3(out))
+
+            return bottleneck
+
+        def basic(x: Tensor) -> Tensor:
+            return blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x)))))
+
+        return basic
+
+    def anatomy(self, model: nn.Module) -> Anatomy:
+        names = _qualified_names(model)
+        blocks: list[Block] = []
+        for stage, layer in enumerate((model.layer1, model.layer2, model.layer3, model.layer4)):
+            for blk in layer:
+                blocks.append(
+                    Block(
+                        index=len(blocks),
+                        name=names[id(blk)],
+                        stage=stage,
+                        downsamples=blk.downsample is not None,
+                        module=blk,
+                        residual=self._residual(blk),
+                        # Not torchvision's in-place ReLU: a deleted block's post op would
+                        # otherwise overwrite its own input.
+                        shortcut=blk.downsample if blk.downsample is not None else _identity,
+                        post=F.relu,
+                        owner=blk,
+                        parts=(blk,),
+                    )
+                )
+
+        def stem(x: Tensor) -> Tensor:
+            return model.maxpool(model.relu(model.bn1(model.conv1(x))))
+
+        def head(h: Tensor) -> Tensor:
+            return model.fc(torch.flatten(model.avgpool(h), 1))
+
+        return Anatomy(tuple(blocks), stem, head, _example(model, (3, 64, 64)), self.name)
+
+
+class TorchvisionViTAdapter:
+    """torchvision VisionTransformer: encoder layer i holds unit 2i, ``x + attention(ln_1(x))``,
+    and unit 2i + 1, ``x + mlp(ln_2(x))``."""
+
+    name = "torchvision-vit"
+
+    def matches(self, model: nn.Module) -> bool:
+        from torchvision.models import VisionTransformer
+
+        return isinstance(model, VisionTransformer)
+
+    def anatomy(self, model: nn.Module) -> Anatomy:
+        names = _qualified_names(model)
+        blocks: list[Block] = []
+        for layer in model.encoder.layers:
+
+            def attention(x: Tensor, layer: nn.Module = layer) -> Tensor:
+                h = layer.ln_1(x)
+                h, _ = layer.self_attention(h, h, h, need_weights=False)
+                return layer.dropout(h)
+
+            def mlp(x: Tensor, layer: nn.Module = layer) -> Tensor:
+                return layer.mlp(layer.ln_2(x))
+
+            for module, residual, parts in (
+                (layer.self_attention, attention, (layer.ln_1, layer.self_attention)),
+                (layer.mlp, mlp, (layer.ln_2, layer.mlp)),
+            ):
+                blocks.append(
+                    Block(
+                        index=len(blocks),
+                        name=names[id(module)],
+                        stage=0,
+                        downsamples=False,
+                        module=module,
+                        residual=residual,
+                        shortcut=_identity,
+                        owner=layer,
+                        parts=parts,
+                    )
+                )
+
+        def stem(x: Tensor) -> Tensor:
+            h = model._process_input(x)
+            h = torch.cat([model.class_token.expand(h.shape[0], -1, -1), h], dim=1)
+            return model.encoder.dropout(h + model.encoder.pos_embedding)
+
+        def head(h: Tensor) -> Tensor:
+            return model.heads(model.encoder.ln(h)[:, 0])
+
+        size = (3, model.image_size, model.image_size)
+        return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)
+
+
+_ADAPTERS: list[Adapter] = [NativeAdapter(), TorchvisionResNetAdapter(), TorchvisionViTAdapter()]
+
+
+def register_adapter(adapter: Adapter) -> Adapter:
+    """Teach the toolkit a new model family; adapters registered later are tried first."""
+    if not isinstance(adapter, Adapter):
+        raise TypeError("an adapter needs a name, matches(model) and anatomy(model)")
+    _ADAPTERS.insert(0, adapter)
+    return adapter
+
+
+def anatomy(model: nn.Module) -> Anatomy:
+    """Take ``model`` apart with the first adapter that recognises it.
+
+    Raises:
+        ValueError: no adapter recognises the model, or the adapter found no blocks.
+    """
+    for adapter in _ADAPTERS:
+        if adapter.matches(model):
+            found = adapter.anatomy(model)
+            if found.blocks:
+                return found if found.model is model else replace(found, model=model)
+    raise ValueError(
+        f"no residual blocks found in {type(model).__name__}; supported are the built-in CIFAR "
+        "ResNets, torchvision ResNets and ViTs, and models with an adapter (see "
+        f"{ADAPTER_DOC}: register_adapter)"
+    )
+
+
+def residual_blocks(model: nn.Module) -> list[Block]:
+    """The residual blocks of ``model`` in forward order, indexed from 0.
+
+    Example:
+        >>> [b.name for b in residual_blocks(torchvision.models.resnet18())][:2]
+        ['layer1.0', 'layer1.1']
+    """
+    return list(anatomy(model).blocks)
+
+
+@dataclass(frozen=True)
+class BlockShapes:
+    """Per-sample shapes (batch dimension dropped) at the stem output and around each block."""
+
+    stem_out: tuple[int, ...]
+    inputs: tuple[tuple[int, ...], ...]
+    outputs: tuple[tuple[int, ...], ...]
+
+
+_SHAPE_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], BlockShapes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def block_shapes(model: nn.Module | None, found: Anatomy | None = None) -> BlockShapes:
+    """Probe each block's input and output shape with one small forward pass in eval mode.
+
+    The result is cached per model (keyed by its blocks' identities); the model's train/eval
+    flags are restored afterwards.
+    """
+    if model is None:
+        if found is None or found.model is None:
+            raise ValueError("block_shapes needs the model")
+        model = found.model
+    found = found or anatomy(model)
+    key = tuple(id(b.module) for b in found.blocks)
+    cached = _SHAPE_CACHE.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            h = found.stem(found.example_input())
+            stem_out = tuple(h.shape[1:])
+            inputs, outputs = [], []
+            for b in found.blocks:
+                inputs.append(tuple(h.shape[1:]))
+                h = b.forward(h)
+                outputs.append(tuple(h.shape[1:]))
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    shapes = BlockShapes(stem_out, tuple(inputs), tuple(outputs))
+    _SHAPE_CACHE[model] = (key, shapes)
+    return shapes
+
+
+def describe_shape(shape: Sequence[int]) -> str:
+    return "x".join(str(s) for s in shape)

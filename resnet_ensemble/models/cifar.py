@@ -1,0 +1,312 @@
+"""He et al. (2016) CIFAR ResNets, their pre-activation and stochastic-depth variants, and the
+plain (no-shortcut) control network of Veit et al. (2016).
+
+Holds:
+- ``ShortcutA``: option-A shortcut, parameter-free stride-2 subsampling with zero-padded channels
+- ``BasicBlock``: post-activation block, ``relu(shortcut(x) + residual(x))``
+- ``PreActBlock``: pre-activation block (Identity Mappings), ``shortcut(x) + residual(x)``
+- ``PlainBlock``: the same two convolutions with no shortcut at all
+- ``CifarResNet``: stem -> layer1..layer3 -> head, depth 6n + 2
+- ``cifar_resnet`` and ``plain_net``: the builders
+
+Every block exposes ``residual(x)``, ``shortcut(x)`` and ``post(z)`` so that the toolkit can
+delete, reorder and decompose it without guessing (the native adapter in ``anatomy``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ShortcutKind = Literal["A", "B"]
+
+__all__ = [
+    "BasicBlock",
+    "CifarResNet",
+    "PlainBlock",
+    "PreActBlock",
+    "ShortcutA",
+    "cifar_resnet",
+    "plain_net",
+    "survival_probabilities",
+]
+
+
+def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+class ShortcutA(nn.Module):
+    """Option A: subsample by the stride and zero-pad the new channels, adding no parameters."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+        super().__init__()
+        self.in_planes, self.out_planes, self.stride = in_planes, out_planes, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        extra = self.out_planes - self.in_planes
+        # Pad the channel dimension symmetrically, as in the original Torch implementation.
+        return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_planes}->{self.out_planes}, stride={self.stride}"
+
+
+def _projection(in_planes: int, out_planes: int, stride: int, *, with_bn: bool) -> nn.Module:
+    conv = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(out_planes)) if with_bn else nn.Sequential(conv)
+
+
+class _ResidualScale(nn.Module):
+    """Stochastic depth (Huang et al. 2016) applied to a residual branch.
+
+    Training keeps each sample's residual with probability ``survival`` (one draw per sample, as
+    timm's ``drop_path``); evaluation scales the residual by ``survival`` instead, so that its
+    expected contribution matches training.
+    """
+
+    def __init__(self, survival: float) -> None:
+        super().__init__()
+        self.survival = survival
+
+    def forward(self, r: Tensor) -> Tensor:
+        if self.survival >= 1.0:
+            return r
+        if not self.training:
+            return r * self.survival
+        keep = torch.empty(r.shape[0], *([1] * (r.dim() - 1)), device=r.device, dtype=r.dtype)
+        return r * keep.bernoulli_(self.survival)
+
+    def extra_repr(self) -> str:
+        return f"survival={self.survival:.4f}"
+
+
+class _CifarBlock(nn.Module):
+    """Shared layout: two 3x3 convolutions, an optional shortcut, and an optional post op."""
+
+    downsamples: bool
+
+    def __init__(
+        self, in_planes: int, planes: int, stride: int, shortcut: ShortcutKind, survival: float
+    ) -> None:
+        super().__init__()
+        self.in_planes, self.planes, self.stride = in_planes, planes, stride
+        self.downsamples = stride != 1 or in_planes != planes
+        self.conv1 = _conv3x3(in_planes, planes, stride)
+        self.conv2 = _conv3x3(planes, planes)
+        self.drop_path = _ResidualScale(survival)
+        self.shortcut_kind = shortcut
+
+    def residual(self, x: Tensor) -> Tensor:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        return self.projection(x) if self.downsamples else x
+
+    def post(self, z: Tensor) -> Tensor:
+        return z
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.post(self.shortcut(x) + self.residual(x))
+
+
+class BasicBlock(_CifarBlock):
+    """He et al. (2016): ``relu(shortcut(x) + bn2(conv2(relu(bn1(conv1(x))))))``."""
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        shortcut: ShortcutKind = "A",
+        survival: float = 1.0,
+    ) -> None:
+        super().__init__(in_planes, planes, stride, shortcut, survival)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        if self.downsamples:
+            self.projection = (
+                ShortcutA(in_planes, planes, stride)
+                if shortcut == "A"
+                else _projection(in_planes, planes, stride, with_bn=True)
+            )
+
+    def residual(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return self.drop_path(self.bn2(self.conv2(out)))
+
+    def post(self, z: Tensor) -> Tensor:
+        return F.relu(z)
+
+
+class PreActBlock(_CifarBlock):
+    """He et al. (Identity Mappings, 2016): ``shortcut(x) + conv2(relu(bn2(conv1(relu(bn1(x))))))``.
+
+    A projection shortcut (option B) reads the pre-activated input, as in the authors' code; the
+    parameter-free option A reads ``x`` itself.
+    """
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        shortcut: ShortcutKind = "A",
+        survival: float = 1.0,
+    ) -> None:
+        super().__init__(in_planes, planes, stride, shortcut, survival)
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        if self.downsamples:
+            self.projection = (
+                ShortcutA(in_planes, planes, stride)
+                if shortcut == "A"
+                else _projection(in_planes, planes, stride, with_bn=False)
+            )
+
+    def residual(self, x: Tensor) -> Tensor:
+        out = self.conv1(F.relu(self.bn1(x)))
+        return self.drop_path(self.conv2(F.relu(self.bn2(out))))
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        if not self.downsamples:
+            return x
+        if self.shortcut_kind == "A":
+            return self.projection(x)
+        return self.projection(F.relu(self.bn1(x)))
+
+
+class PlainBlock(_CifarBlock):
+    """The control: ``relu(bn2(conv2(relu(bn1(conv1(x))))))`` with no shortcut.
+
+    ``has_shortcut = False`` tells the toolkit that deleting this block leaves the identity (and
+    is impossible where the block changes the shape).
+    """
+
+    has_shortcut = False
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, **_: object) -> None:
+        super().__init__(in_planes, planes, stride, "A", 1.0)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+
+    def residual(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)))
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        if self.downsamples:
+            raise ValueError("a plain block that changes the shape has no shortcut")
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x)
+
+
+def survival_probabilities(num_blocks: int, final: float | None) -> list[float]:
+    """Huang et al.'s linear decay: block l (1-based) of L survives with 1 - l/L * (1 - final)."""
+    if final is None:
+        return [1.0] * num_blocks
+    if not 0.0 < final <= 1.0:
+        raise ValueError(f"stochastic depth survival must be in (0, 1], got {final}")
+    return [1.0 - (i + 1) / num_blocks * (1.0 - final) for i in range(num_blocks)]
+
+
+class CifarResNet(nn.Module):
+    """A CIFAR ResNet of depth 6n + 2: a 3x3 stem, three stages of n blocks (16, 32, 64
+    channels), global average pooling and a linear classifier.
+
+    ``stem`` and ``head`` are methods so that the toolkit can run the blocks in any order between
+    them, and cache the stem's output once for many routes.
+    """
+
+    def __init__(
+        self,
+        block: type[_CifarBlock],
+        depth: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        shortcut: ShortcutKind = "A",
+        stochastic_depth: float | None = None,
+    ) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(
+                f"depth must be 6n + 2 with n >= 1 (20, 32, 56, 110, ...), got {depth}"
+            )
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
+        self.depth, self.in_channels, self.num_classes = depth, in_channels, num_classes
+        self.preact = block is PreActBlock
+        n = (depth - 2) // 6
+        survival = iter(survival_probabilities(3 * n, stochastic_depth))
+        self.conv1 = _conv3x3(in_channels, 16)
+        # A pre-activation network starts its first block with BN-ReLU, so its stem is the conv.
+        self.bn1: nn.Module = nn.Identity() if self.preact else nn.BatchNorm2d(16)
+        planes_in = 16
+        for stage, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(
+                    block(planes_in, planes, stride, shortcut=shortcut, survival=next(survival))
+                )
+                planes_in = planes
+            self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.bn_final: nn.Module = nn.BatchNorm2d(64) if self.preact else nn.Identity()
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def example_input_size(self) -> tuple[int, int, int]:
+        """A (C, H, W) the network accepts; used to probe block shapes."""
+        return (self.in_channels, 32, 32)
+
+    def stem(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, 16, H, W)
+        out = self.bn1(self.conv1(x))
+        return out if self.preact else F.relu(out)
+
+    def head(self, h: Tensor) -> Tensor:  # (B, 64, H/4, W/4) -> (B, num_classes)
+        if self.preact:
+            h = F.relu(self.bn_final(h))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+
+def cifar_resnet(
+    depth: int,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    shortcut: ShortcutKind = "A",
+    preact: bool = False,
+    stochastic_depth: float | None = None,
+) -> CifarResNet:
+    """He et al.'s CIFAR ResNet of the given depth (20, 32, 44, 56, 110, 1202, ...).
+
+    Args:
+        shortcut: "A" (parameter-free, as the paper's ResNet-110) or "B" (1x1 projection).
+        preact: use pre-activation blocks (He et al., Identity Mappings).
+        stochastic_depth: final survival probability of Huang et al.'s linear decay (e.g. 0.5),
+            or None for an ordinary ResNet.
+    Example:
+        >>> model = cifar_resnet(110)   # 54 blocks, as in Veit et al.
+    """
+    block = PreActBlock if preact else BasicBlock
+    return CifarResNet(block, depth, num_classes, in_channels, shortcut, stochastic_depth)
+
+
+def plain_net(depth: int, num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
+    """The same network with every shortcut removed: the paper's control, where deleting any
+    layer should be fatal."""
+    return CifarResNet(PlainBlock, depth, num_classes, in_channels)

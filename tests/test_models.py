@@ -1,0 +1,94 @@
+"""Built-in CIFAR ResNets against He et al.'s published layouts and hand-written blocks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from resnet_ensemble.models import build_builtin, cifar_resnet, plain_net, survival_probabilities
+from resnet_ensemble.models.cifar import BasicBlock, PlainBlock, PreActBlock
+
+from .conftest import randomize_batchnorm
+
+
+@pytest.mark.parametrize(("depth", "params"), [(20, 0.27e6), (32, 0.46e6), (56, 0.85e6)])
+def test_parameter_counts_match_he_et_al(depth: int, params: float) -> None:
+    # He et al. 2016, Table 6 (option A shortcuts): 0.27M, 0.46M, 0.85M.
+    model = cifar_resnet(depth)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(params, rel=0.02)
+
+
+def test_resnet110_has_54_blocks_of_two_convs() -> None:
+    model = cifar_resnet(110)
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 54
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 2 * 54  # stem + two per block; option A adds none
+
+
+def test_basic_block_matches_hand_written_forward() -> None:
+    torch.manual_seed(0)
+    for shortcut in ("A", "B"):
+        blk = randomize_batchnorm(BasicBlock(16, 32, stride=2, shortcut=shortcut)).eval()
+        x = torch.randn(2, 16, 8, 8)
+        out = F.relu(blk.bn1(blk.conv1(x)))
+        out = blk.bn2(blk.conv2(out))
+        if shortcut == "A":
+            short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))
+        else:
+            short = blk.projection[1](blk.projection[0](x))
+        torch.testing.assert_close(blk(x), F.relu(out + short), rtol=0, atol=1e-6)
+
+
+def test_preact_block_matches_hand_written_forward() -> None:
+    torch.manual_seed(0)
+    blk = randomize_batchnorm(PreActBlock(16, 16)).eval()
+    x = torch.randn(2, 16, 8, 8)
+    out = blk.conv2(F.relu(blk.bn2(blk.conv1(F.relu(blk.bn1(x))))))
+    torch.testing.assert_close(blk(x), x + out, rtol=0, atol=1e-6)
+
+
+def test_plain_block_has_no_shortcut() -> None:
+    torch.manual_seed(0)
+    blk = randomize_batchnorm(PlainBlock(16, 16)).eval()
+    x = torch.randn(2, 16, 8, 8)
+    expected = F.relu(blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x))))))
+    assert torch.equal(blk(x), expected)
+    assert not torch.allclose(blk(x), expected + x)
+
+
+def test_plain_net_and_resnet_share_their_layout() -> None:
+    resnet, plain = cifar_resnet(20), plain_net(20)
+    shapes = lambda m: [p.shape for n, p in m.named_parameters() if "projection" not in n]  # noqa: E731
+    assert shapes(resnet) == shapes(plain)
+
+
+def test_stochastic_depth_linear_decay_and_test_time_scaling() -> None:
+    probs = survival_probabilities(54, 0.5)
+    assert probs[0] == pytest.approx(1 - 0.5 / 54) and probs[-1] == pytest.approx(0.5)
+    torch.manual_seed(0)
+    model = randomize_batchnorm(cifar_resnet(8, stochastic_depth=0.5)).eval()
+    blk = model.layer3[0]  # the last of three blocks: survival 0.5
+    x = torch.randn(2, 32, 16, 16)
+    full = blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x)))))
+    torch.testing.assert_close(blk.residual(x), 0.5 * full)
+    blk.drop_path.train()  # training draws keep-or-drop per sample, with no rescaling
+    torch.manual_seed(3)
+    draws = torch.stack([blk.residual(x) for _ in range(200)])  # (200, B, C, H, W)
+    kept = (draws == full).flatten(2).all(-1)
+    dropped = (draws == 0).flatten(2).all(-1)
+    assert bool((kept | dropped).all())
+    assert kept.float().mean().item() == pytest.approx(0.5, abs=0.1)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preresnet32", "plain20"])
+def test_builtin_names(name: str) -> None:
+    model = build_builtin(name, num_classes=7, in_channels=1)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("bad", ["resnet21", "resnet", "vgg16", "resnet2"])
+def test_bad_builtin_names(bad: str) -> None:
+    with pytest.raises(ValueError, match="6n"):
+        build_builtin(bad)
