@@ -51,7 +51,8 @@ class Block:
     ``shortcut`` is None for a block with no shortcut at all (the plain control network), whose
     output is ``residual(x)``. ``owner`` is the module whose ``forward`` runs this block in the
     model's own forward pass; it is the block itself for ResNets and the encoder layer for the
-    two units of a ViT layer.
+    two units of a ViT layer. An adapter sets it to None where no module's output is exactly the
+    block's output; then only the engine, not the ``with`` forms, can run routes.
     """
 
     index: int
@@ -67,8 +68,14 @@ class Block:
 
     @property
     def runner(self) -> nn.Module:
-        """The module whose forward executes this block."""
-        return self.owner if self.owner is not None else self.module
+        """The module whose forward executes exactly this block, for the ``with`` forms."""
+        if self.owner is None:
+            raise ValueError(
+                f"block {self.index} ({self.name}) names no owner module that runs it, so "
+                "model(x) cannot follow a route; use evaluate_routes, or give the adapter's "
+                f"blocks an owner ({ADAPTER_DOC})"
+            )
+        return self.owner
 
     @property
     def has_shortcut(self) -> bool:

@@ -28,7 +28,12 @@ def tiny_vit(seed: int = 0) -> torchvision.models.VisionTransformer:
     """A 2-layer ViT on 16x16 images; torchvision zero-initialises the head, so re-draw it."""
     torch.manual_seed(seed)
     vit = torchvision.models.VisionTransformer(
-        image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+        image_size=16,
+        patch_size=4,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
         num_classes=5,
     )
     nn.init.normal_(vit.heads.head.weight)

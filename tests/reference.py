@@ -34,7 +34,9 @@ def _tv_block(blk: nn.Module, x: Tensor, keep: bool) -> Tensor:
     return torch.relu(out + identity)
 
 
-def torchvision_resnet_forward(model: nn.Module, x: Tensor, route: list[tuple[nn.Module, bool]]) -> Tensor:
+def torchvision_resnet_forward(
+    model: nn.Module, x: Tensor, route: list[tuple[nn.Module, bool]]
+) -> Tensor:
     h = model.maxpool(torch.relu(model.bn1(model.conv1(x))))
     for blk, keep in route:
         h = _tv_block(blk, h, keep)
@@ -48,8 +50,14 @@ def cifar_blocks(model: nn.Module) -> list[nn.Module]:
 def _option_a(x: Tensor, out_planes: int) -> Tensor:
     x = x[:, :, ::2, ::2]
     extra = out_planes - x.shape[1]
-    return torch.cat([x.new_zeros(x.shape[0], extra // 2, *x.shape[2:]), x,
-                      x.new_zeros(x.shape[0], extra - extra // 2, *x.shape[2:])], dim=1)
+    return torch.cat(
+        [
+            x.new_zeros(x.shape[0], extra // 2, *x.shape[2:]),
+            x,
+            x.new_zeros(x.shape[0], extra - extra // 2, *x.shape[2:]),
+        ],
+        dim=1,
+    )
 
 
 def _cifar_shortcut(blk: nn.Module, x: Tensor) -> Tensor:
@@ -92,7 +100,9 @@ def vit_units(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(layer, kind) for layer in model.encoder.layers for kind in ("attention", "mlp")]
 
 
-def vit_forward(model: nn.Module, x: Tensor, route: list[tuple[tuple[nn.Module, str], bool]]) -> Tensor:
+def vit_forward(
+    model: nn.Module, x: Tensor, route: list[tuple[tuple[nn.Module, str], bool]]
+) -> Tensor:
     n, p = x.shape[0], model.patch_size
     h = model.conv_proj(x).flatten(2).transpose(1, 2)  # (B, tokens, D)
     h = torch.cat([model.class_token.expand(n, -1, -1), h], dim=1) + model.encoder.pos_embedding

@@ -45,7 +45,9 @@ def test_builtin_delete_each_block_matches_reference(name: str, images: torch.Te
     model = _builtin(BUILTINS[name])
     blocks = cifar_blocks(model)
     with torch.no_grad():
-        torch.testing.assert_close(model(images), cifar_forward(model, images, [(b, True) for b in blocks]))
+        torch.testing.assert_close(
+            model(images), cifar_forward(model, images, [(b, True) for b in blocks])
+        )
         for i in range(len(blocks)):
             with lesion(model, drop=[i]):
                 out = model(images)
@@ -80,10 +82,24 @@ def test_downsampling_block_deleted_keeps_its_projection(images: torch.Tensor) -
 
 
 TORCHVISION_RESNETS = [
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
-    "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
 ]
-TORCHVISION_BLOCKS = {"resnet18": 8, "resnet34": 16, "resnet50": 16, "resnet101": 33, "resnet152": 50}
+TORCHVISION_BLOCKS = {
+    "resnet18": 8,
+    "resnet34": 16,
+    "resnet50": 16,
+    "resnet101": 33,
+    "resnet152": 50,
+}
 
 
 @pytest.mark.parametrize("name", TORCHVISION_RESNETS)
@@ -126,8 +142,10 @@ def test_vit_units_delete_reorder_repeat_match_reference() -> None:
     units = vit_units(model)
     found = residual_blocks(model)
     assert [b.name for b in found] == [
-        "encoder.layers.encoder_layer_0.self_attention", "encoder.layers.encoder_layer_0.mlp",
-        "encoder.layers.encoder_layer_1.self_attention", "encoder.layers.encoder_layer_1.mlp",
+        "encoder.layers.encoder_layer_0.self_attention",
+        "encoder.layers.encoder_layer_0.mlp",
+        "encoder.layers.encoder_layer_1.self_attention",
+        "encoder.layers.encoder_layer_1.mlp",
     ]
     with torch.no_grad():
         torch.testing.assert_close(model(x), vit_forward(model, x, [(u, True) for u in units]))
@@ -144,7 +162,9 @@ def test_vit_units_delete_reorder_repeat_match_reference() -> None:
             torch.testing.assert_close(out, ref, rtol=0, atol=ATOL)
 
 
-def test_plain_net_deletion_is_identity_and_downsampling_cannot_be_deleted(images: torch.Tensor) -> None:
+def test_plain_net_deletion_is_identity_and_downsampling_cannot_be_deleted(
+    images: torch.Tensor,
+) -> None:
     torch.manual_seed(0)
     model = randomize_batchnorm(plain_net(14)).eval()
     blocks = cifar_blocks(model)
@@ -161,18 +181,32 @@ def test_plain_net_deletion_is_identity_and_downsampling_cannot_be_deleted(image
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda m: lesion(m, drop=[9]), r"block 9 in drop is out of range: the model has 9 blocks, 0\.\.8"),
+        (
+            lambda m: lesion(m, drop=[9]),
+            r"block 9 in drop is out of range: the model has 9 blocks, 0\.\.8",
+        ),
         (lambda m: lesion(m, drop=[-1]), r"block -1 in drop is out of range"),
         (lambda m: lesion(m, drop=[1.5]), r"block index 1\.5 in drop is not an integer"),
         (lambda m: lesion(m, drop=["3"]), r"not an integer"),
         (lambda m: lesion(m, drop=[3, 3]), r"block 3 is listed more than once"),
-        (lambda m: reorder(m, [0, 1, 2]), r"permutation of 0\.\.8 \(missing \[3, 4, 5, 6, 7, 8\]\)"),
+        (
+            lambda m: reorder(m, [0, 1, 2]),
+            r"permutation of 0\.\.8 \(missing \[3, 4, 5, 6, 7, 8\]\)",
+        ),
         (lambda m: reorder(m, [0, 0, 1, 2, 3, 4, 5, 6, 7]), r"repeated \[0\]"),
-        (lambda m: reorder(m, [0, 1, 2, 4, 3, 5, 6, 7, 8]),
-         r"block 4 \(layer2\.1\) cannot move to position 3, where the tensor is 16x32x32 and it needs 32x16x16"),
-        (lambda m: route(m, [0, 1, 2, 3, 3, 4, 5, 6, 7, 8]),
-         r"block 3 \(layer2\.0\) downsamples 16→32 channels; it cannot move to position 4"),
-        (lambda m: route(m, [0, 1, 2, 3, 4, 5, 6, 6, 7, 8, 6]), r"block 6 \(layer3\.0\) downsamples 32→64"),
+        (
+            lambda m: reorder(m, [0, 1, 2, 4, 3, 5, 6, 7, 8]),
+            r"block 4 \(layer2\.1\) cannot move to position 3, "
+            r"where the tensor is 16x32x32 and it needs 32x16x16",
+        ),
+        (
+            lambda m: route(m, [0, 1, 2, 3, 3, 4, 5, 6, 7, 8]),
+            r"block 3 \(layer2\.0\) downsamples 16→32 channels; it cannot move to position 4",
+        ),
+        (
+            lambda m: route(m, [0, 1, 2, 3, 4, 5, 6, 6, 7, 8, 6]),
+            r"block 6 \(layer3\.0\) downsamples 32→64",
+        ),
     ],
 )
 def test_refusals_name_the_block_and_what_is_valid(call, message: str) -> None:  # noqa: ANN001
@@ -185,7 +219,9 @@ def test_refusals_name_the_block_and_what_is_valid(call, message: str) -> None: 
     assert not any("forward" in vars(m) for m in model.modules())
 
 
-def test_nesting_is_refused_and_the_outer_context_still_restores(images: torch.Tensor, resnet8: nn.Module) -> None:
+def test_nesting_is_refused_and_the_outer_context_still_restores(
+    images: torch.Tensor, resnet8: nn.Module
+) -> None:
     clean = resnet8(images)
     with lesion(resnet8, drop=[0]):
         with pytest.raises(ValueError, match="already active"):
@@ -209,7 +245,9 @@ def test_a_model_without_blocks_points_to_the_adapter() -> None:
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     state = {k: v.clone() for k, v in model.state_dict(keep_vars=False).items()}
-    state.update({f"grad:{k}": p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    state.update(
+        {f"grad:{k}": p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    )
     return state
 
 
@@ -225,9 +263,13 @@ _interventions = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(_interventions, st.randoms(use_true_random=False))
-def test_any_intervention_sequence_leaves_the_model_bit_identical(sequence, rnd: random.Random) -> None:  # noqa: ANN001
+def test_any_intervention_sequence_leaves_the_model_bit_identical(
+    sequence, rnd: random.Random
+) -> None:  # noqa: ANN001
     model = _builtin(dict(depth=20, shortcut="B"))
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     before, out_before = _snapshot(model), model(x)

@@ -1,0 +1,99 @@
+"""What every subcommand shares: the one-line error contract and the model/data options.
+
+Holds ``fail_cleanly`` (exceptions -> one line on stderr and exit 1, traceback only with
+``--debug``), ``model_options`` / ``data_options`` (the same flags, spelled the same, in every
+command) and ``positive_int``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+
+DEBUG_ENV = "RESNET_ENSEMBLE_DEBUG"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, KeyError) and text.startswith("'"):
+        text = text.strip("'")
+    return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def fail_cleanly() -> Iterator[None]:
+    """Turn any non-click exception into ``error: <one line>`` and exit status 1."""
+    try:
+        yield
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:  # `ensemble-lesion blocks | head`: the reader has had enough
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush
+        sys.exit(0)
+    except Exception as err:  # noqa: BLE001 - this is the CLI's last line of defence
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        click.echo(f"error: {_one_line(err)}", err=True)
+        sys.exit(1)
+
+
+positive_int = click.IntRange(min=1)
+
+
+def model_options(func: F) -> F:
+    """--model, --weights-file, --weights: which network to take apart."""
+    func = click.option(
+        "--weights",
+        default=None,
+        help="torchvision weights enum name (e.g. DEFAULT) for torchvision:NAME; needs internet.",
+    )(func)
+    func = click.option(
+        "--weights-file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="A state dict for torchvision:NAME.",
+    )(func)
+    func = click.option(
+        "--model",
+        "model_spec",
+        default=None,
+        metavar="SPEC",
+        help="A checkpoint written by this toolkit, torchvision:NAME, or a built-in name such as "
+        "resnet56 (random init). Default: the embedded Fashion-MNIST ResNet.",
+    )(func)
+    return func
+
+
+def data_options(func: F) -> F:
+    """--dataset, --data-dir, --download, --limit, --batch-size, --device."""
+    func = click.option(
+        "--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."
+    )(func)
+    func = click.option("--batch-size", type=positive_int, default=256, show_default=True)(func)
+    func = click.option(
+        "--limit", type=positive_int, default=None, help="Evaluate only the first N images."
+    )(func)
+    func = click.option("--download", is_flag=True, help="Download the dataset (needs internet).")(
+        func
+    )
+    func = click.option(
+        "--data-dir", type=click.Path(), default=None, help="Where the dataset lives."
+    )(func)
+    func = click.option(
+        "--dataset",
+        default=None,
+        help="cifar10, cifar100, fashion-mnist, imagenet, synthetic, or embedded. Default: the "
+        "dataset the checkpoint was trained on, else the embedded test subset.",
+    )(func)
+    return func

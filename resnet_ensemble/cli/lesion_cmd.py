@@ -1,0 +1,70 @@
+"""The main command, ``ensemble-lesion --drop-block 3``: test error with blocks deleted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..engine import evaluate_routes
+from ..experiment import open_experiment
+from ..interventions import plan_route
+from .common import data_options, model_options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def lesion_options(func: F) -> F:
+    func = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(func)
+    func = data_options(func)
+    func = model_options(func)
+    func = click.option(
+        "--drop-block",
+        "drop_blocks",
+        type=int,
+        multiple=True,
+        metavar="INDEX",
+        help="Delete this block (0-based, as `ensemble-lesion blocks` lists); repeatable.",
+    )(func)
+    return func
+
+
+def run_lesion(drop_blocks: tuple[int, ...], as_json: bool, **options: Any) -> None:
+    """Evaluate the full network and the lesioned one on the same images in one pass."""
+    if len(set(drop_blocks)) != len(drop_blocks):
+        raise click.BadParameter("a block is given twice", param_hint="--drop-block")
+    exp = open_experiment(**options)
+    n = len(exp.blocks)
+    kept = [i for i in range(n) if i not in set(drop_blocks)]
+    for i in drop_blocks:
+        if not 0 <= i < n:
+            raise click.BadParameter(
+                f"block {i} is out of range: {exp.loaded.arch} has {n} blocks, 0..{n - 1} "
+                "(see `ensemble-lesion blocks`)",
+                param_hint="--drop-block",
+            )
+    plan_route(exp.anatomy, kept)  # refuses what cannot run before any image is read
+    full, lesioned = evaluate_routes(exp.model, exp.loader(), [range(n), kept])
+    record = {
+        **exp.describe(),
+        "dropped_blocks": list(drop_blocks),
+        "dropped_names": [exp.blocks[i].name for i in drop_blocks],
+        "error_full_pct": 100 * full,
+        "error_lesioned_pct": 100 * lesioned,
+        "difference_pct": 100 * (lesioned - full),
+    }
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    click.echo(f"model:    {record['model']}")
+    click.echo(f"dataset:  {record['dataset']}")
+    click.echo(f"images:   {record['images']}")
+    click.echo(f"error, full network:  {record['error_full_pct']:6.2f}%")
+    if drop_blocks:
+        names = ", ".join(f"{i} ({exp.blocks[i].name})" for i in drop_blocks)
+        click.echo(f"error, without {names}: {record['error_lesioned_pct']:6.2f}%")
+        click.echo(f"difference: {record['difference_pct']:+.2f} points")
+    else:
+        click.echo("no --drop-block given: pass --drop-block INDEX to delete a block")

@@ -1,0 +1,200 @@
+"""``ensemble-lesion train``: train a CIFAR-style ResNet with He et al.'s recipe, optionally with
+stochastic depth or the paper's effective-path training, writing a checkpoint every epoch.
+
+Holds the click command ``train``; the work is ``resnet_ensemble.training.train``. Runs under
+``torchrun`` for several GPUs (or CPU processes) unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..models import BUILTIN_ARCH_PATTERN, parse_arch
+from ..training import TrainConfig, check_output_path, history_path
+from ..training import train as run_training
+from .common import positive_int
+
+__all__ = ["train"]
+
+
+def _milestones(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected fractions such as 0.5,0.75, got {value!r}") from None
+    if not out or any(not 0 < m <= 1 for m in out):
+        raise click.BadParameter(f"each milestone must be a fraction in (0, 1], got {value!r}")
+    return out
+
+
+def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        parse_arch(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    return value.strip().lower()
+
+
+@click.command()
+@click.option(
+    "--arch",
+    default="resnet110",
+    show_default=True,
+    callback=_arch,
+    help=f"A built-in {BUILTIN_ARCH_PATTERN}.",
+)
+@click.option(
+    "--dataset",
+    default="cifar10",
+    show_default=True,
+    help="cifar10, cifar100, fashion-mnist, imagenet or synthetic (smoke tests only).",
+)
+@click.option("--data-dir", type=click.Path(), default=None, help="Where the dataset lives.")
+@click.option("--download", is_flag=True, help="Download the dataset (needs internet).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("checkpoint.pt"),
+    show_default=True,
+    help="Checkpoint to write (every epoch); the history goes to OUT_STEM.history.csv.",
+)
+@click.option("--epochs", type=positive_int, default=164, show_default=True)
+@click.option(
+    "--batch-size",
+    type=positive_int,
+    default=128,
+    show_default=True,
+    help="Global batch, split over torchrun processes.",
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
+@click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option(
+    "--schedule", type=click.Choice(["step", "cosine"]), default="step", show_default=True
+)
+@click.option(
+    "--milestones",
+    default="0.5,0.75",
+    show_default=True,
+    callback=_milestones,
+    help="Step schedule: fractions of the epochs where the lr is divided by 10.",
+)
+@click.option(
+    "--warmup-epochs",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Train at lr/10 first (He et al. warm ResNet-110 up for ~1 epoch).",
+)
+@click.option("--shortcut", type=click.Choice(["A", "B"]), default="A", show_default=True)
+@click.option(
+    "--stochastic-depth",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    metavar="P",
+    help="Stochastic depth with final survival probability P (Huang et al. use 0.5).",
+)
+@click.option(
+    "--active-blocks",
+    type=positive_int,
+    default=None,
+    metavar="K",
+    help="Effective-path training: each mini-batch runs K random blocks, the rest deleted.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast. Default: on for CUDA.")
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="channels_last memory format. Default: on for CUDA.",
+)
+@click.option("--resume", is_flag=True, help="Continue from the epoch saved in --out.")
+@click.option(
+    "--limit", type=positive_int, default=None, help="Use only the first N train (and test) images."
+)
+@click.option(
+    "--test-limit", type=positive_int, default=None, help="Evaluate on the first N test images."
+)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--quiet", is_flag=True, help="No per-epoch lines or progress bar.")
+def train(
+    arch: str,
+    dataset: str,
+    data_dir: str | None,
+    download: bool,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    schedule: str,
+    milestones: tuple[float, ...],
+    warmup_epochs: float,
+    shortcut: str,
+    stochastic_depth: float | None,
+    active_blocks: int | None,
+    seed: int,
+    device: str,
+    amp: bool | None,
+    channels_last: bool | None,
+    resume: bool,
+    limit: int | None,
+    test_limit: int | None,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """Train a CIFAR ResNet (He et al. 2016): SGD 0.9, wd 1e-4, lr 0.1 / 10 at 50% and 75%.
+
+    Writes --out atomically after every epoch (with optimizer state, for --resume) and a CSV
+    history beside it. Under torchrun it trains with DistributedDataParallel.
+    """
+    out = check_output_path(out)
+    n_blocks = 3 * (parse_arch(arch)["depth"] - 2) // 6
+    if active_blocks is not None and active_blocks > n_blocks:
+        raise ValueError(
+            f"--active-blocks {active_blocks} is more than the {n_blocks} residual blocks of {arch}"
+        )
+    config = TrainConfig(
+        arch=arch,
+        dataset=dataset,
+        data_dir=data_dir,
+        download=download,
+        out=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,  # type: ignore[arg-type]
+        milestones=milestones,
+        warmup_epochs=warmup_epochs,
+        shortcut=shortcut,
+        stochastic_depth=stochastic_depth,
+        active_blocks=active_blocks,
+        seed=seed,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        resume=resume,
+        limit=limit,
+        test_limit=test_limit,
+        num_workers=workers,
+        log=None if quiet else click.echo,
+    )
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    if dataset.strip().lower() == "synthetic" and not quiet and main_process:
+        click.echo("note: synthetic data: a smoke test, not a benchmark")
+    result = run_training(config, progress=not quiet)
+    if not main_process:
+        return
+    plural = "" if result.epochs == 1 else "s"
+    click.echo(
+        f"wrote {result.checkpoint} ({arch} on {dataset}, {result.epochs} epoch{plural}): "
+        f"test error {100 * result.final_test_error:.2f}%; "
+        f"history in {history_path(result.checkpoint)}"
+    )

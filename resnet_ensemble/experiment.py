@@ -1,0 +1,121 @@
+"""A model and the data to test it on, resolved once and shared by every analysis.
+
+Holds ``Experiment`` and ``open_experiment``, which turn what a user typed (a model spec, a
+dataset name, a data folder) into a loaded model, its anatomy and a test loader, checking that
+the two fit, and ``describe`` the pair for results metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .anatomy import Anatomy, Block, anatomy
+from .checkpoints import LoadedModel, load_model, resolve_device
+from .data import DatasetInfo, dataset_info, load_dataset, make_loader
+
+__all__ = ["Experiment", "open_experiment"]
+
+
+@dataclass
+class Experiment:
+    """A loaded model in eval mode and its test split."""
+
+    loaded: LoadedModel
+    dataset_name: str
+    info: DatasetInfo
+    dataset: Dataset
+    batch_size: int
+    split: str = "test"
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @cached_property
+    def anatomy(self) -> Anatomy:
+        return anatomy(self.model)
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        return self.anatomy.blocks
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def shard(self, rank: int = 0, world: int = 1) -> Dataset:
+        """Every ``world``-th image from ``rank``: shards cover the set with no image twice."""
+        if world == 1:
+            return self.dataset
+        return Subset(self.dataset, range(rank, len(self.dataset), world))
+
+    def loader(self, rank: int = 0, world: int = 1) -> DataLoader:
+        return make_loader(self.shard(rank, world), batch_size=self.batch_size, shuffle=False)
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata for results: what was evaluated, on what."""
+        loaded = self.loaded
+        return {
+            "model": loaded.arch + (" (random init)" if loaded.random_init else ""),
+            "model_spec": loaded.spec,
+            "checkpoint_sha256": loaded.sha256,
+            "num_blocks": len(self.blocks),
+            "dataset": self.dataset_name
+            + (" (synthetic, smoke test only)" if self.info.synthetic else ""),
+            "split": self.split,
+            "images": len(self.dataset),
+            "synthetic_data": self.info.synthetic,
+            "device": str(self.device),
+        }
+
+
+def _default_dataset(loaded: LoadedModel) -> str:
+    if loaded.spec in ("embedded", None):
+        return "embedded"
+    if loaded.dataset:
+        return loaded.dataset
+    raise ValueError(f"{loaded.spec} does not say which data it was trained on: pass --dataset")
+
+
+def open_experiment(
+    model_spec: str | None = None,
+    *,
+    weights_file: str | None = None,
+    weights: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    limit: int | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+) -> Experiment:
+    """Load a model and its test data, and check that they fit each other.
+
+    Raises:
+        ValueError / FileNotFoundError: with one line saying what is wrong and what to do.
+    """
+    target = resolve_device(device)
+    info = dataset_info(dataset) if dataset else None
+    loaded = load_model(
+        model_spec,
+        weights_file=weights_file,
+        weights=weights,
+        num_classes=info.num_classes if info else None,
+        in_channels=info.in_channels if info else None,
+        device=str(target),
+    )
+    name = dataset or _default_dataset(loaded)
+    info = info or dataset_info(name)
+    if loaded.num_classes != info.num_classes or loaded.in_channels != info.in_channels:
+        raise ValueError(
+            f"{loaded.arch} takes {loaded.in_channels}-channel images and predicts "
+            f"{loaded.num_classes} classes, but {name} has {info.in_channels} channels and "
+            f"{info.num_classes} classes; pick a matching --dataset or --model"
+        )
+    data = load_dataset(name, "test", data_dir=data_dir, download=download, limit=limit)
+    return Experiment(loaded, name, info, data, batch_size)

@@ -1,0 +1,204 @@
+"""Results tables: tidy CSV rows appended atomically, a JSON sidecar of metadata, and resume.
+
+Holds:
+- ``atomic_write_bytes`` / ``atomic_write_text``: write to a temporary file beside the target,
+  fsync, then rename, so a reader never sees a half-written file and a kill loses nothing that
+  was already there
+- ``ResultsTable``: a CSV that grows one configuration at a time; each append rewrites the file
+  atomically, so a sweep killed at any moment leaves a readable table holding every finished
+  configuration; ``done`` tells a resumed sweep what to skip
+- ``run_metadata``: what every sidecar records (versions, command line, time)
+- ``check_writable``: refuse an unwritable output path before any work starts
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "ResultsTable",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_writable",
+    "read_table",
+    "run_metadata",
+    "sidecar_path",
+]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_writable(path: str | Path) -> Path:
+    """Refuse, before any work, an output path whose folder is missing, is a file, or is
+    read-only, or that is itself a folder."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder; give a file name")
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"cannot create the folder {parent}: {err.strerror or err}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"cannot write to {parent}: {err.strerror or err}") from None
+    return path
+
+
+def sidecar_path(table: str | Path) -> Path:
+    """``results.csv`` -> ``results.json``."""
+    return Path(table).with_suffix(".json")
+
+
+def run_metadata() -> dict[str, Any]:
+    """Versions, platform and command line: enough to say what produced a result."""
+    import numpy
+    import scipy
+    import torch
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {
+            "resnet_ensemble": __version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": numpy.__version__,
+            "scipy": scipy.__version__,
+            "pandas": pd.__version__,
+        },
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def read_table(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a results CSV, checking that it has the columns a consumer needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results table at {path}")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable CSV table ({type(err).__name__})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; it has {list(df.columns)}")
+    return df
+
+
+class ResultsTable:
+    """A tidy CSV table with a JSON sidecar, grown one finished configuration at a time.
+
+    ``key`` names the column that identifies a configuration (several rows may share it); a
+    resumed run asks ``done`` and skips those. Each ``append`` rewrites the whole file
+    atomically; tables here hold at most tens of thousands of rows, so this costs little and
+    makes a torn row impossible.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        columns: Sequence[str],
+        *,
+        key: str = "config",
+        metadata: Mapping[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.path = check_writable(path)
+        self.columns = list(columns)
+        self.key = key
+        self._buffer = io.StringIO()
+        self._frame = pd.DataFrame(columns=self.columns)
+        if resume and self.path.exists():
+            existing = read_table(self.path, required=self.columns)
+            self._frame = existing[self.columns]
+        elif self.path.exists() and not resume:
+            raise ValueError(
+                f"{self.path} already exists; pass --resume to continue it, or --overwrite to "
+                "start again"
+            )
+        self.metadata = dict(metadata or {})
+        if not resume or not sidecar_path(self.path).exists():
+            self.write_metadata(complete=False)
+
+    @classmethod
+    def overwrite(cls, path: str | Path) -> None:
+        """Remove an earlier table and its sidecar, for a fresh start."""
+        for p in (Path(path), sidecar_path(path)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    @property
+    def done(self) -> set[str]:
+        return set(self._frame[self.key].astype(str))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self._frame.copy()
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add the rows of finished configurations and persist the whole table atomically."""
+        if not rows:
+            return
+        unknown = set().union(*(r.keys() for r in rows)) - set(self.columns)
+        if unknown:
+            raise ValueError(f"unknown result columns {sorted(unknown)}")
+        new = pd.DataFrame(
+            [{c: r.get(c) for c in self.columns} for r in rows], columns=self.columns
+        )
+        frame = new if self._frame.empty else pd.concat([self._frame, new], ignore_index=True)
+        atomic_write_text(self.path, frame.to_csv(index=False))
+        self._frame = frame
+
+    def write_metadata(self, complete: bool, **extra: Any) -> None:
+        self.metadata.update(extra)
+        self.metadata["complete"] = complete
+        self.metadata["rows"] = len(self._frame)
+        atomic_write_text(sidecar_path(self.path), json.dumps(self.metadata, indent=2, default=str))

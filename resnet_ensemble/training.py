@@ -1,0 +1,823 @@
+"""Training CIFAR-style ResNets with He et al.'s (2016) recipe, and the paper's variants.
+
+Holds:
+- ``TrainConfig``: every knob of a run (arch, data, SGD recipe, schedule, stochastic depth,
+  effective-path training, device, precision, resume), with the published defaults
+- ``train``: the loop; writes an atomic checkpoint and a CSV history row after every epoch, and
+  resumes from the last one
+- ``TrainResult``: the trained model and its final errors
+- ``TrainingDiverged``: raised when the loss stops being finite
+- ``lr_factor``: the learning-rate multiplier at an iteration (warm-up, step or cosine)
+- ``check_output_path``, ``history_path``, ``hardware_info``
+
+Recipe (He et al. 2016, sec. 4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
+divided by 10 at 50% and 75% of 164 epochs (32k and 48k of 64k iterations), optionally a warm-up
+at lr/10 (they use 0.01 for about 400 iterations for ResNet-110). Effective-path training (Veit
+et al. 2016, sec. 6): each mini-batch runs only K randomly chosen blocks, the others deleted.
+
+Reproducibility: every epoch's randomness (shuffling, augmentation, stochastic depth, the blocks
+chosen for effective-path training) is seeded from (seed, epoch) alone, so a run resumed from a
+checkpoint continues exactly as the uninterrupted run would have (bit-identical on CPU).
+
+Distributed: launched by ``torchrun`` with WORLD_SIZE > 1 it trains with DistributedDataParallel
+(NCCL on CUDA, Gloo on CPU); ``batch_size`` is the global batch, split over the processes, and
+only rank 0 writes files or prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import platform
+import random
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
+
+from .anatomy import residual_blocks
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    atomic_write,
+    check_state_dict,
+    load_checkpoint,
+    package_version,
+    resolve_device,
+    save_checkpoint,
+)
+from .data import DatasetInfo, dataset_info, load_dataset, make_loader
+from .interventions import lesion
+from .models import build_builtin, parse_arch
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "check_output_path",
+    "hardware_info",
+    "history_path",
+    "lr_factor",
+    "train",
+]
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_error",
+    "test_loss",
+    "test_error",
+    "seconds",
+)
+
+# Recipe fields whose change on --resume alters the run (reported, not refused).
+_RECIPE_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "milestones",
+    "warmup_epochs",
+    "active_blocks",
+    "seed",
+    "limit",
+)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are He et al.'s CIFAR-10 ResNet-110 recipe."""
+
+    arch: str = "resnet110"
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    download: bool = False
+    out: Path = Path("checkpoint.pt")
+    epochs: int = 164
+    batch_size: int = 128  # global, split over DDP processes
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: Literal["step", "cosine"] = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs; lr / 10 at each
+    warmup_epochs: float = 0.0  # at lr / 10; He et al. warm ResNet-110 up for ~400 iterations
+    shortcut: str = "A"
+    stochastic_depth: float | None = None  # final survival probability (Huang et al.: 0.5)
+    active_blocks: int | None = None  # K: effective-path training (Veit et al., sec. 6)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None  # None: bf16 autocast on CUDA, off on CPU
+    channels_last: bool | None = None  # None: on for CUDA
+    resume: bool = False
+    limit: int | None = None  # train images (smoke tests); also limits test images by default
+    test_limit: int | None = None
+    num_workers: int = 2
+    log: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    def recipe(self) -> dict[str, Any]:
+        """The config as plain values, for checkpoint metadata."""
+        out = asdict(self)
+        out.pop("log", None)
+        out["out"] = str(self.out)
+        out["milestones"] = [float(m) for m in self.milestones]
+        return out
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` produced. ``model`` is the trained network in eval mode."""
+
+    model: nn.Module
+    checkpoint: Path
+    history_path: Path
+    history: list[dict[str, float]]
+    epochs: int
+    final_test_error: float
+    final_test_loss: float
+    final_train_loss: float
+    final_train_error: float
+    wall_seconds: float
+    resumed_from: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def history_path(out: str | os.PathLike[str]) -> Path:
+    """``ckpt.pt`` -> ``ckpt.history.csv``, beside the checkpoint."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.history.csv")
+
+
+def check_output_path(out: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, an output path that could not be written at the end."""
+    path = Path(out).expanduser()
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory; give a file name such as {path}/ckpt.pt")
+    if not parent.exists():
+        raise ValueError(f"--out {path}: folder {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise ValueError(f"--out {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: folder {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--out {path} exists and is not writable")
+    return path
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware_info(device: torch.device | str = "cpu", world_size: int = 1) -> dict[str, Any]:
+    """Where a run happened: CPU model, GPU name, library versions."""
+    device = torch.device(device)
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count() or 0,
+        "device": str(device),
+        "processes": world_size,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "resnet_ensemble": package_version(),
+    }
+    if device.type == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = str(torch.version.cuda)
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+def lr_factor(
+    step: int,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    schedule: Literal["step", "cosine"] = "step",
+    milestones: Sequence[float] = (0.5, 0.75),
+    warmup_epochs: float = 0.0,
+) -> float:
+    """The multiplier of the base lr at iteration ``step`` (0-based).
+
+    Warm-up: lr / 10 for the first ``warmup_epochs`` (He et al.'s constant warm-up, not a ramp).
+    Step: / 10 at each milestone, placed on the epoch boundary nearest ``fraction * epochs``
+    (0.5 and 0.75 of 164 -> epochs 82 and 123, the classic 32k and 48k iterations). Cosine:
+    from 1 to 0 over the iterations after the warm-up.
+    """
+    warm = round(warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return 0.1
+    if schedule == "cosine":
+        total = max(1, epochs * steps_per_epoch - warm)
+        t = min(1.0, (step - warm) / total)
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule != "step":
+        raise ValueError(f"schedule must be 'step' or 'cosine', got {schedule!r}")
+    boundaries = [math.floor(m * epochs + 0.5) * steps_per_epoch for m in milestones]
+    return 0.1 ** sum(step >= b for b in boundaries)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A 32-bit seed for one epoch that depends on (seed, epoch) only, with no collisions
+    between nearby seeds (unlike seed + epoch)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+def _seed_everything(value: int) -> None:
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def _rng_states() -> dict[str, Any]:
+    """The generators' states, recorded for inspection (resume reseeds from (seed, epoch))."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+        },
+        "python": {"version": py_state[0], "state": list(py_state[1])},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = list(torch.cuda.get_rng_state_all())
+    return states
+
+
+def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row[k] for k in HISTORY_COLUMNS})
+    atomic_write(path, buffer.getvalue())
+
+
+@dataclass
+class _Dist:
+    """This process's place in a torchrun launch (world 1 when not launched by torchrun)."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def all_sum(self, t: Tensor) -> Tensor:
+        if self.active:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+
+def _setup_distributed(requested: torch.device) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), requested
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = requested
+    if requested.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(
+                f"torchrun started {world} processes but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s); lower --nproc_per_node"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    owns = False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        owns = True
+    return _Dist(world, rank, local_rank, owns), device
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+class _Reporter:
+    """Per-step progress bar on a terminal; otherwise one line per epoch, and nothing else."""
+
+    def __init__(self, show: bool, log: Callable[[str], None] | None) -> None:
+        self.show = show
+        self.log = log or (click.echo if show else None)
+        self.bar_enabled = show and sys.stderr.isatty()
+
+    def say(self, text: str) -> None:
+        if self.log is not None:
+            self.log(text)
+
+    @contextlib.contextmanager
+    def bar(self, length: int, label: str) -> Iterator[Callable[[str], None]]:
+        if not self.bar_enabled:
+            yield lambda _text: None
+            return
+        with click.progressbar(
+            length=length,
+            label=label,
+            file=sys.stderr,
+            item_show_func=lambda text: text,
+            show_eta=True,
+        ) as bar:
+            yield lambda text: bar.update(1, current_item=text)
+
+
+def _check_config(config: TrainConfig, num_blocks: int) -> None:
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+    if not config.lr > 0:
+        raise ValueError(f"lr must be > 0, got {config.lr}")
+    if config.warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be >= 0, got {config.warmup_epochs}")
+    if any(not 0 < m <= 1 for m in config.milestones):
+        raise ValueError(
+            f"milestones are fractions of the epochs in (0, 1], got {config.milestones}"
+        )
+    if config.shortcut not in ("A", "B"):
+        raise ValueError(f"shortcut must be A or B, got {config.shortcut!r}")
+    plain = parse_arch(config.arch)["family"] == "plain"
+    if config.stochastic_depth is not None:
+        if not 0 < config.stochastic_depth <= 1:
+            raise ValueError(
+                f"stochastic depth survival must be in (0, 1], got {config.stochastic_depth}"
+            )
+        if plain:
+            raise ValueError(f"--stochastic-depth needs residual blocks; {config.arch} has none")
+    if config.active_blocks is not None:
+        if plain:
+            raise ValueError(
+                f"--active-blocks deletes blocks, which needs shortcuts; {config.arch} has none"
+            )
+        if not 1 <= config.active_blocks <= num_blocks:
+            raise ValueError(
+                f"--active-blocks {config.active_blocks} must be between 1 and the "
+                f"{num_blocks} residual blocks of {config.arch}"
+            )
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train ``config.arch`` on ``config.dataset`` and write ``config.out`` after every epoch.
+
+    Args:
+        config: the run; see ``TrainConfig``.
+        progress: print a line per epoch (and a progress bar on a terminal) through
+            ``config.log`` or ``click.echo``; False keeps quiet unless ``config.log`` is set.
+    Returns:
+        a ``TrainResult`` with the trained model and its final test error.
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
+        ValueError, FileNotFoundError: a bad configuration, output path or dataset.
+    Example:
+        >>> result = train(TrainConfig(arch="resnet20", dataset="cifar10", out=Path("r20.pt")))
+        >>> result.final_test_error
+    """
+    started = time.time()
+    out = check_output_path(config.out)
+    requested = resolve_device(config.device)
+    info = dataset_info(config.dataset)
+    parse_arch(config.arch)  # a bad name fails before any process group or data
+    world, device = _setup_distributed(requested)
+    try:
+        return _Run(config, progress, world, device, out, info, started).run()
+    finally:
+        if world.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _Run:
+    """One training run's state, set up in the order that fails cheapest first: model and
+    config checks, then data, then optimizer, then the checkpoint to resume."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        progress: bool,
+        world: _Dist,
+        device: torch.device,
+        out: Path,
+        info: DatasetInfo,
+        started: float,
+    ) -> None:
+        self.config, self.world, self.device, self.out, self.info = config, world, device, out, info
+        self.started = started
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.reporter = _Reporter(progress and world.main, config.log if world.main else None)
+        cuda = device.type == "cuda"
+        self.amp = cuda if config.amp is None else bool(config.amp)
+        self.channels_last = cuda if config.channels_last is None else bool(config.channels_last)
+        if config.batch_size % world.world:
+            raise ValueError(
+                f"--batch-size {config.batch_size} must divide evenly over {world.world} processes"
+            )
+        self.local_batch = config.batch_size // world.world
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+
+        # The same initial weights on every process (DDP also broadcasts rank 0's).
+        _seed_everything(config.seed)
+        self.arch_kwargs = {
+            "num_classes": info.num_classes,
+            "in_channels": info.in_channels,
+            "shortcut": config.shortcut,
+            "stochastic_depth": config.stochastic_depth,
+        }
+        self.core = build_builtin(config.arch, **self.arch_kwargs)
+        self.n_blocks = len(residual_blocks(self.core))
+        _check_config(config, self.n_blocks)
+        self.core.to(device)
+        if self.channels_last:
+            self.core.to(memory_format=torch.channels_last)
+
+        self._load_data()
+        self.optimizer = torch.optim.SGD(
+            self.core.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+        self.start_epoch, self.history, self.wall_before = 0, [], 0.0
+        if config.resume and out.exists():
+            self.start_epoch, self.history, self.wall_before = _restore(self)
+        elif config.resume:
+            self.reporter.say(f"no checkpoint at {out} yet; starting from epoch 0")
+        elif out.exists():
+            self.reporter.say(
+                f"note: {out} exists and will be overwritten after epoch 1 (--resume continues "
+                "it instead)"
+            )
+
+        self.model: nn.Module = self.core
+        if world.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(
+                self.core,
+                device_ids=[device.index] if cuda else None,
+                # Effective-path training leaves the deleted blocks' parameters without grads.
+                find_unused_parameters=config.active_blocks is not None,
+            )
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _load_data(self) -> None:
+        config, world = self.config, self.world
+        test_limit = config.test_limit if config.test_limit is not None else config.limit
+
+        def both() -> tuple[Dataset, Dataset]:
+            common = {"data_dir": config.data_dir, "download": config.download}
+            return (
+                load_dataset(
+                    config.dataset,
+                    "train",
+                    augment=True,
+                    limit=config.limit,
+                    seed=config.seed,
+                    **common,
+                ),
+                load_dataset(
+                    config.dataset,
+                    "test",
+                    augment=False,
+                    limit=test_limit,
+                    seed=config.seed,
+                    **common,
+                ),
+            )
+
+        # Rank 0 first, so that processes do not race to download the same files.
+        if world.main:
+            self.train_set, test_set = both()
+        world.barrier()
+        if not world.main:
+            self.train_set, test_set = both()
+        if len(self.train_set) == 0:  # type: ignore[arg-type]
+            raise ValueError(f"the {config.dataset} training split is empty")
+        self.num_test_images = len(test_set)  # type: ignore[arg-type]
+        self.sampler: DistributedSampler | None = None
+        if world.active:
+            self.sampler = DistributedSampler(
+                self.train_set, num_replicas=world.world, rank=world.rank, seed=config.seed
+            )
+            # An exact shard of the test set per process (DistributedSampler would pad it).
+            test_set = Subset(test_set, range(world.rank, self.num_test_images, world.world))
+        n_local = len(self.sampler) if self.sampler is not None else len(self.train_set)
+        self.steps_per_epoch = math.ceil(n_local / self.local_batch)
+        self.test_loader = make_loader(
+            test_set,
+            batch_size=max(self.local_batch, 256),
+            shuffle=False,
+            num_workers=config.num_workers,
+        )
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        return lr_factor(
+            step,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=c.epochs,
+            schedule=c.schedule,
+            milestones=c.milestones,
+            warmup_epochs=c.warmup_epochs,
+        )
+
+    def _train_loader(self, epoch: int, seed: int) -> Any:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        return make_loader(
+            self.train_set,
+            batch_size=self.local_batch,
+            shuffle=self.sampler is None,
+            sampler=self.sampler,
+            seed=seed,
+            num_workers=self.config.num_workers,
+        )
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        config = self.config
+        if self.start_epoch >= config.epochs:
+            self.reporter.say(
+                f"{self.out} is already trained for {self.start_epoch} epochs; nothing to do"
+            )
+        for epoch in range(self.start_epoch, config.epochs):
+            epoch_start = time.time()
+            seed = _epoch_seed(config.seed, epoch)
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            train_loss, train_error = self._train_epoch(epoch, seed)
+            test_loss, test_error = self._evaluate()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": train_loss,
+                "train_error": train_error,
+                "test_loss": test_loss,
+                "test_error": test_error,
+                "seconds": round(time.time() - epoch_start, 3),
+            }
+            self.history.append(row)
+            if self.world.main:
+                self._save(epoch + 1, seed)
+                self.reporter.say(
+                    f"epoch {epoch + 1}/{config.epochs}  lr {lr:.4g}  train loss "
+                    f"{train_loss:.4f} err {100 * train_error:.2f}%  test loss {test_loss:.4f} "
+                    f"err {100 * test_error:.2f}%  ({row['seconds']:.1f}s)"
+                )
+            self.world.barrier()
+        self.core.eval()
+        nan = math.nan
+        final = self.history[-1] if self.history else {}
+        return TrainResult(
+            model=self.core,
+            checkpoint=self.out,
+            history_path=history_path(self.out),
+            history=list(self.history),
+            epochs=max(self.start_epoch, len(self.history)),
+            final_test_error=float(final.get("test_error", nan)),
+            final_test_loss=float(final.get("test_loss", nan)),
+            final_train_loss=float(final.get("train_loss", nan)),
+            final_train_error=float(final.get("train_error", nan)),
+            wall_seconds=self._wall(),
+            resumed_from=self.start_epoch,
+            metadata=self._metadata(),
+        )
+
+    def _train_epoch(self, epoch: int, seed: int) -> tuple[float, float]:
+        """One pass over the training data; (mean loss, error) over all processes."""
+        config, device, world = self.config, self.device, self.world
+        # Augmentation and stochastic depth differ per process; the blocks kept do not.
+        _seed_everything(seed + world.rank)
+        choose = torch.Generator().manual_seed(seed)
+        self.model.train()
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, wrong, count
+        label = f"epoch {epoch + 1}/{config.epochs}"
+        with self.reporter.bar(self.steps_per_epoch, label) as tick:
+            for step, (x, y) in enumerate(self._train_loader(epoch, seed)):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with self._active_paths(choose):
+                    with _autocast(device, self.amp):
+                        logits = self.model(x)  # (B, num_classes)
+                    loss = F.cross_entropy(logits.float(), y)
+                    # Summed over processes, so that every process stops at the same step.
+                    loss_value = float(world.all_sum(loss.detach().clone())) / world.world
+                    if not math.isfinite(loss_value):
+                        raise TrainingDiverged(self._diverged(loss_value, epoch, step))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                with torch.no_grad():
+                    totals[0] += loss.detach().double() * y.numel()
+                    totals[1] += (logits.detach().argmax(1) != y).sum()
+                    totals[2] += y.numel()
+                tick(f"loss {loss_value:.3f}")
+        totals = world.all_sum(totals)
+        count = max(1.0, float(totals[2]))
+        return float(totals[0]) / count, float(totals[1]) / count
+
+    def _active_paths(self, choose: torch.Generator) -> contextlib.AbstractContextManager[Any]:
+        """Effective-path training: keep K blocks drawn uniformly at random, delete the rest."""
+        k = self.config.active_blocks
+        if k is None or k >= self.n_blocks:
+            return contextlib.nullcontext()
+        keep = set(torch.randperm(self.n_blocks, generator=choose)[:k].tolist())
+        return lesion(self.core, drop=[i for i in range(self.n_blocks) if i not in keep])
+
+    def _diverged(self, value: float, epoch: int, step: int) -> str:
+        what = "NaN" if math.isnan(value) else "infinite"
+        kept = (
+            f"the last good checkpoint (epoch {epoch}) is kept in {self.out}"
+            if epoch > 0
+            else "no checkpoint was written"
+        )
+        return (
+            f"loss became {what} at epoch {epoch + 1} step {step + 1}; lower --lr (now "
+            f"{self.config.lr:g}) or add --warmup-epochs 1; {kept}"
+        )
+
+    def _evaluate(self) -> tuple[float, float]:
+        """(mean loss, error) on the test split, summed over all processes."""
+        world = self.world
+        if world.active:  # evaluate rank 0's BN statistics everywhere: they are what is saved
+            for buffer in self.core.buffers():
+                dist.broadcast(buffer, src=0)
+        # The bare model: a DDP forward would need the same number of batches on every shard.
+        model = self.core.eval()
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, wrong, count
+        with torch.no_grad():
+            for x, y in self.test_loader:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with _autocast(self.device, self.amp):
+                    logits = model(x).float()
+                totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
+                totals[1] += (logits.argmax(1) != y).sum()
+                totals[2] += y.numel()
+        totals = world.all_sum(totals)
+        count = max(1.0, float(totals[2]))
+        return float(totals[0]) / count, float(totals[1]) / count
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _wall(self) -> float:
+        return self.wall_before + (time.time() - self.started)
+
+    def _metadata(self) -> dict[str, Any]:
+        c, last = self.config, (self.history[-1] if self.history else {})
+        return {
+            "arch": c.arch,
+            "dataset": c.dataset,
+            "synthetic": bool(self.info.synthetic),
+            "epochs": c.epochs,
+            "epochs_done": int(last.get("epoch", self.start_epoch)),
+            "seed": c.seed,
+            "recipe": c.recipe(),
+            "command": list(sys.argv),
+            "command_line": shlex.join(sys.argv),
+            "hardware": hardware_info(self.device, self.world.world),
+            "num_train_images": len(self.train_set),  # type: ignore[arg-type]
+            "num_test_images": self.num_test_images,
+            "num_blocks": self.n_blocks,
+            "amp": "bf16" if self.amp else None,
+            "channels_last": self.channels_last,
+            "started_at": self.started_at,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": round(self._wall(), 3),
+            **{
+                k: last[k]
+                for k in ("train_loss", "train_error", "test_loss", "test_error")
+                if k in last
+            },
+        }
+
+    def _save(self, epochs_done: int, seed: int) -> None:
+        save_checkpoint(
+            self.out,
+            self.core,
+            arch=self.config.arch,
+            arch_kwargs=self.arch_kwargs,
+            dataset=self.config.dataset,
+            metadata=self._metadata(),
+            optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=self.scheduler.state_dict(),
+            epoch=epochs_done,
+            normalization=(self.info.mean, self.info.std),
+            extra={"history": self.history, "rng": _rng_states(), "epoch_seed": seed},
+        )
+        _write_history(history_path(self.out), self.history)
+
+
+def _restore(run: _Run) -> tuple[int, list[dict[str, float]], float]:
+    """Load model, optimizer, schedule and history from ``run.out``; (epoch, history, wall).
+
+    The new config's recipe governs the rest of the run (the values are identical when it is
+    unchanged); a changed recipe is reported, a different model or dataset refused.
+    """
+    config, out, reporter = run.config, run.out, run.reporter
+    ckpt = load_checkpoint(out)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"--resume: {out} is not a resnet-ensemble checkpoint")
+    if ckpt.get("epoch") is None or ckpt.get("optimizer_state") is None:
+        raise ValueError(
+            f"--resume: {out} holds no optimizer state (a final or exported checkpoint); "
+            "train to a new --out instead"
+        )
+    stored = ckpt.get("arch_kwargs") or {}
+    same_model = ckpt.get("arch") == config.arch and all(
+        stored.get(k) == v for k, v in run.arch_kwargs.items()
+    )
+    if not same_model or ckpt.get("dataset") != config.dataset:
+        raise ValueError(
+            f"--resume: {out} is a {ckpt.get('arch')} {stored} trained on {ckpt.get('dataset')}, "
+            f"not {config.arch} {run.arch_kwargs} on {config.dataset}; use another --out"
+        )
+    old = (ckpt.get("metadata") or {}).get("recipe") or {}
+    new = config.recipe()
+    for key in _RECIPE_FIELDS:
+        if key in old and old[key] != new[key]:
+            reporter.say(
+                f"warning: resuming with {key} {new[key]} (the checkpoint used {old[key]})"
+            )
+    state = ckpt["state_dict"]
+    check_state_dict(run.core, state, str(out), config.arch)
+    run.core.load_state_dict(state)
+    optimizer, scheduler = run.optimizer, run.scheduler
+    try:
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise ValueError(f"--resume: the optimizer state in {out} does not fit ({err})") from None
+    epoch = int(ckpt["epoch"])
+    # The optimizer state would bring back the old lr, momentum and weight decay: recompute.
+    scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
+    scheduler.last_epoch = epoch * run.steps_per_epoch
+    lrs = [config.lr * fn(scheduler.last_epoch) for fn in scheduler.lr_lambdas]
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group.update(
+            lr=lr, initial_lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    scheduler._last_lr = lrs
+    extra = ckpt.get("extra") or {}
+    history = [dict(r) for r in extra.get("history", [])][:epoch]
+    wall = float((ckpt.get("metadata") or {}).get("wall_seconds") or 0.0)
+    reporter.say(f"resuming {out} from epoch {epoch}")
+    return epoch, history, wall

@@ -1,0 +1,313 @@
+"""Training: the loop learns, checkpoints reload exactly, resume is bit-identical, effective-path
+training runs K blocks per step, divergence keeps the last good checkpoint, and the CLI works.
+
+Every run is a resnet8/resnet14 on a few hundred synthetic images, on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from resnet_ensemble import training
+from resnet_ensemble.checkpoints import load_checkpoint, load_model
+from resnet_ensemble.cli import cli
+from resnet_ensemble.training import (
+    HISTORY_COLUMNS,
+    TrainConfig,
+    TrainingDiverged,
+    history_path,
+    lr_factor,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Stop(Exception):
+    """Raised from the log callback to simulate a run killed after an epoch was saved."""
+
+
+def config(tmp_path: Path, name: str = "ckpt.pt", **overrides) -> TrainConfig:
+    base = {
+        "arch": "resnet8",
+        "dataset": "synthetic",
+        "out": tmp_path / name,
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.05,
+        "limit": 64,
+        "test_limit": 64,
+        "device": "cpu",
+        "num_workers": 0,
+    }
+    return TrainConfig(**{**base, **overrides})
+
+
+def read_history(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_learns_and_checkpoint_reloads_exactly(tmp_path: Path) -> None:
+    result = train(config(tmp_path, epochs=2, limit=256, lr=0.1, test_limit=128), progress=False)
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    assert result.final_test_error < 0.75  # 10 classes: chance is 0.9
+    loaded = load_model(result.checkpoint)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), result.model(x))
+    meta = loaded.metadata
+    assert meta["epochs_done"] == 2 and meta["seed"] == 0 and meta["synthetic"] is True
+    assert meta["test_error"] == pytest.approx(result.final_test_error)
+    assert meta["command"] == sys.argv and meta["hardware"]["torch"] == str(torch.__version__)
+    assert meta["wall_seconds"] > 0 and meta["recipe"]["lr"] == 0.1
+    rows = read_history(history_path(result.checkpoint))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert list(rows[0]) == list(HISTORY_COLUMNS)
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path) -> None:
+    whole = train(config(tmp_path, "whole.pt", stochastic_depth=0.5), progress=False)
+
+    def die_after_first_epoch(line: str) -> None:
+        if line.startswith("epoch 1/2"):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(
+            config(tmp_path, "split.pt", stochastic_depth=0.5, log=die_after_first_epoch),
+            progress=False,
+        )
+    assert load_checkpoint(tmp_path / "split.pt")["epoch"] == 1
+    assert len(read_history(tmp_path / "split.history.csv")) == 1
+    resumed = train(config(tmp_path, "split.pt", stochastic_depth=0.5, resume=True), False)
+    assert resumed.resumed_from == 1 and resumed.epochs == 2
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = [
+        {k: v for k, v in r.items() if k != "seconds"}
+        for r in read_history(tmp_path / "split.history.csv")
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if k != "seconds"}
+        for r in read_history(tmp_path / "whole.history.csv")
+    ]
+    # Resuming a finished run does nothing and says so.
+    said: list[str] = []
+    again = train(config(tmp_path, "split.pt", stochastic_depth=0.5, resume=True, log=said.append))
+    assert again.epochs == 2 and any("nothing to do" in s for s in said)
+
+
+def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
+    train(config(tmp_path, epochs=1, limit=32), progress=False)
+    with pytest.raises(ValueError, match="--resume: .* is a resnet8 .* not resnet14"):
+        train(config(tmp_path, arch="resnet14", epochs=1, limit=32, resume=True), False)
+
+
+def test_effective_path_training_runs_k_blocks_per_step(tmp_path: Path, monkeypatch) -> None:
+    """Counted with forward hooks on each block's second convolution (the residual branch),
+    independently of how blocks are deleted."""
+    events: list[str] = []
+    real_build = training.build_builtin
+
+    def build_and_watch(*args, **kwargs) -> nn.Module:
+        model = real_build(*args, **kwargs)
+        for name, module in model.named_modules():
+            if name.endswith(".conv2"):
+                module.register_forward_hook(
+                    lambda m, i, o, name=name: events.append(name) if m.training else None
+                )
+        model.fc.register_forward_hook(lambda m, i, o: events.append("|") if m.training else None)
+        return model
+
+    monkeypatch.setattr(training, "build_builtin", build_and_watch)
+    k = 2
+    train(
+        config(tmp_path, arch="resnet14", active_blocks=k, epochs=1, limit=320, test_limit=32),
+        False,
+    )
+    steps: list[list[str]] = [[]]
+    for e in events:
+        if e == "|":
+            steps.append([])
+        else:
+            steps[-1].append(e)
+    steps = steps[:-1]
+    assert len(steps) == 10  # 320 images / batch 32
+    assert all(len(s) == k and len(set(s)) == k for s in steps)
+    chosen = Counter(name for s in steps for name in s)
+    assert len(chosen) >= 4  # the subset changes from step to step (6 blocks in resnet14)
+    assert len({tuple(sorted(s)) for s in steps}) > 1
+
+
+def test_active_blocks_larger_than_the_network_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="between 1 and the 3 residual blocks of resnet8"):
+        train(config(tmp_path, active_blocks=4), progress=False)
+    with pytest.raises(ValueError, match="needs shortcuts"):
+        train(config(tmp_path, arch="plain8", active_blocks=2), progress=False)
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch):
+    poisoned = {"on": False}
+    real_load = training.load_dataset
+
+    class Poison(torch.utils.data.Dataset):
+        def __init__(self, base) -> None:
+            self.base = base
+
+        def __len__(self) -> int:
+            return len(self.base)
+
+        def __getitem__(self, i):
+            x, y = self.base[i]
+            return (x * float("nan") if poisoned["on"] else x), y
+
+    monkeypatch.setattr(training, "load_dataset", lambda *a, **k: Poison(real_load(*a, **k)))
+    out = tmp_path / "ckpt.pt"
+    digest: dict[str, str] = {}
+
+    def poison_after_first_epoch(line: str) -> None:
+        if line.startswith("epoch 1/"):
+            digest["after_epoch_1"] = hashlib.sha256(out.read_bytes()).hexdigest()
+            poisoned["on"] = True
+
+    with pytest.raises(TrainingDiverged) as info:
+        train(config(tmp_path, log=poison_after_first_epoch), progress=False)
+    message = str(info.value)
+    assert message.startswith("loss became NaN at epoch 2 step 1; lower --lr")
+    assert "\n" not in message and "kept in" in message
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == digest["after_epoch_1"]
+    assert load_model(out).metadata["epochs_done"] == 1
+
+
+def test_lr_schedule_follows_he_et_al() -> None:
+    kw = {"steps_per_epoch": 391, "epochs": 164}
+    assert lr_factor(0, **kw) == 1.0
+    assert lr_factor(82 * 391 - 1, **kw) == 1.0 and lr_factor(82 * 391, **kw) == pytest.approx(0.1)
+    assert lr_factor(123 * 391, **kw) == pytest.approx(0.01)
+    assert lr_factor(0, warmup_epochs=1, **kw) == pytest.approx(0.1)
+    assert lr_factor(391, warmup_epochs=1, **kw) == 1.0
+    assert lr_factor(164 * 391, schedule="cosine", **kw) == pytest.approx(0.0)
+    assert lr_factor(82 * 391, schedule="cosine", **kw) == pytest.approx(0.5)
+
+
+def test_cli_train_writes_checkpoint_and_history(tmp_path: Path) -> None:
+    out = tmp_path / "cli.pt"
+    args = [
+        "train",
+        "--arch",
+        "resnet8",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "synthetic" in result.output and f"wrote {out}" in result.output
+    assert load_model(out).metadata["epochs_done"] == 1
+    assert len(read_history(tmp_path / "cli.history.csv")) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "needle"),
+    [
+        (["--epochs", "0"], 2, "--epochs"),
+        (["--batch-size", "0"], 2, "--batch-size"),
+        (["--stochastic-depth", "1.5"], 2, "--stochastic-depth"),
+        (["--active-blocks", "0"], 2, "--active-blocks"),
+        (["--schedule", "linear"], 2, "--schedule"),
+        (["--arch", "resnet9"], 2, "6n + 2"),
+        (["--active-blocks", "9"], 1, "more than the 3 residual blocks"),
+        (["--out", "{tmp}/missing/ckpt.pt"], 1, "does not exist"),
+        (["--out", "{tmp}"], 1, "is a directory"),
+    ],
+)
+def test_cli_train_refuses_bad_values_early(tmp_path: Path, extra, code, needle) -> None:
+    extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
+    base = [
+        "train",
+        "--arch",
+        "resnet8",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(tmp_path / "x.pt"),
+        "--limit",
+        "32",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(cli, base + extra)
+    assert result.exit_code == code, result.output
+    assert needle in result.output
+    if code == 1:
+        assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
+    """DDP with Gloo: two processes train one model; only rank 0 writes."""
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "resnet_ensemble",
+        "train",
+        "--arch",
+        "resnet8",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--limit",
+        "128",
+        "--batch-size",
+        "32",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--active-blocks",
+        "2",
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("wrote ") == 1
+    meta = load_model(out).metadata
+    assert meta["hardware"]["processes"] == 2 and meta["num_test_images"] == 128
+    assert len(read_history(tmp_path / "ddp.history.csv")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.history.csv", "ddp.pt"]
