@@ -57,11 +57,17 @@ class Experiment:
     def loader(self, rank: int = 0, world: int = 1) -> DataLoader:
         return make_loader(self.shard(rank, world), batch_size=self.batch_size, shuffle=False)
 
+    @property
+    def variant(self) -> str:
+        """How the network was built and trained: what the paper's figures compare."""
+        return model_variant(self.loaded)
+
     def describe(self) -> dict[str, Any]:
         """Metadata for results: what was evaluated, on what."""
         loaded = self.loaded
         return {
             "model": loaded.arch + (" (random init)" if loaded.random_init else ""),
+            "variant": self.variant,
             "model_spec": loaded.spec,
             "checkpoint_sha256": loaded.sha256,
             "num_blocks": len(self.blocks),
@@ -72,6 +78,18 @@ class Experiment:
             "synthetic_data": self.info.synthetic,
             "device": str(self.device),
         }
+
+
+def model_variant(loaded: LoadedModel) -> str:
+    """"plain", "stochastic depth", "effective paths" or "residual"."""
+    if loaded.arch.startswith("plain"):
+        return "plain"
+    recipe = (loaded.metadata or {}).get("recipe") or {}
+    if recipe.get("active_blocks"):
+        return "effective paths"
+    if any(getattr(m, "survival", 1.0) < 1.0 for m in loaded.model.modules()):
+        return "stochastic depth"
+    return "residual"
 
 
 def _default_dataset(loaded: LoadedModel) -> str:

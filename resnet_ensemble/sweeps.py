@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 SWEEP_COLUMNS = [
+    "model",
+    "variant",
     "sweep",
     "config",
     "route",
@@ -235,6 +237,8 @@ def run_sweep(
         rows = [
             {
                 **s.fields,
+                "model": exp.describe()["model"],
+                "variant": exp.variant,
                 "config": s.config,
                 "route": format_route(s.route),
                 "error": w / images if images else math.nan,

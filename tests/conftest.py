@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from resnet_ensemble.models import cifar_resnet
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the Fashion-MNIST decompression cache out of the user's home during tests."""
+    os.environ.setdefault("RESNET_ENSEMBLE_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
