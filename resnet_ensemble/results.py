@@ -38,6 +38,12 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all at once: temp file in the same folder, fsync, rename."""
     path = Path(path)
@@ -47,6 +53,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the permissions a plain open would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -101,8 +109,11 @@ def run_metadata() -> dict[str, Any]:
 
     from . import __version__
 
+    prog = Path(sys.argv[0]).name
+    if prog == "__main__.py":  # python -m resnet_ensemble (and torchrun -m resnet_ensemble)
+        prog = f"python -m {Path(sys.argv[0]).parent.name}"
     return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join([prog, *sys.argv[1:]]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -118,19 +129,50 @@ def run_metadata() -> dict[str, Any]:
     }
 
 
-def read_table(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a results CSV, checking that it has the columns a consumer needs."""
+def read_table(path: str | Path, required: Iterable[str] = (), **read_csv: Any) -> pd.DataFrame:
+    """Read a results CSV, checking that it has the columns a consumer needs; ``read_csv``
+    goes to ``pandas.read_csv``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no results table at {path}")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, **read_csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a readable CSV table ({type(err).__name__})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}; it has {list(df.columns)}")
     return df
+
+
+#: Metadata that must be the same for a resumed table to continue the same experiment.
+RESUME_KEYS = (
+    "model",
+    "checkpoint_sha256",
+    "dataset",
+    "split",
+    "images",
+    "sweep",
+    "seed",
+    "samples",
+    "max_k",
+    "max_swaps",
+)
+
+
+def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> None:
+    """Refuse to resume a table whose sidecar records another model, data or settings: the
+    skipped configurations would silently come from a different experiment."""
+    try:
+        earlier = json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError):
+        return  # no readable sidecar: nothing to compare with
+    for key in RESUME_KEYS:
+        if key in earlier and key in metadata and earlier[key] != metadata[key]:
+            raise ValueError(
+                f"cannot resume {path}: it was made with {key}={earlier[key]!r}, this run has "
+                f"{key}={metadata[key]!r}; use the same settings, or --overwrite to start again"
+            )
 
 
 class ResultsTable:
@@ -157,8 +199,13 @@ class ResultsTable:
         self._buffer = io.StringIO()
         self._frame = pd.DataFrame(columns=self.columns)
         if resume and self.path.exists():
-            existing = read_table(self.path, required=self.columns)
-            self._frame = existing[self.columns]
+            # Kept as the text it was written as: re-inferred dtypes would turn an integer
+            # column with gaps into floats ("3" -> "3.0") when the table is written again.
+            existing = read_table(
+                self.path, required=self.columns, dtype=str, keep_default_na=False
+            )
+            self._frame = existing[self.columns].astype(object)
+            _check_same_experiment(self.path, dict(metadata or {}))
         elif self.path.exists() and not resume:
             raise ValueError(
                 f"{self.path} already exists; pass --resume to continue it, or --overwrite to "
@@ -181,7 +228,8 @@ class ResultsTable:
 
     @property
     def frame(self) -> pd.DataFrame:
-        return self._frame.copy()
+        """The table as ``read_table`` would return it (types inferred from the CSV)."""
+        return pd.read_csv(io.StringIO(self._frame.to_csv(index=False)))
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Add the rows of finished configurations and persist the whole table atomically."""
@@ -190,8 +238,10 @@ class ResultsTable:
         unknown = set().union(*(r.keys() for r in rows)) - set(self.columns)
         if unknown:
             raise ValueError(f"unknown result columns {sorted(unknown)}")
+        # Object columns keep each value's own type, so the CSV text of a row does not depend
+        # on which other rows share its chunk (an int column with a gap would become float).
         new = pd.DataFrame(
-            [{c: r.get(c) for c in self.columns} for r in rows], columns=self.columns
+            [{c: r.get(c) for c in self.columns} for r in rows], columns=self.columns, dtype=object
         )
         frame = new if self._frame.empty else pd.concat([self._frame, new], ignore_index=True)
         atomic_write_text(self.path, frame.to_csv(index=False))

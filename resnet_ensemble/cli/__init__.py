@@ -24,8 +24,15 @@ class _Group(click.Group):
     """A group whose errors follow the one-line contract."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with fail_cleanly():
-            return super().invoke(ctx)
+        before = os.environ.get(DEBUG_ENV)
+        try:
+            with fail_cleanly():
+                return super().invoke(ctx)
+        finally:  # --debug lasts one invocation, also for in-process callers (tests, notebooks)
+            if before is None:
+                os.environ.pop(DEBUG_ENV, None)
+            else:
+                os.environ[DEBUG_ENV] = before
 
 
 @click.group(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -95,15 +96,24 @@ def sweep(
     path = Path(out or f"results/sweep_{kind}.csv")
     dist = from_environment()
     try:
+        problem = None
         if dist.is_main:
-            check_writable(path)
-            if overwrite:
-                ResultsTable.overwrite(path)
-            elif path.exists() and not resume:
-                raise ValueError(
-                    f"{path} already exists; pass --resume to continue it or "
-                    "--overwrite to start again"
-                )
+            try:
+                check_writable(path)
+                if path.exists() and not (resume or overwrite):
+                    raise ValueError(
+                        f"{path} already exists; pass --resume to continue it or "
+                        "--overwrite to start again"
+                    )
+            except ValueError as err:
+                problem = str(err)
+        # Every rank learns rank 0's verdict, so that all stop with its message (not with a
+        # lost connection when rank 0 leaves the process group).
+        problem = dist.from_main(problem)
+        if problem:
+            raise ValueError(problem)
+        if dist.is_main and overwrite:
+            ResultsTable.overwrite(path)
         options["device"] = dist.device(options["device"])
         exp = open_experiment(**options)
         if kind == "single":
@@ -142,7 +152,7 @@ def sweep(
         with click.progressbar(
             length=todo * shard,
             label=f"sweep {kind}",
-            file=click.get_text_stream("stderr"),
+            file=sys.stderr,
             show_eta=True,
         ) as bar:
             run_sweep(

@@ -1,0 +1,293 @@
+"""Results tables: atomic writes, resume semantics, output-path checks and table reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from resnet_ensemble import results
+from resnet_ensemble.results import (
+    ResultsTable,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable,
+    read_table,
+    run_metadata,
+    sidecar_path,
+)
+
+COLUMNS = ["config", "k", "sample", "error"]
+
+
+def _rows(*configs: str) -> list[dict]:
+    """Rows like a sweep's: the baseline has no ``sample`` (a gap in an integer column)."""
+    out = []
+    for c in configs:
+        if c == "baseline":
+            out.append({"config": c, "k": 0, "error": 0.25})
+        else:
+            k, s = (int(part.split("=")[1]) for part in c.split(","))
+            out.append({"config": c, "k": k, "sample": s, "error": 1 / (k + s + 3)})
+    return out
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def test_atomic_write_leaves_only_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "table.csv"
+    atomic_write_text(target, "a,b\n1,2\n")
+    atomic_write_text(target, "a,b\n3,4\n")
+    atomic_write_bytes(tmp_path / "blob.bin", b"\x00\x01")
+    assert target.read_text() == "a,b\n3,4\n"
+    assert (tmp_path / "blob.bin").read_bytes() == b"\x00\x01"
+    assert _files(tmp_path) == ["blob.bin", "table.csv"]
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    """A results file must be as readable as one written with open() (mkstemp makes 0600)."""
+    plain = tmp_path / "plain.csv"
+    plain.write_text("x\n")
+    atomic_write_text(tmp_path / "atomic.csv", "x\n")
+    mode = stat.S_IMODE((tmp_path / "atomic.csv").stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode)
+
+
+@pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
+def test_a_failed_write_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    target = tmp_path / "table.csv"
+    atomic_write_text(target, "old,table\n1,2\n")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    if failing == "write":
+        real_fdopen = os.fdopen
+
+        class FailingFile:
+            def __init__(self, f) -> None:  # noqa: ANN001
+                self.f = f
+
+            def __enter__(self) -> FailingFile:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self.f.close()
+
+            def write(self, data: bytes) -> None:
+                self.f.write(data[: len(data) // 2])  # half of it lands, then the disk is full
+                boom()
+
+        monkeypatch.setattr(
+            results.os, "fdopen", lambda fd, mode: FailingFile(real_fdopen(fd, mode))
+        )
+    else:
+        monkeypatch.setattr(results.os, failing, boom)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(target, "new,table\n" + "3,4\n" * 1000)
+    monkeypatch.undo()
+    assert target.read_text() == "old,table\n1,2\n"
+    assert _files(tmp_path) == ["table.csv"]  # the temporary file is gone too
+
+
+def test_a_failed_append_keeps_the_table_and_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = ResultsTable(tmp_path / "t.csv", COLUMNS)
+    table.append(_rows("baseline"))
+    before = (tmp_path / "t.csv").read_text()
+    monkeypatch.setattr(results.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("full")))
+    with pytest.raises(OSError):
+        table.append(_rows("k=1,sample=0"))
+    monkeypatch.undo()
+    assert (tmp_path / "t.csv").read_text() == before
+    assert table.done == {"baseline"}  # the failed rows are not counted as done either
+
+
+# ----------------------------------------------------------------------------------------------
+# ResultsTable
+
+
+def test_table_grows_and_has_a_sidecar(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "t.csv"  # a missing folder is created
+    table = ResultsTable(path, COLUMNS, metadata={"model": "m", "seed": 0})
+    assert path.parent.is_dir()
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["model"] == "m" and meta["complete"] is False
+    table.append(_rows("baseline", "k=1,sample=0"))
+    table.append(_rows("k=1,sample=1"))
+    table.append([])
+    df = pd.read_csv(path)
+    assert list(df.columns) == COLUMNS
+    assert df["config"].tolist() == ["baseline", "k=1,sample=0", "k=1,sample=1"]
+    assert df["error"].tolist() == [0.25, 1 / 4, 1 / 5]
+    assert table.done == {"baseline", "k=1,sample=0", "k=1,sample=1"}
+    table.write_metadata(complete=True, seconds=1.5)
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["complete"] is True and meta["rows"] == 3 and meta["seconds"] == 1.5
+
+
+def test_rows_are_written_the_same_whatever_the_chunking(tmp_path: Path) -> None:
+    """An integer column with a gap (the baseline has no sample) must not turn into floats
+    when rows are written together: the CSV text cannot depend on the chunk size."""
+    rows = _rows("baseline", "k=1,sample=0", "k=1,sample=1", "k=2,sample=0")
+    together = ResultsTable(tmp_path / "together.csv", COLUMNS)
+    together.append(rows)
+    one_by_one = ResultsTable(tmp_path / "one.csv", COLUMNS)
+    for r in rows:
+        one_by_one.append([r])
+    text = (tmp_path / "together.csv").read_text()
+    assert text == (tmp_path / "one.csv").read_text()
+    assert text.splitlines()[1:3] == ["baseline,0,,0.25", '"k=1,sample=0",1,0,0.25']
+
+
+def test_existing_table_is_refused_without_resume(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    ResultsTable(path, COLUMNS).append(_rows("baseline"))
+    before = path.read_text()
+    with pytest.raises(ValueError, match=r"already exists; pass --resume .* --overwrite") as err:
+        ResultsTable(path, COLUMNS)
+    assert "\n" not in str(err.value)
+    assert path.read_text() == before
+
+
+def test_resume_skips_done_configurations_and_keeps_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    meta = {"model": "resnet20", "seed": 0, "images": 100}
+    first = ResultsTable(path, COLUMNS, metadata=meta)
+    first.append(_rows("baseline", "k=1,sample=0"))
+    written = path.read_text()
+
+    resumed = ResultsTable(path, COLUMNS, metadata=meta, resume=True)
+    assert resumed.done == {"baseline", "k=1,sample=0"}
+    resumed.append(_rows("k=1,sample=1"))
+    text = path.read_text()
+    assert text.startswith(written)  # earlier rows byte for byte: "0" never becomes "0.0"
+    assert text == written + '"k=1,sample=1",1,1,0.2\n'
+
+    uninterrupted = ResultsTable(tmp_path / "u.csv", COLUMNS, metadata=meta)
+    uninterrupted.append(_rows("baseline", "k=1,sample=0", "k=1,sample=1"))
+    assert (tmp_path / "u.csv").read_text() == text
+    frame = resumed.frame  # typed as read_table would type it
+    assert frame["error"].tolist() == [0.25, 0.25, 0.2]
+    assert frame["k"].tolist() == [0, 1, 1]
+
+
+def test_resume_without_a_table_starts_one(tmp_path: Path) -> None:
+    table = ResultsTable(tmp_path / "t.csv", COLUMNS, resume=True)
+    assert table.done == set()
+    assert sidecar_path(tmp_path / "t.csv").is_file()
+
+
+def test_resume_refuses_a_table_from_another_experiment(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    ResultsTable(path, COLUMNS, metadata={"model": "resnet20", "seed": 0}).append(_rows("baseline"))
+    with pytest.raises(ValueError, match=r"made with seed=0, this run has seed=1") as err:
+        ResultsTable(path, COLUMNS, metadata={"model": "resnet20", "seed": 1}, resume=True)
+    assert "\n" not in str(err.value)
+    ResultsTable(path, COLUMNS, metadata={"model": "resnet20", "seed": 0}, resume=True)
+
+
+def test_resume_refuses_a_table_with_other_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("config,wrong\nbaseline,1\n")
+    with pytest.raises(ValueError, match=r"lacks the columns \['k', 'sample', 'error'\]") as err:
+        ResultsTable(path, COLUMNS, resume=True)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_columns_are_refused(tmp_path: Path) -> None:
+    table = ResultsTable(tmp_path / "t.csv", COLUMNS)
+    with pytest.raises(ValueError, match="unknown result columns"):
+        table.append([{"config": "x", "typo": 1}])
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_overwrite_removes_table_and_sidecar(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    ResultsTable(path, COLUMNS).append(_rows("baseline"))
+    ResultsTable.overwrite(path)
+    assert _files(tmp_path) == []
+    ResultsTable.overwrite(path)  # nothing there: still fine
+
+
+# ----------------------------------------------------------------------------------------------
+# check_writable and read_table
+
+
+def test_check_writable_accepts_a_normal_path(tmp_path: Path) -> None:
+    assert check_writable(tmp_path / "new" / "deeper" / "t.csv") == tmp_path / "new/deeper/t.csv"
+    assert (tmp_path / "new" / "deeper").is_dir()
+    assert _files(tmp_path / "new" / "deeper") == []  # the probe file is cleaned up
+
+
+def test_check_writable_refuses_a_parent_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        check_writable(tmp_path / "afile" / "t.csv")
+    with pytest.raises(ValueError, match="cannot create the folder"):
+        check_writable(tmp_path / "afile" / "missing" / "t.csv")
+
+
+def test_check_writable_refuses_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "out.csv").mkdir()
+    with pytest.raises(ValueError, match="it is a folder"):
+        check_writable(tmp_path / "out.csv")
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only folders"
+)
+def test_check_writable_refuses_a_read_only_folder(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match="cannot write to"):
+            check_writable(locked / "t.csv")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_read_table_with_wrong_columns_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("model,route\nresnet20,0-8\n")
+    with pytest.raises(ValueError) as err:
+        read_table(path, required=["model", "error"])
+    assert str(err.value).count("\n") == 0
+    assert "lacks the columns ['error']" in str(err.value)
+    assert read_table(path, required=["model"])["route"].tolist() == ["0-8"]
+
+
+def test_read_table_refuses_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no results table"):
+        read_table(tmp_path / "none.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="not a readable CSV table"):
+        read_table(tmp_path / "empty.csv")
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x81" * 50)
+    with pytest.raises(ValueError, match="not a readable CSV table"):
+        read_table(tmp_path / "bin.csv")
+
+
+def test_metadata_names_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    main = str(Path(results.__file__).parent / "__main__.py")
+    monkeypatch.setattr(sys, "argv", [main, "sweep", "single"])
+    meta = run_metadata()
+    assert meta["command"] == "python -m resnet_ensemble sweep single"
+    assert {"torch", "pandas", "resnet_ensemble"} <= set(meta["versions"])
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/ensemble-lesion", "sweep", "multi"])
+    assert run_metadata()["command"] == "ensemble-lesion sweep multi"

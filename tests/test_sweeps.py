@@ -1,0 +1,386 @@
+"""Sweeps: the configurations of the paper's lesion experiments, Kendall's tau, route strings,
+and the ``sweep`` command end to end (kill and resume, torchrun) against hand-written loops."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import scipy.stats
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from resnet_ensemble.anatomy import anatomy
+from resnet_ensemble.checkpoints import save_checkpoint
+from resnet_ensemble.cli import cli
+from resnet_ensemble.data import load_dataset
+from resnet_ensemble.models import cifar_resnet, plain_net
+from resnet_ensemble.sweeps import (
+    format_route,
+    kendall_tau,
+    multi_deletions,
+    random_swaps,
+    single_deletions,
+)
+
+from .conftest import randomize_batchnorm
+from .reference import cifar_blocks, cifar_forward
+
+ROOT = Path(__file__).resolve().parents[1]
+CKPT_KWARGS = {"num_classes": 10, "in_channels": 1}
+
+
+# ----------------------------------------------------------------------------------------------
+# Kendall's tau and route strings
+
+
+def _tau_by_counting(order: list[int]) -> float:
+    """Kendall's tau against 0..n-1 by counting pairs: (concordant - discordant) / pairs."""
+    pairs = list(itertools.combinations(range(len(order)), 2))
+    concordant = sum(order[i] < order[j] for i, j in pairs)
+    return (concordant - (len(pairs) - concordant)) / len(pairs)
+
+
+def test_kendall_tau_by_hand() -> None:
+    assert kendall_tau([1, 0, 2, 3]) == pytest.approx(1 - 2 * 1 / 6)  # one discordant pair of 6
+    assert kendall_tau([2, 0, 1]) == pytest.approx(-1 / 3)  # (1 concordant - 2 discordant) / 3
+    assert kendall_tau([4, 3, 2, 1, 0]) == pytest.approx(-1.0)
+    assert kendall_tau(list(range(9))) == 1.0
+    assert kendall_tau([0]) == 1.0 and kendall_tau([]) == 1.0
+
+
+def test_kendall_tau_matches_scipy_and_pair_counting() -> None:
+    rnd = random.Random(0)
+    for n in (2, 3, 5, 9, 27):
+        for _ in range(5):
+            order = list(range(n))
+            rnd.shuffle(order)
+            expected = scipy.stats.kendalltau(list(range(n)), order).statistic
+            assert kendall_tau(order) == pytest.approx(expected, abs=1e-12)
+            assert kendall_tau(order) == pytest.approx(_tau_by_counting(order), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("route", "text"),
+    [
+        ([], ""),
+        ([5], "5"),
+        ([0, 1, 2, 4, 6, 7, 8], "0-2,4,6-8"),
+        ([0, 1], "0-1"),
+        ([0, 2, 4], "0,2,4"),
+        ([2, 1, 0], "2,1,0"),  # a reversed run is not a range
+        ([0, 0, 1], "0,0-1"),  # a repeated block
+        ([3, 4, 0, 1, 2], "3-4,0-2"),
+        (range(27), "0-26"),
+    ],
+)
+def test_format_route(route: list[int], text: str) -> None:
+    assert format_route(route) == text
+
+
+# ----------------------------------------------------------------------------------------------
+# Configurations
+
+
+def _omitted(route: tuple[int, ...], n: int) -> list[int]:
+    return [i for i in range(n) if i not in route]
+
+
+def test_single_deletions_are_the_full_net_then_each_block() -> None:
+    found = anatomy(cifar_resnet(20))
+    specs = single_deletions(found)
+    assert len(specs) == 9 + 1
+    assert specs[0].config == "baseline" and specs[0].route == tuple(range(9))
+    for i, spec in enumerate(specs[1:]):
+        assert spec.config == f"drop={i}"
+        assert spec.route == tuple(j for j in range(9) if j != i)
+        assert spec.fields["deleted"] == str(i) and spec.fields["k"] == 1
+        assert spec.fields["downsampling"] is (i in (3, 6))  # layer2.0 and layer3.0
+        assert spec.fields["deleted_name"] == f"layer{i // 3 + 1}.{i % 3}"
+
+
+def test_single_deletions_of_a_plain_net_leave_out_its_downsampling_layers() -> None:
+    specs = single_deletions(anatomy(plain_net(20)))
+    assert [s.config for s in specs] == ["baseline"] + [f"drop={i}" for i in (0, 1, 2, 4, 5, 7, 8)]
+    assert not any(s.fields.get("downsampling") for s in specs)
+
+
+def test_multi_deletions_delete_k_non_downsampling_blocks() -> None:
+    found = anatomy(cifar_resnet(20))
+    specs = multi_deletions(found, max_k=7, samples=5, seed=3)
+    assert len(specs) == 1 + 7 * 5
+    assert specs[0].route == tuple(range(9))
+    for spec in specs[1:]:
+        k = spec.fields["k"]
+        omitted = _omitted(spec.route, 9)
+        assert len(omitted) == k and len(spec.route) == 9 - k
+        assert not {3, 6} & set(omitted)  # never a downsampling block
+        assert list(spec.route) == sorted(spec.route)  # deletions only: order kept
+        assert spec.fields["deleted"] == format_route(omitted)
+        assert spec.config == f"k={k},sample={spec.fields['sample']}"
+    assert all(s.route == (3, 6) for s in specs[-5:])  # k = 7 deletes every candidate
+    # Deterministic for a seed (also across calls, which is what --resume relies on) ...
+    again = multi_deletions(found, max_k=7, samples=5, seed=3)
+    assert [(s.config, s.route) for s in again] == [(s.config, s.route) for s in specs]
+    # ... and another seed draws other blocks.
+    other = multi_deletions(found, max_k=7, samples=5, seed=4)
+    assert [s.route for s in other] != [s.route for s in specs]
+    # Within a k the samples are not all the same draw.
+    assert len({s.route for s in specs if s.fields["k"] == 2}) > 1
+
+
+def test_multi_deletions_refuse_too_many_blocks() -> None:
+    with pytest.raises(ValueError, match="only 7 non-downsampling blocks"):
+        multi_deletions(anatomy(cifar_resnet(20)), max_k=8)
+
+
+def _runs_through_reference(model: nn.Module, route: tuple[int, ...], x: torch.Tensor) -> None:
+    blocks = cifar_blocks(model)
+    with torch.no_grad():
+        out = cifar_forward(model, x, [(blocks[i], True) for i in route])
+    assert out.shape == (x.shape[0], 10)
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_random_swaps_only_swap_blocks_of_the_same_shape(shortcut: str) -> None:
+    torch.manual_seed(0)
+    model = cifar_resnet(20, shortcut=shortcut).eval()
+    found = anatomy(model)
+    specs = random_swaps(found, max_swaps=6, samples=4, seed=1)
+    assert len(specs) == 1 + 6 * 4
+    assert specs[0].fields["kendall_tau"] == 1.0
+    x = torch.randn(2, 3, 32, 32)
+    for spec in specs:
+        assert sorted(spec.route) == list(range(9))  # a permutation: nothing deleted
+        _runs_through_reference(model, spec.route, x)  # shapes fit, by an independent forward
+        assert spec.route[3] == 3 and spec.route[6] == 6  # downsampling blocks stay put
+        expected = scipy.stats.kendalltau(list(range(9)), list(spec.route)).statistic
+        assert spec.fields["kendall_tau"] == pytest.approx(expected, abs=1e-12)
+    assert any(s.route != tuple(range(9)) for s in specs)
+    again = random_swaps(found, max_swaps=6, samples=4, seed=1)
+    assert [s.route for s in again] == [s.route for s in specs]
+
+
+def test_random_swaps_need_two_blocks_of_a_shape() -> None:
+    with pytest.raises(ValueError, match="no two blocks of the same shape"):
+        random_swaps(anatomy(cifar_resnet(8)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The sweep command end to end, on a small saved checkpoint and the embedded images
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-14 for 1-channel images, BatchNorm randomized so that lesions change answers."""
+    torch.manual_seed(0)
+    model = randomize_batchnorm(cifar_resnet(14, **CKPT_KWARGS), seed=1).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "resnet14.pt"
+    save_checkpoint(
+        path, model, arch="resnet14", arch_kwargs=CKPT_KWARGS, dataset="embedded", metadata={}
+    )
+    return path
+
+
+def _reference_model(path: Path) -> nn.Module:
+    """The checkpoint's weights in a fresh model, without the toolkit's loader."""
+    model = cifar_resnet(14, **CKPT_KWARGS)
+    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    return model.eval()
+
+
+def _parse_route(text: str) -> list[int]:
+    out: list[int] = []
+    for part in str(text).split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out += range(int(a), int(b) + 1)
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def _reference_wrong(model: nn.Module, route: list[int], images: int, batch: int) -> int:
+    """Mistakes of a deletions-only route, one hand-written forward per batch."""
+    blocks = cifar_blocks(model)
+    plan = [(blk, i in route) for i, blk in enumerate(blocks)]
+    data = load_dataset("embedded", "test", limit=images)
+    wrong = 0
+    with torch.no_grad():
+        for start in range(0, len(data), batch):
+            items = [data[i] for i in range(start, min(start + batch, len(data)))]
+            x = torch.stack([im for im, _ in items])
+            y = torch.tensor([label for _, label in items])
+            wrong += int((cifar_forward(model, x, plan).argmax(1) != y).sum())
+    return wrong
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("RESNET_ENSEMBLE_DEBUG", None)
+    return env
+
+
+def _sweep_args(ckpt: Path, out: Path, kind: str, images: int, *extra: str) -> list[str]:
+    return [
+        "sweep",
+        kind,
+        "--model",
+        str(ckpt),
+        "--dataset",
+        "embedded",
+        "--limit",
+        str(images),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+MULTI = ("--max-k", "4", "--samples", "4", "--chunk", "1", "--seed", "5")  # 17 configurations
+
+
+def _kill_mid_way(args: list[str], out: Path, full: list[str], cwd: Path) -> int:
+    """Start the sweep, read the table while it grows, SIGKILL it once it holds a row.
+
+    Returns how many configurations the table held after the kill (-1 if the run finished
+    before it could be killed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnet_ensemble", *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if out.exists():
+                lines = out.read_text().splitlines()
+                # Always a whole table: it parses, and it is a prefix of the finished one.
+                pd.read_csv(out)
+                assert lines == full[: len(lines)]
+                json.loads(out.with_suffix(".json").read_text())
+                if len(lines) - 1 >= 2:
+                    proc.kill()
+                    break
+            if proc.poll() is not None:
+                return -1
+            time.sleep(0.005)
+        else:
+            pytest.fail("the sweep wrote no rows in 120 s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    return len(pd.read_csv(out))
+
+
+def test_a_killed_sweep_resumes_to_the_uninterrupted_table(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    images = 400
+    for _attempt in range(3):
+        whole = tmp_path / f"whole_{images}.csv"
+        _run(["-m", "resnet_ensemble", *_sweep_args(checkpoint, whole, "multi", images, *MULTI)],
+             tmp_path)  # fmt: skip
+        full = whole.read_text().splitlines()
+        assert len(full) == 1 + 17
+
+        killed = tmp_path / f"killed_{images}.csv"
+        args = _sweep_args(checkpoint, killed, "multi", images, *MULTI)
+        rows = _kill_mid_way(args, killed, full, tmp_path)
+        if 1 <= rows < 17:
+            break
+        images *= 2  # it finished before the kill: give it more work and try again
+    else:
+        pytest.fail("could not kill the sweep mid-way in 3 attempts")
+
+    assert json.loads(killed.with_suffix(".json").read_text())["complete"] is False
+    again = CliRunner().invoke(cli, args)  # refused before any work: in-process is enough
+    assert again.exit_code == 1 and "already exists; pass --resume" in again.stderr
+
+    resumed = _run(["-m", "resnet_ensemble", *args, "--resume"], tmp_path)
+    assert f"({rows} already done)" in resumed.stderr
+    assert killed.read_text().splitlines() == full  # same rows, same order, same text
+    table = pd.read_csv(killed)
+    assert not table["config"].duplicated().any()
+    assert json.loads(killed.with_suffix(".json").read_text())["complete"] is True
+
+    # A few rows against a hand-written loop: baseline, a k=1 and the k=4 rows.
+    model = _reference_model(checkpoint)
+    for i in (0, 1, 16):
+        row = table.iloc[i]
+        route = _parse_route(row["route"])
+        deleted = _parse_route(row["deleted"]) if i else []
+        assert _omitted(tuple(route), 6) == deleted and len(deleted) == row["k"]
+        assert int(row["wrong"]) == _reference_wrong(model, route, images, batch=256)
+        assert row["images"] == images
+        assert row["error"] == pytest.approx(row["wrong"] / images, abs=1e-15)
+
+
+def test_torchrun_with_two_processes_gives_the_single_process_table(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    images = 37  # odd: the two shards differ in size, and no image may be lost or doubled
+    extra = ("--batch-size", "8")
+    one = tmp_path / "one.csv"
+    _run(["-m", "resnet_ensemble", *_sweep_args(checkpoint, one, "single", images, *extra)],
+         tmp_path)  # fmt: skip
+    two = tmp_path / "two.csv"
+    torchrun = [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "resnet_ensemble",
+    ]  # fmt: skip
+    _run([*torchrun, *_sweep_args(checkpoint, two, "single", images, *extra)], tmp_path)
+    a, b = pd.read_csv(one), pd.read_csv(two)
+    assert len(a) == 1 + 6
+    assert (b["images"] == images).all()
+    for column in ("config", "route", "error", "wrong", "images"):
+        assert a[column].tolist() == b[column].tolist(), column
+    assert json.loads(two.with_suffix(".json").read_text())["world_size"] == 2
+    # The counts are the hand-written loop's, for the full network and two lesions.
+    model = _reference_model(checkpoint)
+    for i in (0, 3, 6):
+        route = _parse_route(a.iloc[i]["route"])
+        assert int(a.iloc[i]["wrong"]) == _reference_wrong(model, route, images, batch=8)
+    assert a["wrong"].nunique() > 1  # the lesions really change the answers
+
+
+def test_torchrun_ranks_all_stop_with_rank_0s_refusal(checkpoint: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" / "single.csv"
+    torchrun = [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "resnet_ensemble",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, *torchrun, *_sweep_args(checkpoint, out, "single", 8)],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    refusals = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    # Both ranks give rank 0's one-line reason (not a lost connection to rank 0).
+    assert len(refusals) == 2, proc.stderr
+    assert all("afile is a file, not a folder" in ln for ln in refusals)
