@@ -1,0 +1,1288 @@
+"""Figures from results tables: the paper's plots, drawn with seaborn, saved as PNG and PDF.
+
+Plotting only reads tables; it never computes an experiment. Errors in the tables are fractions
+and are drawn as percentages.
+
+Holds:
+- ``TABLE_COLUMNS`` / ``load_table`` / ``load_tables``: read results CSVs and tell their kind
+  ("sweep", "paths", "gradients", "subnetworks", "training") from the sidecar's ``table`` key,
+  or, without one, from the columns; a table lacking columns is refused with one line
+- ``figure_style``: the one paper style (seaborn "paper" or "talk" context, colour-blind palette)
+- one function per figure, each taking DataFrames and returning a ``Figure``:
+  ``plot_single_block`` (paper Fig. 3), ``plot_delete_k`` (Fig. 5a), ``plot_reorder``
+  (Fig. 5b), ``plot_path_lengths`` (Fig. 6a), ``plot_gradient_per_length`` (Fig. 6b),
+  ``plot_total_gradient`` (Fig. 6c), ``plot_stochastic_depth`` (Fig. 8), ``plot_training``
+  (training on effective paths only) and ``plot_subnetworks`` (error by blocks kept)
+- ``save_figure``: PNG at 150 dpi and vector PDF, each written atomically
+- ``plot_all``: every figure the given tables allow, named after the paper figure
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from .results import atomic_write_bytes, check_writable, read_table, sidecar_path
+
+__all__ = [
+    "FIGURES",
+    "TABLE_COLUMNS",
+    "TITLES",
+    "LoadedTable",
+    "figure_style",
+    "load_table",
+    "load_tables",
+    "plot_all",
+    "plot_delete_k",
+    "plot_gradient_per_length",
+    "plot_path_lengths",
+    "plot_reorder",
+    "plot_single_block",
+    "plot_stochastic_depth",
+    "plot_subnetworks",
+    "plot_total_gradient",
+    "plot_training",
+    "save_figure",
+]
+
+Style = Literal["paper", "talk"]
+Width = Literal["single", "double"]
+TableKind = Literal["sweep", "paths", "gradients", "subnetworks", "training"]
+
+# The columns a figure needs from each kind of table; others are drawn when present.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sweep": ("variant", "sweep", "config", "deleted", "k", "kendall_tau", "downsampling", "error"),
+    "paths": ("length", "paths", "fraction"),
+    "gradients": ("length", "num_paths"),
+    "subnetworks": ("kept", "num_kept", "error"),
+    "training": ("variant", "epoch", "test_error"),
+}
+# A gradients table must also hold at least one measurement.
+_GRADIENT_MEASURES = ("exact_norm", "sampled_mean", "rms_single_path")
+
+FIGURES = (
+    "fig3_single_block",
+    "fig5a_delete_k",
+    "fig5b_reorder",
+    "fig6a_path_lengths",
+    "fig6b_gradient_per_length",
+    "fig6c_total_gradient",
+    "fig8_stochastic_depth",
+    "effective_paths_training",
+    "subnetworks",
+)
+TITLES = {
+    "fig3_single_block": "Fig. 3 — deleting single blocks",
+    "fig5a_delete_k": "Fig. 5a — deleting k blocks",
+    "fig5b_reorder": "Fig. 5b — reordering blocks",
+    "fig6a_path_lengths": "Fig. 6a — path lengths",
+    "fig6b_gradient_per_length": "Fig. 6b — gradient per path",
+    "fig6c_total_gradient": "Fig. 6c — total gradient per length",
+    "fig8_stochastic_depth": "Fig. 8 — stochastic depth, single blocks",
+    "effective_paths_training": "Training on effective paths only",
+    "subnetworks": "Sub-networks — error by blocks kept",
+}
+
+ERROR_LABEL = "test error (%)"
+LENGTH_LABEL = "path length (blocks)"
+GRADIENT_LABEL = "gradient magnitude (L2 norm)"
+
+DPI = 150
+_WIDTH_IN = {"single": 3.5, "double": 7.1}  # a journal column and a full page width
+_HEIGHT_IN = {"single": 2.6, "double": 3.1}
+# Talk figures: 1.6x wider, 1.8x taller (room for legends), seaborn's "talk" fonts 1.9x.
+_TALK_SCALE = (1.6, 1.8)
+_SHADE = "0.88"  # shaded ranges: downsampling blocks, central / effective path lengths
+_VARIANT_ORDER = ("residual", "plain", "stochastic depth", "effective paths")
+_VARIANT_COLOUR = {"residual": 0, "plain": 1, "stochastic depth": 2, "effective paths": 4}
+_NUM_CLASSES = {  # fallback for sidecars that name the dataset but not its classes
+    "cifar10": 10,
+    "cifar100": 100,
+    "fashion-mnist": 10,
+    "imagenet": 1000,
+    "synthetic": 10,
+    "embedded": 10,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading tables
+
+
+@dataclass
+class LoadedTable:
+    """One results table: where it came from, its kind, its rows and its sidecar."""
+
+    path: Path
+    kind: str
+    frame: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _missing(kind: str, columns: Sequence[str]) -> list[str]:
+    missing = [c for c in TABLE_COLUMNS[kind] if c not in columns]
+    if kind == "gradients" and not any(c in columns for c in _GRADIENT_MEASURES):
+        missing.append(" or ".join(_GRADIENT_MEASURES))
+    return missing
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no sidecar, or not JSON: dispatch by columns
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _kinds_text() -> str:
+    kinds = list(TABLE_COLUMNS)
+    return f"{', '.join(kinds[:-1])} or {kinds[-1]}"
+
+
+def load_table(path: str | Path) -> LoadedTable:
+    """Read one results CSV and tell its kind: the sidecar's ``table`` key where it names a
+    known kind, else the kind whose required columns the table has.
+
+    Raises:
+        ValueError: one line naming the file, the columns it lacks and the kinds it could be.
+    """
+    path = Path(path)
+    frame = read_table(path)
+    meta = _read_sidecar(path)
+    columns = list(frame.columns)
+    named = meta.get("table")
+    if named in TABLE_COLUMNS:
+        missing = _missing(named, columns)
+        if missing:
+            raise ValueError(
+                f"{path}: a {named} table (per its sidecar) but it lacks the columns {missing}"
+            )
+        return LoadedTable(path, named, frame, meta)
+    fits = [k for k in TABLE_COLUMNS if not _missing(k, columns)]
+    if fits:  # the most specific kind wins, should two ever fit
+        kind = max(fits, key=lambda k: len(TABLE_COLUMNS[k]))
+        return LoadedTable(path, kind, frame, meta)
+    overlap = {k: len(set(TABLE_COLUMNS[k]) & set(columns)) for k in TABLE_COLUMNS}
+    best = max(overlap.values())
+    if best == 0:
+        raise ValueError(
+            f"{path}: not a results table the plots can read: it has the columns {columns}, "
+            f"none of those of a {_kinds_text()} table"
+        )
+    near = [k for k in TABLE_COLUMNS if overlap[k] == best]
+    lacks = "; ".join(f"as a {k} table it lacks {_missing(k, columns)}" for k in near)
+    raise ValueError(f"{path}: missing columns: {lacks} (it could be a {' or '.join(near)} table)")
+
+
+def load_tables(paths: Sequence[str | Path]) -> list[LoadedTable]:
+    """``load_table`` for every path, refusing the first bad one."""
+    return [load_table(p) for p in paths]
+
+
+# ----------------------------------------------------------------------------------------------
+# Style and figure plumbing
+
+
+@contextlib.contextmanager
+def figure_style(style: Style = "paper") -> Iterator[None]:
+    """The one style of every figure: seaborn's ``style`` context, light horizontal grid,
+    no top/right spines, frameless legends and TrueType fonts in PDFs (editable text)."""
+    if style not in ("paper", "talk"):
+        raise ValueError(f"unknown style {style!r}: choose paper or talk")
+    rc = {
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "axes.grid.axis": "y",
+        "grid.color": "0.9",
+        "grid.linewidth": 0.6,
+        "legend.frameon": False,
+        "pdf.fonttype": 42,
+        "ps.fonttype": 42,
+        "savefig.dpi": DPI,
+    }
+    with sns.axes_style("ticks"), sns.plotting_context(style), mpl.rc_context(rc):
+        yield
+
+
+def _new_figure(
+    style: Style, width: Width, *, extra_height: float = 0.0, ncols: int = 1, **grid: Any
+) -> tuple[Figure, Any]:
+    if width not in _WIDTH_IN:
+        raise ValueError(f"unknown width {width!r}: choose single or double")
+    sx, sy = _TALK_SCALE if style == "talk" else (1.0, 1.0)
+    size = (_WIDTH_IN[width] * sx, (_HEIGHT_IN[width] + extra_height) * sy)
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)  # render with Agg: no display, no pyplot state
+    return fig, fig.subplots(1, ncols, **grid) if ncols > 1 else fig.add_subplot()
+
+
+def _styled(
+    draw: Callable[..., None], ax: Axes | None, style: Style, width: Width, **figure: Any
+) -> Figure:
+    """Run ``draw(fig, ax, owned)`` in the paper style on ``ax`` or on a new figure."""
+    with figure_style(style):
+        if ax is not None:
+            draw(ax.figure, ax, False)
+            return ax.figure  # type: ignore[return-value]
+        fig, new_ax = _new_figure(style, width, **figure)
+        draw(fig, new_ax, True)
+        return fig
+
+
+def _legend(
+    fig: Figure,
+    ax: Axes,
+    handles: Sequence[Any],
+    labels: Sequence[str],
+    *,
+    owned: bool,
+    below: bool = False,
+    loc: str = "best",
+    title: str | None = None,
+) -> None:
+    """Below the axes, outside the data, in figures we own (as many columns as fit the
+    figure's width, at most 3); else inside ``ax``."""
+    kw: dict[str, Any] = {
+        "handler_map": {tuple: HandlerTuple(ndivide=None)},
+        "title": title,
+        "title_fontsize": mpl.rcParams["legend.fontsize"],
+        "alignment": "left",
+    }
+    if not (below and owned):
+        ax.legend(handles, labels, loc=loc, **kw)
+        return
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ncol in range(min(len(labels), 3), 0, -1):
+        leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kw)
+        if ncol == 1 or leg.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return
+        leg.remove()
+
+
+def _palette(labels: Sequence[str], variants: Mapping[str, str]) -> dict[str, Any]:
+    """Colour-blind-safe colours, one per series; a variant keeps its colour in every figure."""
+    colours = sns.color_palette("colorblind", 10)
+    used: set[int] = set()
+    out: dict[str, Any] = {}
+    for label in labels:
+        idx = _VARIANT_COLOUR.get(variants.get(label, ""), -1)
+        if idx < 0 or idx in used:  # an unknown variant, or a second model of one variant
+            free = [i for i in (3, 5, 6, 8, 9, 0, 1, 2, 4, 7) if i not in used]
+            idx = free[0] if free else len(out) % 10
+        used.add(idx)
+        out[label] = colours[idx]
+    return out
+
+
+def _lw(factor: float = 1.0) -> float:
+    """A line width relative to the style's (the talk context draws thicker lines)."""
+    return factor * mpl.rcParams["lines.linewidth"]
+
+
+def _ms(factor: float = 1.0) -> float:
+    """A marker size relative to the style's."""
+    return factor * mpl.rcParams["lines.markersize"]
+
+
+def _truthy(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: str(v).strip().lower() in {"true", "1", "1.0", "yes"})
+
+
+def _percent(values: pd.Series) -> pd.Series:
+    return 100.0 * pd.to_numeric(values, errors="coerce")
+
+
+def _integer_ticks(ax: Axes) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps: Fig. 3, 5a, 5b, 8
+
+
+def _prepare_sweep(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Add ``series`` (the variant; with the model where one variant has several), numeric
+    columns and ``error_pct``; return the frame and series -> variant."""
+    df = df.copy()
+    variant = df["variant"].fillna("").astype(str) if "variant" in df else pd.Series("", df.index)
+    model = df["model"].fillna("").astype(str) if "model" in df else pd.Series("", df.index)
+    series = variant.where(variant != "", model).replace("", "network")
+    for v in variant.unique():
+        rows = variant == v
+        if v and model[rows].nunique() > 1:
+            series[rows] = v + " (" + model[rows] + ")"
+    df["series"] = series
+    df["error_pct"] = _percent(df["error"])
+    df["is_baseline"] = df["config"].astype(str) == "baseline"
+    for col in ("k", "kendall_tau"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    variants = dict(zip(df["series"], variant, strict=True))
+    return df, variants
+
+
+def _series_order(labels: Sequence[str], variants: Mapping[str, str]) -> list[str]:
+    def key(label: str) -> tuple[int, str]:
+        v = variants.get(label, "")
+        return (_VARIANT_ORDER.index(v) if v in _VARIANT_ORDER else len(_VARIANT_ORDER), label)
+
+    return sorted(set(labels), key=key)
+
+
+def _baselines(df: pd.DataFrame, sweep: str) -> dict[str, float]:
+    """Full-network error (%) per series: the baseline row of this sweep, else of any sweep."""
+    out: dict[str, float] = {}
+    base = df[df["is_baseline"]]
+    for label, rows in base.groupby("series", sort=False):
+        own = rows[rows["sweep"].astype(str) == sweep]
+        pick = own if len(own) else rows
+        value = pick["error_pct"].dropna()
+        if len(value):
+            out[str(label)] = float(value.iloc[0])
+    return out
+
+
+def _lesioned_variants(df: pd.DataFrame, sweep: str) -> set[str]:
+    rows = df[(df["sweep"].astype(str) == sweep) & (df["config"].astype(str) != "baseline")]
+    return set(rows["variant"].fillna("").astype(str)) if "variant" in rows else set()
+
+
+def plot_single_block(
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    variants: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    title: str = TITLES["fig3_single_block"],
+    style: Style = "paper",
+    width: Width = "single",
+) -> Figure:
+    """Paper Fig. 3: test error with each single block deleted, one series per variant.
+
+    Args:
+        df: sweep rows (``SWEEP_COLUMNS``); those with sweep "single" are drawn, the baseline
+            row (config "baseline") as a dashed line in the series' colour.
+        variants: only these variants (default: all present).
+        num_classes: draws chance level, 100 - 100 / num_classes %, as a dotted line, where
+            some error reaches half of it (else it would squash small differences).
+    Returns:
+        The figure; downsampling blocks get a diamond marker and a shaded band.
+    """
+    data, series_variant = _prepare_sweep(df)
+    data = data[data["sweep"].astype(str) == "single"]
+    if variants is not None:
+        data = data[data["variant"].astype(str).isin(list(variants))]
+    lesions = data[~data["is_baseline"]].copy()
+    lesions["block"] = pd.to_numeric(lesions["deleted"], errors="coerce")
+    lesions = lesions.dropna(subset=["block", "error_pct"])
+    if lesions.empty:
+        raise ValueError("no single-block deletions to plot (sweep 'single' rows)")
+    lesions["down"] = _truthy(lesions["downsampling"])
+    order = _series_order(lesions["series"].unique(), series_variant)
+    colours = _palette(order, series_variant)
+    baselines = _baselines(data, "single")
+
+    def draw(fig: Figure, ax: Axes, owned: bool) -> None:
+        for block in sorted(set(lesions.loc[lesions["down"], "block"])):
+            ax.axvspan(block - 0.5, block + 0.5, color=_SHADE, lw=0, zorder=0)
+        handles: list[Any] = []
+        labels: list[str] = []
+        for label in order:
+            rows = lesions[lesions["series"] == label].sort_values("block")
+            c = colours[label]
+            sns.lineplot(
+                data=rows,
+                x="block",
+                y="error_pct",
+                ax=ax,
+                color=c,
+                marker="o",
+                markersize=_ms(0.75),
+                markeredgewidth=0,
+                linewidth=_lw(),
+                errorbar=None,
+                legend=False,
+            )
+            down = rows[rows["down"]]
+            if len(down):
+                sns.scatterplot(
+                    data=down,
+                    x="block",
+                    y="error_pct",
+                    ax=ax,
+                    color=c,
+                    marker="D",
+                    s=_ms(1.1) ** 2,
+                    edgecolor="black",
+                    linewidth=_lw(0.5),
+                    zorder=4,
+                    legend=False,
+                )
+            handles.append(Line2D([], [], color=c, marker="o", markersize=_ms(0.75), mew=0))
+            labels.append(label)
+            if label in baselines:
+                line = ax.axhline(baselines[label], color=c, ls="--", lw=_lw(0.85), zorder=1)
+                line.set_gid(f"baseline:{label}")
+        if baselines:
+            handles.append(Line2D([], [], color="0.35", ls="--", lw=_lw(0.85)))
+            labels.append("full network")
+        if lesions["down"].any():
+            handles.append(
+                (
+                    Patch(facecolor=_SHADE, lw=0),
+                    Line2D([], [], ls="", marker="D", color="0.6", mec="black", mew=_lw(0.5)),
+                )
+            )
+            labels.append("downsampling block")
+        chance = 100.0 - 100.0 / num_classes if num_classes and num_classes > 1 else None
+        # Chance level only where an error comes near it, lest it squash small differences.
+        if chance is not None and lesions["error_pct"].max() >= chance / 2:
+            ax.axhline(chance, color="0.3", ls=":", lw=_lw(), zorder=1).set_gid("chance")
+            handles.append(Line2D([], [], color="0.3", ls=":", lw=_lw()))
+            labels.append(f"chance ({chance:.3g}%)")
+        ax.set_ylim(bottom=0)
+        ax.set_xlim(lesions["block"].min() - 0.7, lesions["block"].max() + 0.7)
+        _integer_ticks(ax)
+        ax.set(xlabel="deleted block (index)", ylabel=ERROR_LABEL, title=title)
+        _legend(fig, ax, handles, labels, owned=owned, below=True)
+
+    return _styled(draw, ax, style, width, extra_height=0.5)
+
+
+def plot_stochastic_depth(
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    num_classes: int | None = None,
+    style: Style = "paper",
+    width: Width = "single",
+) -> Figure:
+    """Paper Fig. 8: single-block deletion, the residual network against stochastic depth.
+
+    Args:
+        df: sweep rows; those of variants "residual" and "stochastic depth" are drawn.
+    """
+    return plot_single_block(
+        df,
+        ax,
+        variants=("residual", "stochastic depth"),
+        num_classes=num_classes,
+        title=TITLES["fig8_stochastic_depth"],
+        style=style,
+        width=width,
+    )
+
+
+def plot_delete_k(
+    df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
+) -> Figure:
+    """Paper Fig. 5a: error against the number k of blocks deleted together.
+
+    Args:
+        df: sweep rows; those with sweep "multi" give the mean and a ± s.d. band over the
+            samples at each k, and the baseline row gives k = 0.
+    """
+    data, series_variant = _prepare_sweep(df)
+    multi = data[(data["sweep"].astype(str) == "multi") & ~data["is_baseline"]]
+    multi = multi.dropna(subset=["k", "error_pct"])
+    if multi.empty:
+        raise ValueError("no multi-block deletions to plot (sweep 'multi' rows)")
+    baselines = _baselines(data[data["series"].isin(multi["series"])], "multi")
+    zero = pd.DataFrame(
+        {"series": list(baselines), "k": 0.0, "error_pct": list(baselines.values())}
+    )
+    rows = pd.concat([zero, multi[["series", "k", "error_pct"]]], ignore_index=True)
+    order = _series_order(rows["series"].unique(), series_variant)
+    colours = _palette(order, series_variant)
+    samples = int(multi.groupby(["series", "k"]).size().max())
+
+    def draw(fig: Figure, ax: Axes, owned: bool) -> None:
+        sns.lineplot(
+            data=rows,
+            x="k",
+            y="error_pct",
+            hue="series",
+            hue_order=order,
+            palette=colours,
+            errorbar="sd",
+            marker="o",
+            markersize=_ms(0.85),
+            markeredgewidth=0,
+            linewidth=_lw(),
+            err_kws={"alpha": 0.2, "linewidth": 0},
+            legend=False,
+            ax=ax,
+        )
+        handles = [
+            Line2D([], [], color=colours[s], marker="o", markersize=_ms(0.85), mew=0) for s in order
+        ]
+        ax.set_ylim(bottom=0)
+        _integer_ticks(ax)
+        ax.set(xlabel="blocks deleted (k)", ylabel=ERROR_LABEL, title=TITLES["fig5a_delete_k"])
+        band = f"mean ± s.d. over {samples} samples" if samples > 1 else None
+        _legend(fig, ax, handles, order, owned=owned, loc="upper left", title=band)
+
+    return _styled(draw, ax, style, width)
+
+
+def plot_reorder(
+    df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
+) -> Figure:
+    """Paper Fig. 5b: error against the Kendall tau of the block order.
+
+    Every configuration is a faint point; the line joins, per number of swaps, the mean tau and
+    the mean error, with a ± s.d. band of the error. The x axis runs from tau = 1 (the original
+    order) on the left, down to the right, so error rises left to right as in Fig. 5a.
+
+    Args:
+        df: sweep rows; those with sweep "reorder", and the baseline row at tau = 1.
+    """
+    data, series_variant = _prepare_sweep(df)
+    swaps = data[(data["sweep"].astype(str) == "reorder") & ~data["is_baseline"]]
+    swaps = swaps.dropna(subset=["kendall_tau", "error_pct"])
+    if swaps.empty:
+        raise ValueError("no reordered networks to plot (sweep 'reorder' rows)")
+    baselines = _baselines(data[data["series"].isin(swaps["series"])], "reorder")
+    zero = pd.DataFrame(
+        {
+            "series": list(baselines),
+            "k": 0.0,
+            "kendall_tau": 1.0,
+            "error_pct": list(baselines.values()),
+        }
+    )
+    points = pd.concat(
+        [zero, swaps[["series", "k", "kendall_tau", "error_pct"]]], ignore_index=True
+    )
+    means = (
+        points.groupby(["series", "k"])
+        .agg(tau=("kendall_tau", "mean"), err=("error_pct", "mean"), sd=("error_pct", "std"))
+        .reset_index()
+        .fillna({"sd": 0.0})
+    )
+    order = _series_order(points["series"].unique(), series_variant)
+    colours = _palette(order, series_variant)
+
+    def draw(fig: Figure, ax: Axes, owned: bool) -> None:
+        sns.scatterplot(
+            data=points,
+            x="kendall_tau",
+            y="error_pct",
+            hue="series",
+            hue_order=order,
+            palette=colours,
+            s=_ms(0.65) ** 2,
+            alpha=0.45,
+            linewidth=0,
+            legend=False,
+            ax=ax,
+        )
+        for label in order:
+            m = means[means["series"] == label].sort_values("tau")
+            c = colours[label]
+            ax.fill_between(
+                m["tau"], m["err"] - m["sd"], m["err"] + m["sd"], color=c, alpha=0.2, lw=0
+            )
+            sns.lineplot(
+                data=m,
+                x="tau",
+                y="err",
+                color=c,
+                marker="o",
+                markersize=_ms(0.85),
+                markeredgewidth=0,
+                linewidth=_lw(),
+                sort=True,
+                errorbar=None,
+                ax=ax,
+                legend=False,
+            )
+        ax.invert_xaxis()
+        ax.set_ylim(bottom=0)
+        ax.set(
+            xlabel="Kendall τ of the block order", ylabel=ERROR_LABEL, title=TITLES["fig5b_reorder"]
+        )
+        handles: list[Any] = [
+            Line2D([], [], color=colours[s], marker="o", markersize=_ms(0.85), mew=0) for s in order
+        ]
+        dot = colours[order[0]]
+        handles.append(
+            Line2D([], [], ls="", marker="o", markersize=_ms(0.65), color=dot, alpha=0.6)
+        )
+        labels = [*order, "one configuration"]
+        _legend(
+            fig,
+            ax,
+            handles,
+            labels,
+            owned=owned,
+            loc="upper left",
+            title="mean ± s.d. per swap count",
+        )
+
+    return _styled(draw, ax, style, width)
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths and gradients: Fig. 6a, 6b, 6c
+
+
+def _shortest_range(lengths: np.ndarray, fractions: np.ndarray, share: float) -> tuple[int, int]:
+    """The shortest run of consecutive lengths whose fractions add up to at least ``share``."""
+    order = np.argsort(lengths)
+    lengths, fractions = lengths[order], fractions[order]
+    cum = np.concatenate([[0.0], np.cumsum(fractions)])
+    best = (int(lengths[0]), int(lengths[-1]))
+    width = len(lengths)
+    for i in range(len(lengths)):
+        j = int(np.searchsorted(cum, cum[i] + share - 1e-12, side="left"))
+        if j <= len(lengths) and j - i < width:
+            best, width = (int(lengths[i]), int(lengths[j - 1])), j - i
+    return best
+
+
+def plot_path_lengths(
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    share: float = 0.95,
+    lo: int | None = None,
+    hi: int | None = None,
+    style: Style = "paper",
+    width: Width = "single",
+) -> Figure:
+    """Paper Fig. 6a: the share of the 2^n paths at each length, the central range shaded.
+
+    Args:
+        df: a paths table (``length``, ``fraction``; ``model`` optional).
+        share, lo, hi: the shaded range (the paths sidecar's); without ``lo``/``hi`` it is the
+            shortest range of lengths holding ``share`` of the paths.
+    """
+    data = df.copy()
+    data["length"] = pd.to_numeric(data["length"], errors="coerce")
+    data["pct"] = _percent(data["fraction"])
+    data = data.dropna(subset=["length", "pct"])
+    if data.empty:
+        raise ValueError("no path lengths to plot")
+    models = data["model"].astype(str).unique() if "model" in data else np.array([""])
+    several = len(models) > 1
+    if not several and (lo is None or hi is None):
+        lo, hi = _shortest_range(data["length"].to_numpy(), data["pct"].to_numpy() / 100, share)
+
+    def draw(fig: Figure, ax: Axes, owned: bool) -> None:
+        colours = sns.color_palette("colorblind", 10)
+        kw: dict[str, Any] = (
+            {"hue": "model", "palette": "colorblind"} if several else {"color": colours[0]}
+        )
+        sns.barplot(
+            data=data,
+            x="length",
+            y="pct",
+            native_scale=True,
+            ax=ax,
+            width=0.85,
+            linewidth=0,
+            errorbar=None,
+            legend=several,
+            **kw,
+        )
+        if not several:
+            held = data.loc[data["length"].between(lo, hi), "pct"].sum()
+            ax.axvspan(lo - 0.5, hi + 0.5, color=_SHADE, lw=0, zorder=0)
+            handle = Patch(facecolor=_SHADE, lw=0)
+            label = f"central {100 * share:.3g}%: lengths {lo}–{hi} ({held:.1f}% of paths)"
+            _legend(fig, ax, [handle], [label], owned=owned, below=True)
+        ax.set_ylim(bottom=0)
+        _integer_ticks(ax)
+        ax.set(xlabel=LENGTH_LABEL, ylabel="share of paths (%)", title=TITLES["fig6a_path_lengths"])
+
+    return _styled(draw, ax, style, width, extra_height=0.25)
+
+
+def _gradient_frame(df: pd.DataFrame) -> pd.DataFrame:
+    data = df.copy()
+    for col in (
+        "length",
+        "num_paths",
+        "exact_norm",
+        "sampled_mean",
+        "sampled_std",
+        "sampled_sem",
+        "sampled_total",
+        "rms_single_path",
+    ):
+        data[col] = pd.to_numeric(data[col], errors="coerce") if col in data else np.nan
+    data["model"] = data["model"].fillna("").astype(str) if "model" in data else ""
+    return data.dropna(subset=["length"]).sort_values(["model", "length"])
+
+
+def _positive(x: pd.Series, y: pd.Series) -> tuple[pd.Series, pd.Series]:
+    keep = y.notna() & (y > 0) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def plot_gradient_per_length(
+    df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
+) -> Figure:
+    """Paper Fig. 6b: the gradient magnitude of a single path against its length, log scale.
+
+    Draws what the table holds: the paper's sampled mean (± s.e.m. band, else ± s.d.), the
+    exact per-length gradient divided by the number of paths (the norm of the mean path
+    gradient, a lower bound) and the sign estimator's root mean square (an upper bound).
+
+    Args:
+        df: a gradients table (``length``, ``num_paths`` and any of ``sampled_mean``,
+            ``sampled_sem``/``sampled_std``, ``exact_norm``, ``rms_single_path``).
+    """
+    data = _gradient_frame(df)
+    has = {c: bool(data[c].gt(0).any()) for c in ("sampled_mean", "exact_norm", "rms_single_path")}
+    if not any(has.values()):
+        raise ValueError("no per-path gradient magnitudes to plot")
+    models = list(data["model"].unique())
+    colours = sns.color_palette("colorblind", 10)
+    styles = ["-", "--", ":", "-."]
+
+    def draw(fig: Figure, ax: Axes, owned: bool) -> None:
+        handles: list[Any] = []
+        labels: list[str] = []
+        for m_i, model in enumerate(models):
+            rows = data[data["model"] == model]
+            ls = styles[m_i % len(styles)]
+            suffix = f" ({model})" if len(models) > 1 and model else ""
+            x = rows["length"]
+            if has["sampled_mean"]:
+                spread = "sampled_sem" if rows["sampled_sem"].notna().any() else "sampled_std"
+                mean, err = rows["sampled_mean"], rows[spread].fillna(0.0)
+                low = (mean - err).where(mean - err > 0, mean)  # a log axis cannot go below 0
+                ax.fill_between(x, low, mean + err, color=colours[0], alpha=0.25, lw=0)
+                px, py = _positive(x, mean)
+                sns.lineplot(
+                    x=px,
+                    y=py,
+                    ax=ax,
+                    color=colours[0],
+                    ls=ls,
+                    marker="o",
+                    markersize=_ms(0.65),
+                    markeredgewidth=0,
+                    errorbar=None,
+                )
+                band = "s.e.m." if spread == "sampled_sem" else "s.d."
+                handles.append(
+                    (
+                        Patch(facecolor=colours[0], alpha=0.25, lw=0),
+                        Line2D([], [], color=colours[0], ls=ls, marker="o", ms=_ms(0.65)),
+                    )
+                )
+                labels.append(f"sampled mean ± {band}{suffix}")
+            if has["exact_norm"]:
+                px, py = _positive(x, rows["exact_norm"] / rows["num_paths"])
+                sns.lineplot(x=px, y=py, ax=ax, color=colours[1], ls=ls, errorbar=None)
+                handles.append(Line2D([], [], color=colours[1], ls=ls))
+                labels.append(f"exact, per-length norm ÷ paths{suffix}")
+            if has["rms_single_path"]:
+                px, py = _positive(x, rows["rms_single_path"])
+                sns.lineplot(x=px, y=py, ax=ax, color=colours[2], ls=ls, errorbar=None)
+                handles.append(Line2D([], [], color=colours[2], ls=ls))
+                labels.append(f"root mean square (sign estimator){suffix}")
+        ax.set_yscale("log")
+        ax.grid(True, which="major", axis="y")
+        _integer_ticks(ax)
+        ax.set(
+            xlabel=LENGTH_LABEL, ylabel=GRADIENT_LABEL, title=TITLES["fig6b_gradient_per_length"]
+        )
+        _legend(fig, ax, handles, labels, owned=owned, below=True)
+
+    return _styled(draw, ax, style, width, extra_height=0.4)
+
+
+def _effective_range(
+    data: pd.DataFrame, lo: float | None, hi: float | None, share: float | None
+) -> tuple[int, int, float | None] | None:
+    """The shaded range: given (the sidecar's), else the ``in_effective_range`` column; its
+    share of the total gradient, given or from the table's totals."""
+    if lo is None or hi is None:
+        if "in_effective_range" not in data or data["model"].nunique() > 1:
+            return None
+        inside = data.loc[_truthy(data["in_effective_range"]), "length"]
+        if inside.empty:
+            return None
+        lo, hi = inside.min(), inside.max()
+    if share is None:
+        total = data["total"] if data["total"].notna().any() else data["exact_norm"]
+        if total.notna().any() and total.sum() > 0:
+            share = float(total[data["length"].between(lo, hi)].sum() / total.sum())
+    return int(lo), int(hi), share
+
+
+def plot_total_gradient(
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    effective_lo: float | None = None,
+    effective_hi: float | None = None,
+    effective_share: float | None = None,
+    style: Style = "paper",
+    width: Width = "single",
+) -> Figure:
+    """Paper Fig. 6c: the total gradient magnitude that all paths of each length carry.
+
+    Draws the paper's measure, sampled mean × number of paths (± s.e.m. × paths), and the
+    exact norm of the per-length gradient (paths can cancel, so it is lower), with the
+    effective range shaded.
+
+    Args:
+        df: a gradients table (``length``, ``num_paths``, ``sampled_mean`` or
+            ``sampled_total``, ``exact_norm``; ``in_effective_range`` optional).
+        effective_lo, effective_hi, effective_share: the range to shade and its share of the
+            gradient (the gradients sidecar's ``effective_*``); else ``in_effective_range``.
+    """
+    data = _gradient_frame(df)
+    data["total"] = data["sampled_total"].fillna(data["sampled_mean"] * data["num_paths"])
+    data["total_err"] = data["sampled_sem"].fillna(data["sampled_std"]) * data["num_paths"]
+    if not (data["total"].gt(0).any() or data["exact_norm"].gt(0).any()):
+        raise ValueError("no total gradient magnitudes to plot")
+    rng = _effective_range(data, effective_lo, effective_hi, effective_share)
+    models = list(data["model"].unique())
+    colours = sns.color_palette("colorblind", 10)
+
+    def draw(fig: Figure, ax: Axes, owned: bool) -> None:
+        handles: list[Any] = []
+        labels: list[str] = []
+        if rng is not None:
+            lo, hi, share = rng
+            ax.axvspan(lo - 0.5, hi + 0.5, color=_SHADE, lw=0, zorder=0)
+            handles.append(Patch(facecolor=_SHADE, lw=0))
+            held = f" ({100 * share:.0f}% of the gradient)" if share is not None else ""
+            labels.append(f"effective range {lo}–{hi}{held}")
+        for m_i, model in enumerate(models):
+            rows = data[data["model"] == model]
+            ls = ["-", "--", ":", "-."][m_i % 4]
+            suffix = f" ({model})" if len(models) > 1 and model else ""
+            if rows["total"].notna().any():
+                err = rows["total_err"].fillna(0.0)
+                ax.fill_between(
+                    rows["length"],
+                    (rows["total"] - err).clip(lower=0),
+                    rows["total"] + err,
+                    color=colours[0],
+                    alpha=0.25,
+                    lw=0,
+                )
+                sns.lineplot(
+                    data=rows,
+                    x="length",
+                    y="total",
+                    ax=ax,
+                    color=colours[0],
+                    ls=ls,
+                    marker="o",
+                    markersize=_ms(0.65),
+                    markeredgewidth=0,
+                    errorbar=None,
+                )
+                handles.append(Line2D([], [], color=colours[0], ls=ls, marker="o", ms=_ms(0.65)))
+                labels.append(f"sampled mean × paths{suffix}")
+            if rows["exact_norm"].notna().any():
+                sns.lineplot(
+                    data=rows,
+                    x="length",
+                    y="exact_norm",
+                    ax=ax,
+                    color=colours[1],
+                    ls=ls,
+                    errorbar=None,
+                )
+                handles.append(Line2D([], [], color=colours[1], ls=ls))
+                labels.append(f"exact per-length norm{suffix}")
+        ax.set_ylim(bottom=0)
+        _integer_ticks(ax)
+        ax.set(xlabel=LENGTH_LABEL, ylabel=GRADIENT_LABEL, title=TITLES["fig6c_total_gradient"])
+        _legend(fig, ax, handles, labels, owned=owned, below=True)
+
+    return _styled(draw, ax, style, width, extra_height=0.4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sub-networks and effective-path training
+
+
+def _parse_blocks(kept: Any) -> set[int]:
+    """``"0-3,5"`` -> {0, 1, 2, 3, 5}; empty or NaN -> the empty set."""
+    out: set[int] = set()
+    text = "" if kept is None or (isinstance(kept, float) and math.isnan(kept)) else str(kept)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        a, _, b = part.partition("-")
+        out.update(range(int(float(a)), int(float(b or a)) + 1))
+    return out
+
+
+def plot_subnetworks(
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    num_blocks: int | None = None,
+    full_error: float | None = None,
+    ensemble_error: float | None = None,
+    style: Style = "paper",
+    width: Width = "single",
+) -> Figure:
+    """The error of every evaluated sub-network against the number of blocks it keeps.
+
+    Args:
+        df: a subnetworks table (``kept``, ``num_kept``, ``error``): one jittered point per
+            subset and a line through the mean at each size.
+        num_blocks: n (default: one more than the highest block index kept); a subset keeping
+            all n blocks is the full network, drawn as a dashed line.
+        full_error, ensemble_error: fractions from the sidecar, drawn when given (the full
+            network's error where no row keeps every block).
+    """
+    data = df.copy()
+    data["num_kept"] = pd.to_numeric(data["num_kept"], errors="coerce")
+    data["error_pct"] = _percent(data["error"])
+    data = data.dropna(subset=["num_kept", "error_pct"])
+    if data.empty:
+        raise ValueError("no sub-networks to plot")
+    blocks = data["kept"].map(_parse_blocks)
+    n = num_blocks if num_blocks is not None else max((max(b) + 1 for b in blocks if b), default=0)
+    full_rows = data[blocks.map(len) == n] if n else data.iloc[:0]
+    full = float(full_rows["error_pct"].mean()) if len(full_rows) else None
+    if full is None and full_error is not None:
+        full = 100.0 * full_error
+    colours = sns.color_palette("colorblind", 10)
+
+    def draw(fig: Figure, ax: Axes, owned: bool) -> None:
+        sns.stripplot(
+            data=data,
+            x="num_kept",
+            y="error_pct",
+            native_scale=True,
+            jitter=0.25,
+            size=_ms(0.5),
+            alpha=0.35,
+            linewidth=0,
+            color=colours[0],
+            ax=ax,
+        )
+        sns.lineplot(
+            data=data,
+            x="num_kept",
+            y="error_pct",
+            estimator="mean",
+            errorbar=None,
+            color=colours[3],
+            marker="o",
+            markersize=_ms(0.85),
+            markeredgewidth=0,
+            ax=ax,
+        )
+        handles: list[Any] = [
+            Line2D([], [], ls="", marker="o", ms=_ms(0.65), color=colours[0], alpha=0.5),
+            Line2D([], [], color=colours[3], marker="o", ms=_ms(0.85), mew=0),
+        ]
+        labels = ["one sub-network", "mean per size"]
+        if full is not None:
+            ax.axhline(full, color="0.3", ls="--", lw=_lw(0.85), zorder=1).set_gid("full network")
+            handles.append(Line2D([], [], color="0.3", ls="--", lw=_lw(0.85)))
+            labels.append(f"full network ({full:.3g}%)")
+        if ensemble_error is not None:
+            ens = 100.0 * ensemble_error
+            ax.axhline(ens, color=colours[2], ls=":", lw=_lw(), zorder=1).set_gid("ensemble")
+            handles.append(Line2D([], [], color=colours[2], ls=":", lw=_lw()))
+            labels.append(f"ensemble of all ({ens:.3g}%)")
+        ax.set_ylim(bottom=0)
+        _integer_ticks(ax)
+        xlabel = f"blocks kept (of {n})" if n else "blocks kept"
+        ax.set(xlabel=xlabel, ylabel=ERROR_LABEL, title=TITLES["subnetworks"])
+        _legend(fig, ax, handles, labels, owned=owned, below=True)
+
+    return _styled(draw, ax, style, width, extra_height=0.4)
+
+
+def plot_training(
+    df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
+) -> Figure:
+    """Training on effective paths only against normal training (paper section 5).
+
+    On a new figure: the final test error of each variant as bars (left) and the test error
+    (solid) and training error (dashed, where present) over epochs (right). Given ``ax``, the
+    bars alone.
+
+    Args:
+        df: a training table (``variant``, ``epoch``, ``test_error``; ``train_error``
+            optional), errors as fractions.
+    """
+    data = df.copy()
+    data["variant"] = data["variant"].fillna("").astype(str)
+    data["epoch"] = pd.to_numeric(data["epoch"], errors="coerce")
+    data["test_pct"] = _percent(data["test_error"])
+    data["train_pct"] = _percent(data["train_error"]) if "train_error" in data else np.nan
+    data = data.dropna(subset=["epoch", "test_pct"])
+    if data.empty:
+        raise ValueError("no training history to plot")
+    variants = {v: v for v in data["variant"].unique()}
+    order = _series_order(list(variants), variants)
+    colours = _palette(order, variants)
+    final = data.sort_values("epoch").groupby("variant").tail(1).set_index("variant")
+    final = final.loc[order].reset_index()
+
+    def bars(ax: Axes) -> None:
+        sns.barplot(
+            data=final,
+            x="variant",
+            y="test_pct",
+            hue="variant",
+            order=order,
+            hue_order=order,
+            palette=colours,
+            legend=False,
+            width=0.6,
+            ax=ax,
+        )
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.2f", padding=2, fontsize="small")
+        ax.set_ylim(0, final["test_pct"].max() * 1.2)
+        ax.margins(y=0.15)
+        ax.set(xlabel="", ylabel=f"final {ERROR_LABEL}")
+        ax.tick_params(axis="x", labelrotation=20)
+
+    def draw(fig: Figure, ax: Any, owned: bool) -> None:
+        if not owned:
+            bars(ax)
+            ax.set_title(TITLES["effective_paths_training"])
+            return
+        bar_ax, curve_ax = ax
+        bars(bar_ax)
+        sns.lineplot(
+            data=data,
+            x="epoch",
+            y="test_pct",
+            hue="variant",
+            hue_order=order,
+            palette=colours,
+            errorbar=None,
+            linewidth=_lw(),
+            legend=False,
+            ax=curve_ax,
+        )
+        handles: list[Any] = [Line2D([], [], color=colours[v], lw=_lw()) for v in order]
+        labels = list(order)
+        if data["train_pct"].notna().any():
+            sns.lineplot(
+                data=data,
+                x="epoch",
+                y="train_pct",
+                hue="variant",
+                hue_order=order,
+                palette=colours,
+                errorbar=None,
+                linewidth=_lw(0.75),
+                legend=False,
+                ax=curve_ax,
+            )
+            for line in curve_ax.get_lines()[len(order) :]:
+                line.set_linestyle("--")
+            handles += [
+                Line2D([], [], color="0.3", lw=_lw()),
+                Line2D([], [], color="0.3", ls="--", lw=_lw(0.75)),
+            ]
+            labels += ["test", "train"]
+        curve_ax.set_ylim(bottom=0)
+        _integer_ticks(curve_ax)
+        curve_ax.set(xlabel="epoch", ylabel="error (%)")
+        fig.suptitle(TITLES["effective_paths_training"], fontsize=mpl.rcParams["axes.titlesize"])
+        _legend(fig, curve_ax, handles, labels, owned=True, below=True)
+
+    return _styled(draw, ax, style, width, extra_height=0.4, ncols=2, width_ratios=[1, 1.6])
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving and the whole set
+
+
+def save_figure(
+    fig: Figure, out_dir: str | Path, name: str, formats: Sequence[str] = ("png", "pdf")
+) -> list[Path]:
+    """Write ``out_dir/name.{format}`` for each format (PNG at 150 dpi, PDF as vectors), each
+    rendered in memory first and then written atomically; returns the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        meta = {"CreationDate": None} if fmt == "pdf" else None  # same table, same bytes
+        with mpl.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": name}):
+            fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
+        path = out_dir / f"{name}.{fmt}"
+        atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def _check_out_dir(out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"cannot write figures to {out_dir}: it is a file, not a folder")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"cannot write figures to {out_dir}: {parent} is a file, not a folder"
+                )
+            break
+    check_writable(out_dir / f"{FIGURES[0]}.png")
+    return out_dir
+
+
+def _num_classes(tables: Sequence[LoadedTable]) -> int | None:
+    """The sweeps' number of classes, where their sidecars agree on one."""
+    found = set()
+    for t in tables:
+        k = t.meta.get("num_classes")
+        if k is None and t.meta.get("dataset"):
+            k = _NUM_CLASSES.get(str(t.meta["dataset"]).split()[0].lower())
+        if k is not None:
+            found.add(int(k))
+    return found.pop() if len(found) == 1 else None
+
+
+def _only_meta(tables: Sequence[LoadedTable]) -> dict[str, Any]:
+    """The sidecar of a kind's one table; with several, none (their ranges may differ)."""
+    return tables[0].meta if len(tables) == 1 else {}
+
+
+def _figure_jobs(tables: Sequence[LoadedTable]) -> list[tuple[str, Callable[..., Figure]]]:
+    """The figures the tables allow, each as (name, draw) with ``draw(style=, width=)``."""
+    by_kind: dict[str, list[LoadedTable]] = {k: [] for k in TABLE_COLUMNS}
+    for t in tables:
+        by_kind[t.kind].append(t)
+
+    def frame(kind: str) -> pd.DataFrame:
+        return pd.concat([t.frame for t in by_kind[kind]], ignore_index=True)
+
+    jobs: list[tuple[str, Callable[..., Figure]]] = []
+    if by_kind["sweep"]:
+        sweeps = frame("sweep")
+        classes = _num_classes(by_kind["sweep"])
+        single = _lesioned_variants(sweeps, "single")
+        if single - {"stochastic depth"}:
+            fig3 = partial(
+                plot_single_block,
+                sweeps,
+                variants=sorted(single - {"stochastic depth"}),
+                num_classes=classes,
+            )
+            jobs.append(("fig3_single_block", fig3))
+        if _lesioned_variants(sweeps, "multi"):
+            jobs.append(("fig5a_delete_k", partial(plot_delete_k, sweeps)))
+        if _lesioned_variants(sweeps, "reorder"):
+            jobs.append(("fig5b_reorder", partial(plot_reorder, sweeps)))
+        if "stochastic depth" in single:
+            fig8 = partial(plot_stochastic_depth, sweeps, num_classes=classes)
+            jobs.append(("fig8_stochastic_depth", fig8))
+    if by_kind["paths"] and not frame("paths").empty:
+        meta = _only_meta(by_kind["paths"])
+        fig6a = partial(
+            plot_path_lengths,
+            frame("paths"),
+            share=float(meta.get("share", 0.95)),
+            lo=meta.get("range_lo", meta.get("normal_lo")),
+            hi=meta.get("range_hi", meta.get("normal_hi")),
+        )
+        jobs.append(("fig6a_path_lengths", fig6a))
+    if by_kind["gradients"]:
+        grads, meta = _gradient_frame(frame("gradients")), _only_meta(by_kind["gradients"])
+        if grads[["sampled_mean", "exact_norm", "rms_single_path"]].gt(0).any().any():
+            jobs.append(("fig6b_gradient_per_length", partial(plot_gradient_per_length, grads)))
+        if grads[["sampled_mean", "sampled_total", "exact_norm"]].gt(0).any().any():
+            fig6c = partial(
+                plot_total_gradient,
+                grads,
+                effective_lo=meta.get("effective_lo"),
+                effective_hi=meta.get("effective_hi"),
+                effective_share=meta.get("effective_share"),
+            )
+            jobs.append(("fig6c_total_gradient", fig6c))
+    if by_kind["training"] and not frame("training").empty:
+        jobs.append(("effective_paths_training", partial(plot_training, frame("training"))))
+    if by_kind["subnetworks"] and not frame("subnetworks").empty:
+        meta = _only_meta(by_kind["subnetworks"])
+        view = meta.get("ensemble") if isinstance(meta.get("ensemble"), dict) else {}
+        subnetworks = partial(
+            plot_subnetworks,
+            frame("subnetworks"),
+            num_blocks=meta.get("num_blocks"),
+            full_error=view.get("full_error"),
+            ensemble_error=view.get("ensemble_error"),
+        )
+        jobs.append(("subnetworks", subnetworks))
+    order = {name: i for i, name in enumerate(FIGURES)}
+    return sorted(jobs, key=lambda job: order[job[0]])
+
+
+_EXPECTED = (
+    "sweep tables with 'single' rows (fig3, and fig8 with a stochastic-depth model), 'multi' "
+    "rows (fig5a) or 'reorder' rows (fig5b), a paths table (fig6a), a gradients table (fig6b, "
+    "fig6c), a training table (effective_paths_training) or a subnetworks table (subnetworks)"
+)
+
+
+def plot_all(
+    tables: Sequence[str | Path],
+    out_dir: str | Path,
+    style: Style = "paper",
+    width: Width = "single",
+    formats: Sequence[str] = ("png", "pdf"),
+) -> list[Path]:
+    """Draw every figure the tables allow into ``out_dir`` and return the files written.
+
+    Checks, before drawing, that ``out_dir`` can be written and that every table is one the
+    plots can read.
+
+    Raises:
+        ValueError: an unwritable ``out_dir``, a table lacking columns, an unknown style,
+            width or format, or tables from which no figure can be drawn.
+
+    Example:
+        >>> plot_all(sorted(Path("results/tables").glob("*.csv")), "results/figures")
+    """
+    if style not in ("paper", "talk"):
+        raise ValueError(f"unknown style {style!r}: choose paper or talk")
+    if width not in _WIDTH_IN:
+        raise ValueError(f"unknown width {width!r}: choose single or double")
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if bad or not formats:
+        raise ValueError(f"unknown figure formats {bad}: choose png, pdf or svg")
+    if not tables:
+        raise ValueError(f"no results tables given: expected {_EXPECTED}")
+    out = _check_out_dir(out_dir)
+    loaded = load_tables(tables)
+    jobs = _figure_jobs(loaded)
+    if not jobs:
+        names = ", ".join(str(t.path) for t in loaded)
+        raise ValueError(f"no figure can be drawn from {names}: expected {_EXPECTED}")
+    written: list[Path] = []
+    for name, draw in jobs:
+        fig = draw(style=style, width=width)
+        written += save_figure(fig, out, name, list(dict.fromkeys(formats)))
+    return written

@@ -1,0 +1,445 @@
+"""Figures from hand-built results tables: what each draws (titles, labels, lines, legend),
+what ``plot_all`` writes, and the ``plot`` command's exit codes.
+
+Checks go through matplotlib objects, not pixels. ``make_tables`` builds one small table of each
+kind (and, with ``n=54``, paper-sized ones for looking at the figures).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from matplotlib.figure import Figure
+from PIL import Image
+
+from resnet_ensemble import plots
+from resnet_ensemble.cli import cli
+from resnet_ensemble.plots import (
+    TITLES,
+    load_table,
+    plot_all,
+    plot_delete_k,
+    plot_gradient_per_length,
+    plot_path_lengths,
+    plot_reorder,
+    plot_single_block,
+    plot_stochastic_depth,
+    plot_subnetworks,
+    plot_total_gradient,
+    plot_training,
+)
+
+SWEEP = [
+    "model", "variant", "sweep", "config", "route", "deleted", "k", "sample", "seed",
+    "kendall_tau", "deleted_name", "downsampling", "error", "wrong", "images",
+]  # fmt: skip
+BASE_ERROR = {"residual": 0.07, "plain": 0.12, "stochastic depth": 0.065}
+
+
+def _row(variant: str, sweep: str, config: str, error: float, **fields: object) -> dict:
+    model = "plain" if variant == "plain" else "resnet"
+    return {"model": model, "variant": variant, "sweep": sweep, "config": config, "error": error,
+            "images": 1000, "wrong": round(1000 * error), **fields}  # fmt: skip
+
+
+def single_sweep(variant: str, n: int = 6, down: tuple[int, ...] = (2, 4)) -> pd.DataFrame:
+    """Baseline, then each block deleted; downsampling blocks hurt (plain: all at chance)."""
+    rng = np.random.default_rng(len(variant))
+    base = BASE_ERROR[variant]
+    rows = [_row(variant, "single", "baseline", base, k=0, deleted="")]
+    for b in range(n):
+        if variant == "plain" and b in down:
+            continue  # a plain network's downsampling layers cannot be deleted
+        hit = {"residual": 0.12, "stochastic depth": 0.04}.get(variant, 0.0) * (b in down)
+        err = 0.9 if variant == "plain" else base + 0.01 * rng.random() + hit
+        rows.append(_row(variant, "single", f"drop={b}", err, k=1, deleted=str(b),
+                         deleted_name=f"layer{b}", downsampling=b in down))  # fmt: skip
+    return pd.DataFrame(rows, columns=SWEEP)
+
+
+def multi_sweep(max_k: int = 4, samples: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = [_row("residual", "multi", "baseline", 0.07, k=0, deleted="")]
+    for k in range(1, max_k + 1):
+        for s in range(samples):
+            err = 0.07 + 0.02 * k**1.4 + 0.01 * rng.standard_normal()
+            rows.append(_row("residual", "multi", f"k={k},sample={s}", err, k=k, sample=s,
+                             seed=0, deleted=",".join(map(str, range(k)))))  # fmt: skip
+    return pd.DataFrame(rows, columns=SWEEP)
+
+
+def reorder_sweep(max_swaps: int = 4, samples: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    rows = [_row("residual", "reorder", "baseline", 0.07, k=0, deleted="", kendall_tau=1.0)]
+    for k in range(1, max_swaps + 1):
+        for s in range(samples):
+            tau = 1 - 0.05 * k - 0.02 * rng.random()
+            err = 0.07 + 0.9 * (1 - tau) ** 1.5 + 0.01 * rng.random()
+            rows.append(_row("residual", "reorder", f"swaps={k},sample={s}", err, k=k,
+                             sample=s, seed=0, kendall_tau=tau))  # fmt: skip
+    return pd.DataFrame(rows, columns=SWEEP)
+
+
+def path_table(n: int = 6) -> pd.DataFrame:
+    counts = [math.comb(n, k) for k in range(n + 1)]
+    frame = pd.DataFrame({"model": "resnet", "length": range(n + 1), "paths": counts})
+    frame["fraction"] = frame["paths"] / 2**n
+    frame["cumulative"] = frame["fraction"].cumsum()
+    return frame
+
+
+def gradient_table(n: int = 6, decay: float = 0.25) -> pd.DataFrame:
+    """Single-path norms falling exponentially with length, as in the paper."""
+    k = np.arange(n + 1)
+    paths = np.array([math.comb(n, int(i)) for i in k], dtype=float)
+    mean = 0.05 * decay**k
+    total = mean * paths
+    frame = pd.DataFrame({"model": "resnet", "length": k, "num_paths": paths})
+    frame["exact_norm"] = 0.4 * total
+    frame["exact_share"] = frame["exact_norm"] / frame["exact_norm"].sum()
+    frame["sampled_mean"] = mean
+    frame["sampled_std"] = 0.5 * mean
+    frame["sampled_sem"] = 0.5 * mean / math.sqrt(100)
+    frame["samples"] = 100
+    frame["sampled_total"] = total
+    frame["sampled_share"] = total / total.sum()
+    frame["rms_single_path"] = 1.3 * mean
+    order = np.argsort(-total)
+    keep = order[: max(1, int(np.searchsorted(np.cumsum(total[order]) / total.sum(), 0.95)) + 1)]
+    frame["in_effective_range"] = frame["length"].between(k[keep].min(), k[keep].max())
+    return frame
+
+
+def subnetwork_table(n: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for mask in range(2**n):
+        kept = [b for b in range(n) if mask >> b & 1]
+        err = 0.9 - 0.83 * len(kept) / n + 0.03 * rng.random() * (len(kept) < n)
+        rows.append({"model": "resnet", "kept": ",".join(map(str, kept)),
+                     "num_kept": len(kept), "error": err, "images": 500})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def training_table(epochs: int = 5) -> pd.DataFrame:
+    rows = []
+    for variant, final in (("residual", 0.061), ("effective paths", 0.0596)):
+        for e in range(1, epochs + 1):
+            test = final + 0.5 * math.exp(-0.8 * (e - 1))
+            rows.append({"variant": variant, "epoch": e, "train_error": test - 0.03,
+                         "test_error": final if e == epochs else test})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def make_tables(folder: Path, n: int = 6, sidecars: bool = True) -> list[Path]:
+    """One CSV per table kind (three single sweeps) in ``folder``; the first with a sidecar
+    holding ``num_classes`` where ``sidecars``."""
+    down = (2, 4) if n < 12 else (n // 3, 2 * n // 3)
+    frames = {
+        "single_resnet": single_sweep("residual", n, down),
+        "single_plain": single_sweep("plain", n, down),
+        "single_stochastic_depth": single_sweep("stochastic depth", n, down),
+        "multi_resnet": multi_sweep(max_k=4 if n < 12 else 10, samples=3 if n < 12 else 5),
+        "reorder_resnet": reorder_sweep(max_swaps=4 if n < 12 else 10, samples=3),
+        "paths": path_table(n),
+        "gradients": gradient_table(n),
+        "subnetworks": subnetwork_table(4 if n < 12 else 10),
+        "training": training_table(5 if n < 12 else 60),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in frames.items():
+        path = folder / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        written.append(path)
+    if sidecars:
+        (folder / "single_resnet.json").write_text(
+            json.dumps({"table": "sweep", "num_classes": 10})
+        )
+        (folder / "gradients.json").write_text(json.dumps({"table": "gradients"}))
+    return written
+
+
+def legend_texts(fig: Figure) -> list[str]:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+    return [t.get_text() for leg in legends if leg is not None for t in leg.get_texts()]
+
+
+def lines_by_gid(fig: Figure, gid: str) -> list:
+    return [line for ax in fig.axes for line in ax.get_lines() if line.get_gid() == gid]
+
+
+@pytest.fixture
+def sweeps() -> pd.DataFrame:
+    return pd.concat(
+        [single_sweep(v) for v in ("residual", "plain", "stochastic depth")], ignore_index=True
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# One figure each
+
+
+def test_single_block_draws_both_variants_baselines_downsampling_and_chance(sweeps):
+    fig = plot_single_block(sweeps, variants=["residual", "plain"], num_classes=10)
+    ax = fig.axes[0]
+    assert ax.get_title() == TITLES["fig3_single_block"] == "Fig. 3 — deleting single blocks"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("deleted block (index)", "test error (%)")
+    texts = legend_texts(fig)
+    assert {"residual", "plain", "full network", "downsampling block"} <= set(texts)
+    assert "chance (90%)" in texts and "stochastic depth" not in texts
+    for variant in ("residual", "plain"):
+        (line,) = lines_by_gid(fig, f"baseline:{variant}")
+        assert line.get_ydata() == pytest.approx([100 * BASE_ERROR[variant]] * 2)
+    (chance,) = lines_by_gid(fig, "chance")
+    assert chance.get_ydata()[0] == pytest.approx(90.0)
+    # the residual series: one point per block, in %, at the deleted block's index
+    res = single_sweep("residual")
+    series = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 6]
+    assert any(np.allclose(ln.get_ydata(), 100 * res["error"].iloc[1:]) for ln in series)
+    assert len(ax.patches) == 2  # one shaded band per downsampling block (2 and 4)
+
+
+def test_single_block_without_num_classes_draws_no_chance_line(sweeps):
+    fig = plot_single_block(sweeps)
+    assert not lines_by_gid(fig, "chance")
+    assert {"residual", "plain", "stochastic depth"} <= set(legend_texts(fig))
+
+
+def test_stochastic_depth_figure_compares_with_residual_only(sweeps):
+    fig = plot_stochastic_depth(sweeps, num_classes=10)
+    assert not lines_by_gid(fig, "chance")  # errors far below chance: not drawn
+    assert fig.axes[0].get_title() == TITLES["fig8_stochastic_depth"]
+    texts = legend_texts(fig)
+    assert "residual" in texts and "stochastic depth" in texts and "plain" not in texts
+
+
+def test_single_block_refuses_a_table_without_single_deletions():
+    with pytest.raises(ValueError, match="single"):
+        plot_single_block(multi_sweep())
+
+
+def test_delete_k_starts_at_the_baseline_with_a_band():
+    fig = plot_delete_k(multi_sweep(max_k=4, samples=3))
+    ax = fig.axes[0]
+    assert ax.get_title() == "Fig. 5a — deleting k blocks"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("blocks deleted (k)", "test error (%)")
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [0, 1, 2, 3, 4]
+    assert line.get_ydata()[0] == pytest.approx(7.0)
+    assert len(ax.collections) == 1  # the s.d. band
+    assert ax.get_legend().get_title().get_text() == "mean ± s.d. over 3 samples"
+
+
+def test_reorder_reverses_tau_and_joins_means_per_swap_count():
+    table = reorder_sweep(max_swaps=4, samples=3)
+    fig = plot_reorder(table)
+    ax = fig.axes[0]
+    assert ax.get_title() == "Fig. 5b — reordering blocks"
+    assert ax.xaxis_inverted()
+    (line,) = ax.get_lines()
+    assert len(line.get_xdata()) == 5  # the original order and 1..4 swaps
+    assert max(line.get_xdata()) == pytest.approx(1.0)
+    assert set(legend_texts(fig)) == {"residual", "one configuration"}
+
+
+def test_path_lengths_bars_and_shortest_central_range():
+    fig = plot_path_lengths(path_table(6))
+    ax = fig.axes[0]
+    assert ax.get_title() == "Fig. 6a — path lengths"
+    assert ax.get_xlabel() == "path length (blocks)"
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height() > 0)
+    assert heights[-1] == pytest.approx(100 * 20 / 64, abs=1e-5)  # C(6, 3) / 2^6
+    # 1..5 holds 62/64 = 96.9% of paths, the shortest range with 95%
+    assert legend_texts(fig) == ["central 95%: lengths 1–5 (96.9% of paths)"]
+
+
+def test_path_lengths_uses_a_given_range():
+    fig = plot_path_lengths(path_table(54), lo=19, hi=35)
+    assert legend_texts(fig)[0].startswith("central 95%: lengths 19–35")
+
+
+def test_gradient_per_length_is_log_scaled_and_draws_every_estimate():
+    fig = plot_gradient_per_length(gradient_table(6))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert ax.get_title() == "Fig. 6b — gradient per path"
+    assert ax.get_ylabel() == "gradient magnitude (L2 norm)"
+    assert len(ax.get_lines()) == 3
+    assert legend_texts(fig) == [
+        "sampled mean ± s.e.m.",
+        "exact, per-length norm ÷ paths",
+        "root mean square (sign estimator)",
+    ]
+
+
+def test_gradient_per_length_draws_only_what_is_present():
+    table = gradient_table(6).drop(columns=["sampled_mean", "sampled_std", "sampled_sem"])
+    table["rms_single_path"] = np.nan
+    fig = plot_gradient_per_length(table)
+    assert legend_texts(fig) == ["exact, per-length norm ÷ paths"]
+    with pytest.raises(ValueError, match="no per-path"):
+        plot_gradient_per_length(table.assign(exact_norm=np.nan))
+
+
+def test_total_gradient_shades_the_effective_range():
+    fig = plot_total_gradient(
+        gradient_table(6), effective_lo=0, effective_hi=2, effective_share=0.9
+    )
+    ax = fig.axes[0]
+    assert ax.get_title() == "Fig. 6c — total gradient per length"
+    texts = legend_texts(fig)
+    assert texts[0] == "effective range 0–2 (90% of the gradient)"
+    assert texts[1:] == ["sampled mean × paths", "exact per-length norm"]
+    total = gradient_table(6)["sampled_total"].to_numpy()
+    assert np.allclose(ax.get_lines()[0].get_ydata(), total)
+
+
+def test_total_gradient_range_from_the_column():
+    table = gradient_table(6)
+    fig = plot_total_gradient(table)
+    inside = table.loc[table["in_effective_range"], "length"]
+    assert legend_texts(fig)[0].startswith(f"effective range {inside.min()}–{inside.max()} (")
+
+
+def test_subnetworks_points_mean_and_full_network():
+    table = subnetwork_table(4)
+    fig = plot_subnetworks(table)
+    ax = fig.axes[0]
+    assert ax.get_title() == "Sub-networks — error by blocks kept"
+    assert ax.get_xlabel() == "blocks kept (of 4)"
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 16  # one point per subset
+    (full,) = lines_by_gid(fig, "full network")
+    assert full.get_ydata()[0] == pytest.approx(100 * table["error"].iloc[-1])
+
+
+def test_training_bars_and_curves():
+    fig = plot_training(training_table(5))
+    bar_ax, curve_ax = fig.axes
+    assert fig.get_suptitle() == "Training on effective paths only"
+    labels = [t.get_text() for t in bar_ax.texts]  # the value on each bar
+    assert labels == ["6.10", "5.96"]
+    assert len(curve_ax.get_lines()) == 4  # test and train error per variant
+    assert legend_texts(fig) == ["residual", "effective paths", "test", "train"]
+
+
+def test_plot_functions_draw_into_a_given_axes():
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot_delete_k(multi_sweep(), ax=ax) is fig
+    assert ax.get_legend() is not None and not fig.legends
+
+
+def test_talk_style_uses_larger_fonts(sweeps):
+    paper = plot_single_block(sweeps, style="paper").axes[0].title.get_fontsize()
+    talk = plot_single_block(sweeps, style="talk").axes[0].title.get_fontsize()
+    assert talk > paper
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and plot_all
+
+
+def test_tables_are_recognised_with_and_without_sidecars(tmp_path):
+    kinds = [load_table(p).kind for p in make_tables(tmp_path, sidecars=False)]
+    assert kinds == ["sweep"] * 5 + ["paths", "gradients", "subnetworks", "training"]
+
+
+def test_a_table_lacking_columns_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "odd.csv"
+    subnetwork_table().drop(columns=["error"]).to_csv(path, index=False)
+    with pytest.raises(ValueError) as info:
+        load_table(path)
+    message = str(info.value)
+    assert "odd.csv" in message and "'error'" in message and "subnetworks" in message
+    assert "\n" not in message
+    path.with_suffix(".json").write_text(json.dumps({"table": "sweep"}))
+    with pytest.raises(ValueError, match=r"a sweep table \(per its sidecar\)"):
+        load_table(path)
+
+
+def test_plot_all_writes_png_and_pdf_for_every_figure(tmp_path):
+    written = plot_all(make_tables(tmp_path / "tables"), tmp_path / "figs")
+    assert sorted(p.name for p in written) == sorted(
+        f"{name}.{fmt}" for name in plots.FIGURES for fmt in ("png", "pdf")
+    )
+    for path in written:
+        data = path.read_bytes()
+        if path.suffix == ".pdf":
+            assert data.startswith(b"%PDF")
+            continue
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "PNG"
+            assert image.info["dpi"] == pytest.approx((150, 150), abs=0.05)  # stored per metre
+            assert image.size[0] == round(3.5 * 150)  # a journal column
+    assert not list((tmp_path / "figs").glob(".*"))  # no temporary files left behind
+
+
+def test_plot_all_draws_only_what_the_tables_allow(tmp_path):
+    tables = make_tables(tmp_path / "tables")
+    written = plot_all([tables[0], tables[5]], tmp_path / "figs", width="double", formats=["png"])
+    assert [p.name for p in written] == ["fig3_single_block.png", "fig6a_path_lengths.png"]
+    with Image.open(written[0]) as image:
+        assert image.size[0] == round(7.1 * 150)
+
+
+def test_plot_all_refuses_tables_with_nothing_to_draw(tmp_path):
+    path = tmp_path / "baseline_effective_paths.csv"
+    single_sweep("residual").iloc[:1].to_csv(path, index=False)
+    with pytest.raises(ValueError, match="no figure can be drawn .* expected sweep tables"):
+        plot_all([path], tmp_path / "figs")
+
+
+# ----------------------------------------------------------------------------------------------
+# The plot command
+
+
+def test_cli_plot_writes_the_figures(tmp_path):
+    tables = make_tables(tmp_path / "tables")[:2]
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(cli, ["plot", *map(str, tables), "--out", str(out),
+                                      "--format", "png"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == [str(out / "fig3_single_block.png")]
+    assert (out / "fig3_single_block.png").is_file()
+
+
+def test_cli_plot_wrong_columns_exit_1_one_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"a": [1], "b": [2]}).to_csv(path, index=False)
+    result = CliRunner().invoke(cli, ["plot", str(path), "--out", str(tmp_path / "figs")])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "bad.csv" in lines[0]
+
+
+def test_cli_plot_missing_file_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "nope.csv"), "--out", "figs"])
+    assert result.exit_code == 2
+
+
+def test_cli_plot_out_that_is_a_file_exit_1_before_drawing(tmp_path):
+    tables = make_tables(tmp_path / "tables")[:1]
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    result = CliRunner().invoke(cli, ["plot", str(tables[0]), "--out", str(out)])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip() == f"error: cannot write figures to {out}: it is a file, not a folder"
+    )
+
+
+def test_cli_plot_out_under_a_file_exit_1(tmp_path):
+    tables = make_tables(tmp_path / "tables")[:1]
+    result = CliRunner().invoke(cli, ["plot", str(tables[0]), "--out", str(tables[0] / "figs")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: cannot write figures to {tables[0] / 'figs'}: {tables[0]} is a file, not a folder"
+    )
