@@ -10,7 +10,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .anatomy import Adapter, Anatomy, Block, anatomy, register_adapter, residual_blocks
+from .engine import evaluate_routes
+from .gradients import path_length_gradients, sample_path_gradients
 from .interventions import lesion, reorder, route
+from .paths import path_length_counts
 
 try:
     __version__ = version("resnet-ensemble")
@@ -23,9 +26,13 @@ __all__ = [
     "Block",
     "__version__",
     "anatomy",
+    "evaluate_routes",
     "lesion",
+    "path_length_counts",
+    "path_length_gradients",
     "register_adapter",
     "reorder",
     "residual_blocks",
     "route",
+    "sample_path_gradients",
 ]

@@ -60,13 +60,7 @@ def _register() -> None:
     from importlib import import_module
 
     for module_name, attr in _SUBCOMMANDS:
-        try:
-            module = import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as err:  # a subcommand not built yet must not break the rest
-            if err.name != f"{__name__}.{module_name}":
-                raise
-            continue
-        cli.add_command(getattr(module, attr))
+        cli.add_command(getattr(import_module(f"{__name__}.{module_name}"), attr))
 
 
 _SUBCOMMANDS = [
