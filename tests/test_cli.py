@@ -29,12 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 KWARGS = {"num_classes": 10, "in_channels": 1}
 IMAGES = 300
 
-needs_embedded = pytest.mark.skipif(
-    not EMBEDDED_CHECKPOINT.is_file(),
-    reason=f"the embedded checkpoint {EMBEDDED_CHECKPOINT.name} has not landed yet",
-)
-
-
 def _invoke(*args: str) -> Result:
     # DEBUG_ENV: None makes the runner remove the variable during the call and restore it after.
     return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
@@ -351,7 +345,6 @@ def test_sweep_refuses_an_existing_table_without_resume_or_overwrite(
 # The embedded default (no --model, no --dataset)
 
 
-@needs_embedded
 def test_embedded_default_drop_block_matches_the_hand_written_loop() -> None:
     result = _invoke("--drop-block", "3", "--limit", "200", "--json")
     assert result.exit_code == 0, result.output
@@ -364,14 +357,12 @@ def test_embedded_default_drop_block_matches_the_hand_written_loop() -> None:
     assert record["error_lesioned_pct"] == pytest.approx(100 * lesioned_wrong / total, abs=1e-9)
 
 
-@needs_embedded
 def test_embedded_default_runs_offline_as_a_real_process(tmp_path: Path) -> None:
     proc = _python_m("--drop-block", "0", "--limit", "50", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "error, full network:" in proc.stdout and "error, without 0" in proc.stdout
 
 
-@needs_embedded
 def test_embedded_default_blocks() -> None:
     result = _invoke("blocks", "--json")
     assert result.exit_code == 0, result.output

@@ -59,7 +59,10 @@ def run_lesion(drop_blocks: tuple[int, ...], as_json: bool, **options: Any) -> N
         click.echo(json.dumps(record))
         return
     click.echo(f"model:    {record['model']}")
-    click.echo(f"dataset:  {record['dataset']}")
+    dataset = record["dataset"]
+    if dataset == "embedded":
+        dataset += " (held-out Fashion-MNIST test images shipped with the package)"
+    click.echo(f"dataset:  {dataset}")
     click.echo(f"images:   {record['images']}")
     click.echo(f"error, full network:  {record['error_full_pct']:6.2f}%")
     if drop_blocks:
