@@ -1,0 +1,118 @@
+"""``ensemble-lesion reproduce``: every paper figure from one command."""
+
+from __future__ import annotations
+
+import click
+
+from ..reproduce import Reproduction, checkpoints_from_options, scale_for
+from .common import positive_int
+
+
+@click.command()
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A small network, few epochs, images and samples: under 15 minutes on a "
+    "2-core CPU. Without it: the paper's scale (ResNet-110, 164 epochs), for a GPU.",
+)
+@click.option(
+    "--dataset",
+    default="fashion-mnist",
+    show_default=True,
+    help="cifar10, cifar100, fashion-mnist, imagenet or synthetic (smoke test).",
+)
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--download", is_flag=True, help="Download the dataset (needs internet).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="results/reproduce",
+    show_default=True,
+    help="Folder for checkpoints, tables, figures and summary.md.",
+)
+@click.option(
+    "--model",
+    "model_spec",
+    default=None,
+    help="Skip training: analyse this model (e.g. torchvision:resnet152 on ImageNet).",
+)
+@click.option(
+    "--weights-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="State dict for --model torchvision:NAME.",
+)
+@click.option("--resnet", "resnet_ckpt", default=None, help="Reuse this ResNet checkpoint.")
+@click.option("--plain", "plain_ckpt", default=None, help="Reuse this plain-network checkpoint.")
+@click.option(
+    "--stochastic-depth", "sd_ckpt", default=None, help="Reuse this stochastic-depth checkpoint."
+)
+@click.option(
+    "--effective-paths",
+    "effective_ckpt",
+    default=None,
+    help="Reuse this effective-path-trained checkpoint.",
+)
+@click.option("--depth", type=click.IntRange(min=8), default=None, help="Override the depth.")
+@click.option("--epochs", type=positive_int, default=None, help="Override the epochs.")
+@click.option("--train-limit", type=positive_int, default=None, help="Train on N images.")
+@click.option("--test-images", type=positive_int, default=None, help="Evaluate on N images.")
+@click.option("--samples", type=positive_int, default=None, help="Draws per k in sweeps.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def reproduce(
+    quick: bool,
+    dataset: str,
+    data_dir: str | None,
+    download: bool,
+    out: str,
+    model_spec: str | None,
+    weights_file: str | None,
+    resnet_ckpt: str | None,
+    plain_ckpt: str | None,
+    sd_ckpt: str | None,
+    effective_ckpt: str | None,
+    depth: int | None,
+    epochs: int | None,
+    train_limit: int | None,
+    test_images: int | None,
+    samples: int | None,
+    device: str,
+    seed: int,
+) -> None:
+    """Train (or reuse) the networks, run every sweep and the gradient analysis, draw every
+    figure and write summary.md. Finished stages are skipped on a re-run."""
+    if model_spec and any((resnet_ckpt, plain_ckpt, sd_ckpt, effective_ckpt)):
+        raise click.UsageError("--model analyses one given model; drop the checkpoint options")
+    if depth is not None and (depth - 2) % 6:
+        raise click.BadParameter(f"depth must be 6n + 2, got {depth}", param_hint="--depth")
+    scale = scale_for(
+        quick,
+        depth=depth,
+        epochs=epochs,
+        train_limit=train_limit,
+        test_images=test_images,
+        samples=samples,
+    )
+    given = checkpoints_from_options(
+        resnet=resnet_ckpt,
+        plain=plain_ckpt,
+        stochastic_depth=sd_ckpt,
+        effective_paths=effective_ckpt,
+    )
+    rep = Reproduction(
+        out,
+        dataset=dataset,
+        data_dir=data_dir,
+        download=download,
+        scale=scale,
+        model=model_spec,
+        weights_file=weights_file,
+        checkpoints=given,
+        device=device,
+        seed=seed,
+        log=lambda m: click.echo(m, err=True),
+    )
+    summary = rep.run()
+    click.echo(summary.read_text())
+    click.echo(f"wrote {summary}")

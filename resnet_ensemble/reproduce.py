@@ -1,0 +1,450 @@
+"""Every paper figure, end to end: train (or reuse) the networks, run every analysis, plot, and
+summarise the measured numbers beside the paper's.
+
+Holds:
+- ``Scale`` and ``QUICK`` / ``PAPER_SCALE``: how big each stage is
+- ``Reproduction``: the stages, each skipped when its outputs are complete, so a crash costs only
+  the stage in flight; ``run`` performs them in order
+- ``write_summary``: ``summary.md`` with the paper's numbers beside ours
+
+Outputs under ``out/``: ``checkpoints/`` (networks and their histories), ``tables/`` (results
+tables with JSON sidecars), ``figures/`` (PNG and PDF), ``summary.md`` and ``stages.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .anatomy import residual_blocks
+from .checkpoints import load_model
+from .experiment import Experiment, open_experiment
+from .gradient_analysis import analyze_gradients, write_gradient_report
+from .paths import evaluate_subnetworks, summarize_paths
+from .results import ResultsTable, atomic_write_text, check_writable, run_metadata, sidecar_path
+from .sweeps import (
+    SWEEP_COLUMNS,
+    multi_deletions,
+    random_swaps,
+    run_sweep,
+    single_deletions,
+    swappable_groups,
+)
+
+__all__ = ["PAPER_SCALE", "QUICK", "Reproduction", "Scale"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big each stage is. The paper's scale is the default; ``QUICK`` fits a 2-core CPU."""
+
+    depth: int = 110
+    epochs: int = 164
+    schedule: str = "step"
+    train_limit: int | None = None
+    test_images: int | None = None
+    batch_size: int = 128
+    max_k: int = 20
+    max_swaps: int = 20
+    samples: int = 10
+    gradient_images: int = 128
+    samples_per_length: int = 1000
+    sign_draws: int = 32
+    subnetwork_images: int | None = 1000
+    subnetwork_samples: int = 4096
+    max_exhaustive: int = 20
+
+
+PAPER_SCALE = Scale()
+QUICK = Scale(
+    depth=20,
+    epochs=3,
+    schedule="cosine",
+    train_limit=12000,
+    test_images=1000,
+    max_k=6,
+    max_swaps=6,
+    samples=3,
+    gradient_images=16,
+    samples_per_length=40,
+    sign_draws=8,
+    subnetwork_images=300,
+    subnetwork_samples=512,
+    max_exhaustive=9,
+)
+VARIANTS = ("resnet", "plain", "stochastic_depth", "effective_paths")
+
+
+def effective_blocks(n: int) -> int:
+    """The paper trained ResNet-110 on 23 of its 54 blocks per mini-batch: the same share."""
+    return max(1, round(n * 23 / 54))
+
+
+class Reproduction:
+    """The whole reproduction in ``out``; every stage is skipped once its outputs exist."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        *,
+        dataset: str,
+        data_dir: str | None = None,
+        download: bool = False,
+        scale: Scale = PAPER_SCALE,
+        model: str | None = None,
+        weights_file: str | None = None,
+        checkpoints: dict[str, str] | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        log: Log = print,
+    ) -> None:
+        self.out = Path(out)
+        check_writable(self.out / "stages.json")
+        self.dataset, self.data_dir, self.download = dataset, data_dir, download
+        self.scale, self.device, self.seed, self.log = scale, device, seed, log
+        self.model, self.weights_file = model, weights_file
+        self.given = dict(checkpoints or {})
+        self.tables = self.out / "tables"
+        self.figures = self.out / "figures"
+        for d in (self.tables, self.figures, self.out / "checkpoints"):
+            d.mkdir(parents=True, exist_ok=True)
+        self._manifest = self.out / "stages.json"
+        self._done: dict[str, Any] = (
+            json.loads(self._manifest.read_text()) if self._manifest.exists() else {}
+        )
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def trains(self) -> bool:
+        """Pretrained models (e.g. torchvision ImageNet ResNets) skip training and controls."""
+        return self.model is None
+
+    def _stage(self, name: str, fn: Callable[[], Any]) -> None:
+        if name in self._done:
+            self.log(f"[skip] {name}: done {self._done[name]['finished']}")
+            return
+        self.log(f"[run]  {name}")
+        start = time.time()
+        fn()
+        self._done[name] = {
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(time.time() - start, 1),
+        }
+        atomic_write_text(self._manifest, json.dumps(self._done, indent=2))
+
+    def checkpoint(self, variant: str) -> str:
+        if variant in self.given:
+            return self.given[variant]
+        return str(self.out / "checkpoints" / f"{variant}.pt")
+
+    # -- stages --------------------------------------------------------------------------------
+
+    def _train(self, variant: str) -> None:
+        from .training import TrainConfig, train
+
+        if variant in self.given:
+            self.log(f"       reusing {self.given[variant]}")
+            return
+        s = self.scale
+        arch = f"{'plain' if variant == 'plain' else 'resnet'}{s.depth}"
+        n = 3 * ((s.depth - 2) // 6)
+        config = TrainConfig(
+            arch=arch,
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            download=self.download,
+            out=Path(self.checkpoint(variant)),
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            schedule=s.schedule,  # type: ignore[arg-type]
+            stochastic_depth=0.5 if variant == "stochastic_depth" else None,
+            active_blocks=effective_blocks(n) if variant == "effective_paths" else None,
+            seed=self.seed,
+            device=self.device,
+            resume=True,
+            limit=s.train_limit,
+            test_limit=s.test_images,
+            num_workers=1,
+            log=lambda m: self.log(f"       {m}"),
+        )
+        train(config, progress=False)
+
+    def _experiment(self, variant: str, limit: int | None = None) -> Experiment:
+        spec = self.model if not self.trains else self.checkpoint(variant)
+        limit = limit if limit is not None else self.scale.test_images
+        return open_experiment(
+            spec,
+            weights_file=self.weights_file,
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            download=self.download,
+            limit=limit,
+            batch_size=256,
+            device=self.device,
+        )
+
+    def _sweep(self, kind: str, variant: str) -> None:
+        exp = self._experiment(variant)
+        s = self.scale
+        if kind == "single":
+            specs = single_deletions(exp.anatomy)
+        elif kind == "baseline":
+            specs = single_deletions(exp.anatomy)[:1]
+        elif kind == "multi":
+            max_k = min(s.max_k, sum(not b.downsamples for b in exp.blocks))
+            specs = multi_deletions(exp.anatomy, max_k=max_k, samples=s.samples, seed=self.seed)
+        elif not swappable_groups(exp.anatomy):
+            self.log("       no two blocks of the same shape: nothing to reorder")
+            return
+        else:
+            specs = random_swaps(
+                exp.anatomy, max_swaps=s.max_swaps, samples=s.samples, seed=self.seed
+            )
+        path = self.tables / f"{kind}_{variant}.csv"
+        meta = {
+            **run_metadata(),
+            **exp.describe(),
+            "table": "sweep",
+            "sweep": kind,
+            "num_classes": exp.info.num_classes,
+            "seed": self.seed,
+        }
+        table = ResultsTable(path, SWEEP_COLUMNS, metadata=meta, resume=True)
+        run_sweep(exp, specs, table)
+        table.write_metadata(complete=True)
+
+    def _paths(self) -> None:
+        exp = self._experiment("resnet", limit=self.scale.subnetwork_images)
+        n = len(exp.blocks)
+        from .cli.paths_cmd import path_table
+
+        frame = path_table(n, exp.describe()["model"])
+        path = self.tables / "paths.csv"
+        summary = summarize_paths(n, 0.95)
+        atomic_write_text(path, frame.to_csv(index=False))
+        atomic_write_text(
+            sidecar_path(path),
+            json.dumps({**run_metadata(), "table": "paths", "n": n, **asdict(summary)}, indent=2),
+        )
+        sub = evaluate_subnetworks(
+            exp.model,
+            exp.loader(),
+            max_exhaustive=self.scale.max_exhaustive,
+            samples=self.scale.subnetwork_samples,
+            seed=self.seed,
+        )
+        view = sub.attrs["ensemble"]
+        sub.insert(0, "model", exp.describe()["model"])
+        sub_path = self.tables / "subnetworks.csv"
+        atomic_write_text(sub_path, sub.to_csv(index=False))
+        atomic_write_text(
+            sidecar_path(sub_path),
+            json.dumps(
+                {
+                    **run_metadata(),
+                    **exp.describe(),
+                    "table": "subnetworks",
+                    "ensemble": view,
+                    "exhaustive": n <= self.scale.max_exhaustive,
+                },
+                indent=2,
+                default=str,
+            ),
+        )
+
+    def _gradients(self) -> None:
+        exp = self._experiment("resnet", limit=self.scale.gradient_images)
+        x, y = next(iter(exp.loader()))
+        analysis = analyze_gradients(
+            exp.model,
+            x.to(exp.device),
+            y.to(exp.device),
+            model_name=exp.describe()["model"],
+            samples_per_length=self.scale.samples_per_length,
+            sign_draws=self.scale.sign_draws,
+            seed=self.seed,
+        )
+        path = self.tables / "gradients.csv"
+        atomic_write_text(path, analysis.table.to_csv(index=False))
+        atomic_write_text(
+            sidecar_path(path),
+            json.dumps(
+                {**run_metadata(), **exp.describe(), **analysis.meta}, indent=2, default=str
+            ),
+        )
+        write_gradient_report(
+            analysis,
+            self.out / "gradients.md",
+            describe=exp.describe(),
+            figures=["figures/fig6b_gradient_per_length.png", "figures/fig6c_total_gradient.png"],
+        )
+
+    def _training_table(self) -> None:
+        rows = []
+        for variant in ("resnet", "effective_paths"):
+            history = Path(self.checkpoint(variant)).with_suffix(".history.csv")
+            if not history.exists():
+                continue
+            frame = pd.read_csv(history)
+            label = "residual" if variant == "resnet" else "effective paths"
+            rows.append(
+                frame.assign(variant=label)[["variant", "epoch", "train_error", "test_error"]]
+            )
+        if rows:
+            path = self.tables / "training.csv"
+            atomic_write_text(path, pd.concat(rows).to_csv(index=False))
+            atomic_write_text(sidecar_path(path), json.dumps({"table": "training"}, indent=2))
+
+    def _plots(self) -> None:
+        from .plots import plot_all
+
+        written = plot_all(sorted(self.tables.glob("*.csv")), self.figures)
+        self.log(f"       {len(written)} figure files in {self.figures}")
+
+    def run(self) -> Path:
+        """Run every stage not yet done, then write ``summary.md``; returns its path."""
+        variants = VARIANTS if self.trains else ("resnet",)
+        if self.trains:
+            for v in variants:
+                self._stage(f"train_{v}", lambda v=v: self._train(v))
+        for v in variants:
+            if v != "effective_paths":
+                self._stage(f"sweep_single_{v}", lambda v=v: self._sweep("single", v))
+        self._stage("sweep_multi_resnet", lambda: self._sweep("multi", "resnet"))
+        self._stage("sweep_reorder_resnet", lambda: self._sweep("reorder", "resnet"))
+        self._stage("paths", self._paths)
+        self._stage("gradients", self._gradients)
+        if self.trains:
+            self._stage("effective_paths_error", lambda: self._sweep("baseline", "effective_paths"))
+            self._stage("training_table", self._training_table)
+        self._stage("figures", self._plots)
+        return write_summary(self)
+
+
+def _table(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def write_summary(rep: Reproduction) -> Path:
+    """``summary.md``: each measured number beside the paper's, with the command that ran."""
+    t = rep.tables
+    single = _table(t / "single_resnet.csv")
+    plain = _table(t / "single_plain.csv")
+    sd = _table(t / "single_stochastic_depth.csv")
+    multi = _table(t / "multi_resnet.csv")
+    grads = json.loads(sidecar_path(t / "gradients.csv").read_text())
+    paths = json.loads(sidecar_path(t / "paths.csv").read_text())
+    n = int(paths["n"])
+
+    def base(df: pd.DataFrame | None) -> float | None:
+        return None if df is None else float(df.loc[df.config == "baseline", "error"].iloc[0])
+
+    def worst(df: pd.DataFrame | None, downsampling: bool) -> float | None:
+        if df is None:
+            return None
+        rows = df[(df.config != "baseline") & (df.downsampling.astype(str) == str(downsampling))]
+        return float(rows.error.max()) if len(rows) else None
+
+    def at_k(k: int) -> float | None:
+        if multi is None or k not in set(multi.k):
+            return None
+        return float(multi.loc[multi.k == k, "error"].mean())
+
+    eff = _table(t / "baseline_effective_paths.csv")
+    k_max = int(multi.k.max()) if multi is not None else 0
+    k_mid = max(1, k_max // 2)
+    rows = [
+        ("blocks (n)", "54", str(n)),
+        ("full-network test error", "6.10%", _pct(base(single))),
+        (
+            "worst single deletion, non-downsampling block",
+            "no noticeable change",
+            f"{_pct(worst(single, False))} (full: {_pct(base(single))})",
+        ),
+        ("worst single deletion, downsampling block", "a modest rise", _pct(worst(single, True))),
+        ("plain network, worst single deletion", "chance level", _pct(worst(plain, False))),
+        (
+            "stochastic depth, worst non-downsampling deletion",
+            "more robust",
+            _pct(worst(sd, False)),
+        ),
+        (f"error with k = {k_mid} blocks deleted (mean)", "rises smoothly", _pct(at_k(k_mid))),
+        (
+            f"error with k = {k_max} blocks deleted (mean)",
+            "rises smoothly (k = 10, 20 in Fig. 5a)",
+            _pct(at_k(k_max)),
+        ),
+        (
+            "error with k = 10 / k = 20 deleted",
+            "Fig. 5a (read off: ~ 20% / ~ 50%, unsure)",
+            f"{_pct(at_k(10))} / {_pct(at_k(20))}",
+        ),
+        (
+            "95% of paths (mean ± 1.96 sd)",
+            "19–35 of 54",
+            f"{paths['normal_lo']}–{paths['normal_hi']} of {n}",
+        ),
+        (
+            "effective gradient range (95% of gradient)",
+            "5–17 (0.45% of paths)",
+            f"{grads['effective_lo']}–{grads['effective_hi']} "
+            f"({100 * grads['effective_path_share']:.3g}% of paths)",
+        ),
+        (
+            "effective-path training error",
+            "5.96% (23 of 54 blocks)",
+            _pct(base(eff))
+            + (f" ({effective_blocks(n)} of {n} blocks)" if eff is not None else ""),
+        ),
+    ]
+    command = " ".join(shlex.quote(a) for a in ["ensemble-lesion", *sys.argv[1:]])
+    lines = [
+        "# Reproduction summary",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Dataset: {rep.dataset}; scale: `{rep.scale}`",
+        "",
+        "| finding | paper (ResNet-110, CIFAR-10) | measured here |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+        "Figures are in `figures/` (PNG and PDF), tables in `tables/` (CSV with JSON sidecars), "
+        "the gradient report in `gradients.md`.",
+        "",
+    ]
+    path = rep.out / "summary.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def checkpoints_from_options(**given: str | None) -> dict[str, str]:
+    """Keep the variants whose checkpoints the user gave, after checking that they load."""
+    out = {}
+    for variant, spec in given.items():
+        if spec:
+            loaded = load_model(spec, device="cpu")
+            residual_blocks(loaded.model)
+            out[variant] = spec
+    return out
+
+
+def scale_for(quick: bool, **overrides: Any) -> Scale:
+    base = QUICK if quick else PAPER_SCALE
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
