@@ -41,6 +41,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from .paths import parse_blocks
 from .results import atomic_write_bytes, check_writable, read_table, sidecar_path
 
 __all__ = [
@@ -928,13 +929,10 @@ def plot_total_gradient(
 
 
 def _parse_blocks(kept: Any) -> set[int]:
-    """``"0-3,5"`` -> {0, 1, 2, 3, 5}; empty or NaN -> the empty set."""
-    out: set[int] = set()
-    text = "" if kept is None or (isinstance(kept, float) and math.isnan(kept)) else str(kept)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        a, _, b = part.partition("-")
-        out.update(range(int(float(a)), int(float(b or a)) + 1))
-    return out
+    """``"0-3,5"`` -> {0, 1, 2, 3, 5}; ``"none"``, empty or NaN (a CSV's empty cell) -> set()."""
+    if kept is None or (isinstance(kept, float) and math.isnan(kept)):
+        return set()
+    return set(parse_blocks(str(kept)))
 
 
 def plot_subnetworks(
