@@ -58,6 +58,39 @@ from .common import positive_int
 @click.option("--train-limit", type=positive_int, default=None, help="Train on N images.")
 @click.option("--test-images", type=positive_int, default=None, help="Evaluate on N images.")
 @click.option("--samples", type=positive_int, default=None, help="Draws per k in sweeps.")
+@click.option(
+    "--gradient-images", type=positive_int, default=None, help="Images in the gradient batch."
+)
+@click.option(
+    "--samples-per-length",
+    type=positive_int,
+    default=None,
+    help="The paper's gradient estimator: single paths per length (paper: 1,000).",
+)
+@click.option(
+    "--sign-draws",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Draws of the all-lengths sign estimator of the gradient (0 skips it).",
+)
+@click.option(
+    "--subnetwork-samples",
+    type=positive_int,
+    default=None,
+    help="Sub-networks sampled when n is above --max-exhaustive.",
+)
+@click.option(
+    "--subnetwork-images",
+    type=positive_int,
+    default=None,
+    help="Images for the evaluation of all sub-networks.",
+)
+@click.option(
+    "--max-exhaustive",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Evaluate all 2^n sub-networks up to this n; sample beyond it.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def reproduce(
@@ -77,6 +110,12 @@ def reproduce(
     train_limit: int | None,
     test_images: int | None,
     samples: int | None,
+    gradient_images: int | None,
+    samples_per_length: int | None,
+    sign_draws: int | None,
+    subnetwork_samples: int | None,
+    subnetwork_images: int | None,
+    max_exhaustive: int | None,
     device: str,
     seed: int,
 ) -> None:
@@ -93,6 +132,12 @@ def reproduce(
         train_limit=train_limit,
         test_images=test_images,
         samples=samples,
+        gradient_images=gradient_images,
+        samples_per_length=samples_per_length,
+        sign_draws=sign_draws,
+        subnetwork_samples=subnetwork_samples,
+        subnetwork_images=subnetwork_images,
+        max_exhaustive=max_exhaustive,
     )
     given = checkpoints_from_options(
         resnet=resnet_ckpt,

@@ -1,0 +1,210 @@
+"""``reproduce`` end to end on tiny synthetic runs: every stage, every figure, skipping on re-run,
+surviving SIGKILL, and the ImageNet path (a pretrained torchvision model, no training) on a tiny
+fake ImageNet folder.
+
+The measured numbers in summary.md are checked against the hand-written forward pass of
+tests/reference.py on the checkpoints the run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from click.testing import CliRunner
+from PIL import Image
+
+from resnet_ensemble.cli import cli
+from resnet_ensemble.cli.common import DEBUG_ENV
+from resnet_ensemble.data import load_dataset
+from resnet_ensemble.models import build_builtin
+from resnet_ensemble.reproduce import Reproduction, Scale
+
+from .reference import cifar_blocks, cifar_forward
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Scale(
+    depth=14,
+    epochs=1,
+    schedule="cosine",
+    train_limit=64,
+    test_images=48,
+    batch_size=32,
+    max_k=2,
+    max_swaps=2,
+    samples=1,
+    gradient_images=4,
+    samples_per_length=2,
+    sign_draws=2,
+    subnetwork_images=16,
+    subnetwork_samples=4,
+    max_exhaustive=3,
+)
+TINY_ARGS = [
+    "--dataset", "synthetic", "--depth", "14", "--epochs", "1", "--train-limit", "64",
+    "--test-images", "48", "--samples", "1", "--gradient-images", "4",
+    "--samples-per-length", "2", "--subnetwork-images", "16", "--max-exhaustive", "3",
+    "--device", "cpu", "--quick",
+]  # fmt: skip
+FIGURES = [
+    "fig3_single_block",
+    "fig5a_delete_k",
+    "fig5b_reorder",
+    "fig6a_path_lengths",
+    "fig6b_gradient_per_length",
+    "fig6c_total_gradient",
+    "fig8_stochastic_depth",
+    "effective_paths_training",
+    "subnetworks",
+]
+
+
+def _reference_error(checkpoint: Path, dataset: str, images: int) -> float:
+    ckpt = torch.load(checkpoint, weights_only=True)
+    model = build_builtin(ckpt["arch"], **ckpt["arch_kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    data = load_dataset(dataset, "test", limit=images)
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    y = torch.tensor([data[i][1] for i in range(len(data))])
+    plan = [(blk, True) for blk in cifar_blocks(model)]
+    with torch.no_grad():
+        return float((cifar_forward(model, x, plan).argmax(1) != y).double().mean())
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in ("summary.md", "stages.json")
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reproduce") / "run"
+    Reproduction(out, dataset="synthetic", scale=TINY, device="cpu", log=lambda m: None).run()
+    return out
+
+
+def test_every_stage_writes_its_tables_and_every_figure(finished: Path) -> None:
+    stages = json.loads((finished / "stages.json").read_text())
+    for variant in ("resnet", "plain", "stochastic_depth", "effective_paths"):
+        assert f"train_{variant}" in stages
+        assert (finished / "checkpoints" / f"{variant}.pt").is_file()
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            path = finished / "figures" / f"{name}.{ext}"
+            assert path.is_file() and path.stat().st_size > 1000, path
+    assert (finished / "figures" / "fig3_single_block.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (finished / "figures" / "fig3_single_block.pdf").read_bytes()[:5] == b"%PDF-"
+    for table in finished.glob("tables/*.csv"):
+        assert json.loads(table.with_suffix(".json").read_text())  # each has its sidecar
+    assert not list(finished.rglob("*.tmp*")), "a temporary file was left behind"
+
+
+def test_the_summary_gives_the_hand_computed_errors(finished: Path) -> None:
+    summary = (finished / "summary.md").read_text()
+    for variant, row in (("resnet", "full-network test error"),):
+        expected = 100 * _reference_error(
+            finished / "checkpoints" / f"{variant}.pt", "synthetic", TINY.test_images
+        )
+        line = next(ln for ln in summary.splitlines() if ln.startswith(f"| {row}"))
+        assert float(re.findall(r"([\d.]+)%", line)[-1]) == pytest.approx(expected, abs=0.006)
+    single = pd.read_csv(finished / "tables" / "single_resnet.csv")
+    assert len(single) == 1 + 6  # the baseline and each of ResNet-14's 6 blocks deleted alone
+    assert "**Synthetic data: a smoke test" in summary  # labelled as the smoke-test data it is
+    assert "| 95% of paths" in summary and "| effective gradient range" in summary
+
+
+def test_a_rerun_skips_every_stage_and_changes_no_output(finished: Path) -> None:
+    before = _snapshot(finished)
+    logged: list[str] = []
+    Reproduction(finished, dataset="synthetic", scale=TINY, device="cpu", log=logged.append).run()
+    assert logged and all(line.startswith("[skip]") for line in logged), logged
+    assert _snapshot(finished) == before
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop(DEBUG_ENV, None)
+    return env
+
+
+def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "resnet_ensemble", "reproduce", *TINY_ARGS, "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manifest = out / "stages.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if manifest.exists() and "train_plain" in json.loads(manifest.read_text()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = json.loads(manifest.read_text())
+    kept = {v: (out / "checkpoints" / f"{v}.pt").read_bytes() for v in ("resnet", "plain")}
+
+    rerun = CliRunner().invoke(cli, cmd[3:], env={DEBUG_ENV: None})  # the same CLI, in-process
+    assert rerun.exit_code == 0, rerun.output
+    assert "| finding |" in rerun.stdout and "wrote" in rerun.stdout
+    for stage in done:
+        assert f"[skip] {stage}" in rerun.stderr
+    for variant, data in kept.items():  # finished networks were not retrained
+        assert (out / "checkpoints" / f"{variant}.pt").read_bytes() == data
+    assert (out / "summary.md").is_file()
+    assert not list(out.rglob("*.tmp*"))
+
+
+def _fake_imagenet(root: Path, classes: int = 2, per_class: int = 2) -> Path:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / "val" / f"n{c:08d}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"img{i}.JPEG")
+    return root
+
+
+def test_the_imagenet_path_analyses_a_torchvision_model_without_training(tmp_path: Path) -> None:
+    data = _fake_imagenet(tmp_path / "imagenet")
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    out = tmp_path / "run"
+    args = [
+        "reproduce", "--dataset", "imagenet", "--data-dir", str(data),
+        "--model", "torchvision:resnet18", "--weights-file", str(weights), "--out", str(out),
+        "--samples", "1", "--gradient-images", "2", "--samples-per-length", "1",
+        "--subnetwork-images", "2", "--max-exhaustive", "2", "--subnetwork-samples", "3",
+        "--sign-draws", "0", "--device", "cpu", "--quick",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args, env={DEBUG_ENV: None})
+    assert result.exit_code == 0, result.output
+    stages = json.loads((out / "stages.json").read_text())
+    assert not any(s.startswith("train_") for s in stages)
+    assert not list((out / "checkpoints").glob("*.pt"))
+    single = pd.read_csv(out / "tables" / "single_resnet.csv")
+    assert len(single) == 1 + 8 and single.images.eq(4).all()  # resnet18: 8 blocks, 4 images
+    meta = json.loads((out / "tables" / "single_resnet.json").read_text())
+    assert meta["dataset"] == "imagenet" and meta["model_spec"] == "torchvision:resnet18"
+    assert (out / "figures" / "fig3_single_block.png").is_file()
+    assert (out / "figures" / "fig6c_total_gradient.pdf").is_file()
