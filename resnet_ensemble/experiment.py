@@ -57,6 +57,20 @@ class Experiment:
     def loader(self, rank: int = 0, world: int = 1) -> DataLoader:
         return make_loader(self.shard(rank, world), batch_size=self.batch_size, shuffle=False)
 
+    def first_images(self, images: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``images`` test images and labels as one batch on the model's device,
+        gathered across loader batches (the gradient analyses take one batch)."""
+        xs, ys, have = [], [], 0
+        for x, y in self.loader():
+            xs.append(x)
+            ys.append(y)
+            have += len(x)
+            if have >= images:
+                break
+        if not xs:
+            raise ValueError("the test data holds no images")
+        return torch.cat(xs)[:images].to(self.device), torch.cat(ys)[:images].to(self.device)
+
     @property
     def variant(self) -> str:
         """How the network was built and trained: what the paper's figures compare."""

@@ -5,6 +5,7 @@ Holds:
   ranges, and what was measured on
 - ``analyze_gradients``: exact decomposition, the paper's sampled estimator and the sign
   estimator on one batch, merged per length
+- ``single_path_decay``: the factor by which the single-path norm falls per block of length
 - ``write_gradient_report``: a short Markdown report with the table, the effective range and the
   comparison with the paper's numbers
 """
@@ -12,10 +13,12 @@ Holds:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -30,7 +33,14 @@ from .gradients import (
 from .paths import summarize_paths
 from .results import atomic_write_text
 
-__all__ = ["GRADIENT_COLUMNS", "GradientAnalysis", "analyze_gradients", "write_gradient_report"]
+__all__ = [
+    "GRADIENT_COLUMNS",
+    "RANGE_LABELS",
+    "GradientAnalysis",
+    "analyze_gradients",
+    "single_path_decay",
+    "write_gradient_report",
+]
 
 GRADIENT_COLUMNS = [
     "model",
@@ -85,8 +95,15 @@ def analyze_gradients(
 
     Args:
         samples_per_length: the paper used 1,000; 0 skips the sampled estimator.
-        sign_draws: 0 skips the sign estimator.
+        sign_draws: 0 skips the sign estimator; else at least 2 (its standard error).
+
+    Raises:
+        ValueError: a negative ``samples_per_length``, or ``sign_draws`` of 1 or below 0.
     """
+    if samples_per_length < 0:
+        raise ValueError(f"samples_per_length must be 0 (skip) or more, got {samples_per_length}")
+    if sign_draws == 1 or sign_draws < 0:
+        raise ValueError(f"sign_draws must be 0 (skip) or at least 2, got {sign_draws}")
     per_length = path_length_gradients(model, inputs, targets)  # (n + 1, B, ...)
     exact = path_length_norms(per_length).double().cpu()
     n = exact.numel() - 1
@@ -114,7 +131,7 @@ def analyze_gradients(
                 for s in (0.9, 0.95)
             }
         )
-    if sign_draws > 1:
+    if sign_draws:
         signs = sign_estimator(model, inputs, targets, draws=sign_draws, seed=seed).set_index(
             "length"
         )
@@ -138,6 +155,7 @@ def analyze_gradients(
         "effective_hi": eff["hi"],
         "effective_share": eff["gradient_share"],
         "effective_path_share": eff["path_share"],
+        "single_path_decay": single_path_decay(analysis.table),
     }
     return analysis
 
@@ -149,22 +167,75 @@ def _fmt_range(r: dict[str, float]) -> str:
     )
 
 
+#: The ranges of ``GradientAnalysis.ranges``, headline first, as the report names them.
+RANGE_LABELS = {
+    "sampled_95": "95% of the paper's measure (mean single-path norm × number of paths)",
+    "sampled_90": "90% of the paper's measure",
+    "exact_95": "95% of the exact per-length gradient norm",
+    "exact_90": "90% of the exact per-length gradient norm",
+}
+
+
+def single_path_decay(table: pd.DataFrame) -> dict[str, Any] | None:
+    """How fast the single-path gradient norm falls with length (the paper: exponentially).
+
+    A least-squares line through log(norm) against length, over the lengths with a positive
+    value, of the paper's sampled mean single-path norm where measured, else the sign
+    estimator's root-mean-square norm, else the exact per-length norm divided by the number of
+    paths (the norm of the mean path). ``factor_per_block`` is exp(slope): the norm is
+    multiplied by it for each block added to the path; ``r2`` says how straight the line is on
+    a log axis. None with fewer than three positive lengths.
+    """
+    candidates = (
+        ("sampled_mean", table["sampled_mean"]),
+        ("rms_single_path", table["rms_single_path"]),
+        ("exact_norm / num_paths", table["exact_norm"] / table["num_paths"]),
+    )
+    for measure, raw in candidates:
+        values = pd.to_numeric(raw, errors="coerce")
+        keep = values.gt(0) & values.notna()
+        if int(keep.sum()) < 3:
+            continue
+        k = table["length"][keep].to_numpy(dtype=float)
+        y = np.log(values[keep].to_numpy(dtype=float))
+        slope, intercept = np.polyfit(k, y, 1)
+        resid = y - (slope * k + intercept)
+        spread = float(((y - y.mean()) ** 2).sum())
+        r2 = 1.0 - float((resid**2).sum()) / spread if spread > 0 else 1.0
+        return {"measure": measure, "factor_per_block": float(np.exp(slope)), "r2": r2}
+    return None
+
+
 def write_gradient_report(
     analysis: GradientAnalysis,
     path: str | Path,
     *,
     describe: dict[str, Any],
-    figures: list[str] = (),
+    figures: Sequence[str] = (),
 ) -> Path:
-    """A short Markdown report: model, data, per-length table, effective range, and the paper."""
+    """A short Markdown report: model, data, per-length table, effective range, and the paper.
+
+    Args:
+        describe: ``Experiment.describe()`` (model, model_spec, checkpoint_sha256, dataset,
+            split).
+        figures: image paths relative to the report's folder, linked under "Figures".
+    """
     path = Path(path)
     n = analysis.n
     paths95 = summarize_paths(n, 0.95)
+    headline = "sampled_95" if "sampled_95" in analysis.ranges else "exact_95"
+    eff = analysis.effective
+    decay = single_path_decay(analysis.table)
     lines = [
         f"# Gradient per path length: {describe.get('model', '?')}",
         "",
         f"- model: `{describe.get('model_spec')}` ({describe.get('model')}, {n} residual blocks, "
-        f"2^{n} paths), checkpoint sha256 `{describe.get('checkpoint_sha256')}`",
+        f"2^{n} paths), "
+        + (
+            f"checkpoint sha256 `{describe['checkpoint_sha256']}`"
+            if describe.get("checkpoint_sha256")
+            else "no checkpoint file"
+        ),
         f"- data: {describe.get('dataset')} {describe.get('split', 'test')} split, one batch of "
         f"{analysis.images} images",
         f"- method: exact decomposition (one polynomial backward pass); the paper's estimator "
@@ -174,48 +245,47 @@ def write_gradient_report(
         "## Effective paths",
         "",
     ]
-    for key, label in (
-        ("sampled_95", "95% of the paper's measure (mean single-path norm × number of paths)"),
-        ("sampled_90", "90% of the paper's measure"),
-        ("exact_95", "95% of the exact per-length gradient norm"),
-        ("exact_90", "90% of the exact per-length gradient norm"),
-    ):
+    for key, label in RANGE_LABELS.items():
         if key in analysis.ranges:
             lines.append(f"- {label}: lengths {_fmt_range(analysis.ranges[key])}")
     lines += [
         f"- for comparison, 95% of all paths have lengths {paths95.normal_lo}–{paths95.normal_hi} "
         f"(mean ± 1.96 sd, as the paper counts; the shortest exact range is "
         f"{paths95.lo}–{paths95.hi})",
+    ]
+    if decay is not None:
+        lines.append(
+            f"- single-path gradient norm ({decay['measure']}): × {decay['factor_per_block']:.3g} "
+            f"per block of path length (log-linear fit, R² = {decay['r2']:.3f})"
+        )
+    lines += [
         "",
         "## Against the paper (ResNet-110, 54 blocks)",
+        "",
+        f"The effective range here is the one holding {RANGE_LABELS[headline]}.",
         "",
         "| | paper | here |",
         "|---|---|---|",
         f"| blocks | 54 | {n} |",
         f"| 95% of paths (mean ± 1.96 sd) | 19–35 | {paths95.normal_lo}–{paths95.normal_hi} |",
         f"| effective range | 5–17 ({100 * PAPER['effective_path_share']:.2f}% of paths) | "
-        f"{int(analysis.effective['lo'])}–{int(analysis.effective['hi'])} "
-        f"({100 * analysis.effective['path_share']:.3g}% of paths) |",
+        f"{int(eff['lo'])}–{int(eff['hi'])} ({100 * eff['path_share']:.3g}% of paths) |",
         f"| effective range / n | {5 / 54:.2f}–{17 / 54:.2f} | "
-        f"{analysis.effective['lo'] / n:.2f}–{analysis.effective['hi'] / n:.2f} |",
+        f"{eff['lo'] / n:.2f}–{eff['hi'] / n:.2f} |",
+    ]
+    if decay is not None:
+        lines.append(
+            "| single-path norm against length | falls exponentially | "
+            f"× {decay['factor_per_block']:.3g} per block, R² = {decay['r2']:.3f} on a log axis |"
+        )
+    lines += [
         "",
         "## Per length",
         "",
-        analysis.table.drop(columns=["model"]).to_markdown(index=False, floatfmt=".4g")
-        if _has_tabulate()
-        else "```\n" + analysis.table.drop(columns=["model"]).to_string(index=False) + "\n```",
+        analysis.table.drop(columns=["model"]).to_markdown(index=False, floatfmt=".4g"),
         "",
     ]
     if figures:
         lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
-    text = "\n".join(lines)
-    atomic_write_text(path, text)
+    atomic_write_text(path, "\n".join(lines))
     return path
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -46,6 +46,7 @@ __all__ = [
     "parse_blocks",
     "path_fraction",
     "path_length_counts",
+    "path_table",
     "shortest_range_holding",
     "summarize_paths",
 ]
@@ -159,6 +160,21 @@ class PathSummary:
     normal_hi: int
     normal_fraction: float
 
+    def numbers(self) -> dict[str, float]:
+        """The summary as results metadata. The central range (mean ± z·sd) is what the paper
+        quotes and Fig. 6a shades, so it is ``range_*``; the shortest range is ``shortest_*``."""
+        return {
+            "share": self.share,
+            "mean": self.mean,
+            "std": self.std,
+            "range_lo": self.normal_lo,
+            "range_hi": self.normal_hi,
+            "range_fraction": self.normal_fraction,
+            "shortest_lo": self.lo,
+            "shortest_hi": self.hi,
+            "shortest_fraction": self.fraction,
+        }
+
 
 def summarize_paths(n: int, share: float = 0.95) -> PathSummary:
     """Mean, standard deviation and central ranges of the path lengths of n blocks.
@@ -187,6 +203,19 @@ def summarize_paths(n: int, share: float = 0.95) -> PathSummary:
         normal_hi=normal_hi,
         normal_fraction=path_fraction(n, normal_lo, normal_hi),
     )
+
+
+def path_table(n: int, model: str) -> pd.DataFrame:
+    """One row per length 0..n: ``paths`` (C(n, k), exact, as text so that no float rounds it),
+    ``fraction`` of all 2^n paths and ``cumulative`` fraction."""
+    counts = path_length_counts(n)
+    total = 2**n
+    frame = pd.DataFrame(
+        {"model": model, "length": range(n + 1), "paths": [str(c) for c in counts]}
+    )
+    frame["fraction"] = [c / total for c in counts]
+    frame["cumulative"] = frame["fraction"].cumsum()
+    return frame
 
 
 def format_blocks(indices: Iterable[int]) -> str:

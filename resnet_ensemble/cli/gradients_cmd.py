@@ -1,16 +1,71 @@
-"""``ensemble-lesion gradients``: how much gradient flows through paths of each length."""
+"""``ensemble-lesion gradients``: how much gradient flows through paths of each length.
+
+Prints by default; ``--out`` writes the per-length table (CSV with a JSON sidecar, the
+"gradients" kind that ``ensemble-lesion plot`` draws as Fig. 6b and 6c) and ``--report`` a
+Markdown report with its figures (and, without ``--out``, its table beside it).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+import pandas as pd
 
 from ..experiment import open_experiment
-from ..gradient_analysis import analyze_gradients, write_gradient_report
+from ..gradient_analysis import RANGE_LABELS, analyze_gradients, write_gradient_report
 from ..results import atomic_write_text, check_writable, run_metadata, sidecar_path
 from .common import data_options, model_options, positive_int
+
+#: The columns printed, and their headers.
+_PRINTED = {
+    "length": "length",
+    "num_paths": "paths",
+    "exact_norm": "exact norm",
+    "exact_share": "exact share",
+    "sampled_mean": "sampled mean",
+    "sampled_sem": "± sem",
+    "sampled_share": "sampled share",
+    "rms_single_path": "rms path",
+}
+
+
+def _check_sign_draws(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value == 1:
+        raise click.BadParameter("0 skips the sign estimator; otherwise give at least 2 draws")
+    return value
+
+
+def _output_paths(out: str | None, report: str | None) -> tuple[Path | None, Path | None]:
+    """The table and report paths, checked writable before any work. With --report and no
+    --out the table goes beside the report (REPORT_STEM.csv), since its figures are drawn
+    from it."""
+    report_path = Path(report) if report else None
+    if report_path is not None and report_path.suffix.lower() in (".csv", ".json"):
+        raise click.BadParameter(
+            "the report is Markdown: give a name such as report.md", param_hint="--report"
+        )
+    out_path = Path(out) if out else None
+    if out_path is None and report_path is not None:
+        out_path = report_path.with_suffix(".csv")
+    if report_path is not None and out_path is not None:
+        taken = {out_path.resolve(), sidecar_path(out_path).resolve()}
+        if report_path.resolve() in taken:
+            raise click.BadParameter(
+                f"{report_path} would overwrite the table or its sidecar", param_hint="--report"
+            )
+    if out_path is not None:
+        check_writable(out_path)
+    if report_path is not None:
+        check_writable(report_path)
+    return out_path, report_path
+
+
+def _echo_table(table: pd.DataFrame) -> None:
+    shown = table[[c for c in _PRINTED if table[c].notna().any()]].rename(columns=_PRINTED)
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 @click.command()
@@ -21,7 +76,8 @@ from .common import data_options, model_options, positive_int
     type=positive_int,
     default=32,
     show_default=True,
-    help="Images in the batch the gradients are taken on (the paper: one batch).",
+    help="Images in the one batch the gradients are taken on: the first N of the test data "
+    "(fewer where --limit says so).",
 )
 @click.option(
     "--samples-per-length",
@@ -35,71 +91,94 @@ from .common import data_options, model_options, positive_int
     type=click.IntRange(min=0),
     default=8,
     show_default=True,
-    help="Draws of the all-lengths sign estimator (0 skips it).",
+    callback=_check_sign_draws,
+    help="Draws of the sign estimator of the root-mean-square single-path norm (0 skips it; "
+    "else at least 2).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
-    default="results/gradients.csv",
-    show_default=True,
-    help="Per-length table (CSV, with a JSON sidecar).",
+    default=None,
+    help="Also write the per-length table here (CSV with a JSON sidecar). Without --out or "
+    "--report nothing is written.",
 )
 @click.option(
     "--report",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also write a Markdown report here, with figures beside it.",
+    help="Also write a Markdown report here, e.g. rep.md: its figures go to rep_figures/ "
+    "beside it and, without --out, the table it is drawn from to rep.csv.",
 )
 def gradients(
     images: int,
     samples_per_length: int,
     sign_draws: int,
     seed: int,
-    out: str,
+    out: str | None,
     report: str | None,
-    **options: object,
+    **options: Any,
 ) -> None:
-    """Decompose the input gradient by path length, exactly, and with the paper's sampling."""
-    out_path = check_writable(out)
-    report_path = check_writable(report) if report else None
-    options["limit"] = min(images, options["limit"] or images)  # type: ignore[type-var]
-    exp = open_experiment(**options)  # type: ignore[arg-type]
-    x, y = next(iter(exp.loader()))
-    x, y = x.to(exp.device), y.to(exp.device)
+    """Decompose the input gradient by path length, exactly, and with the paper's sampling.
+
+    Prints, per path length: the norm of the exact gradient all paths of that length carry
+    together, the paper's estimate (mean norm of single random paths, and its share once
+    multiplied by the number of paths), and the effective paths: the shortest ranges of
+    lengths holding 90% and 95% of the gradient, and the share of all paths in them.
+
+    \b
+    Example:
+      ensemble-lesion gradients --model ckpt.pt --report results/gradients.md
+    """
+    out_path, report_path = _output_paths(out, report)
+    options["limit"] = min(images, options["limit"] or images)
+    exp = open_experiment(**options)
+    describe = exp.describe()
+    x, y = exp.first_images(images)
     analysis = analyze_gradients(
         exp.model,
         x,
         y,
-        model_name=exp.describe()["model"],
+        model_name=describe["model"],
         samples_per_length=samples_per_length,
         sign_draws=sign_draws,
         seed=seed,
     )
-    atomic_write_text(out_path, analysis.table.to_csv(index=False))
-    meta = {**run_metadata(), **exp.describe(), **analysis.meta}
-    atomic_write_text(sidecar_path(out_path), json.dumps(meta, indent=2, default=str))
-    eff = analysis.effective
-    click.echo(f"{exp.describe()['model']}: {analysis.n} blocks, {analysis.images} images")
     click.echo(
-        f"effective paths: lengths {int(eff['lo'])}-{int(eff['hi'])} carry "
-        f"{100 * eff['gradient_share']:.1f}% of the gradient and hold "
-        f"{100 * eff['path_share']:.3g}% of all paths"
+        f"{describe['model']}: {analysis.n} residual blocks, 2^{analysis.n} paths; one batch of "
+        f"the first {analysis.images} test images of {describe['dataset']}"
     )
+    click.echo("")
+    _echo_table(analysis.table)
+    click.echo("")
+    click.echo("effective paths:")
+    for key, label in RANGE_LABELS.items():
+        r = analysis.ranges.get(key)
+        if r is not None:
+            click.echo(
+                f"  {label}: lengths {int(r['lo'])}-{int(r['hi'])} "
+                f"({100 * r['gradient_share']:.1f}% of the gradient, "
+                f"{100 * r['path_share']:.3g}% of all paths)"
+            )
+    click.echo("  (the paper, ResNet-110 with 54 blocks: lengths 5-17, 0.45% of all paths)")
+    decay = analysis.meta.get("single_path_decay")
+    if decay:
+        click.echo(
+            f"single-path norm ({decay['measure']}): x {decay['factor_per_block']:.3g} per block "
+            f"of length (log-linear fit, R^2 = {decay['r2']:.3f}); the paper: falls exponentially"
+        )
+    if out_path is None:
+        return
+    atomic_write_text(out_path, analysis.table.to_csv(index=False))
+    meta = {**run_metadata(), **describe, **analysis.meta}
+    atomic_write_text(sidecar_path(out_path), json.dumps(meta, indent=2, default=str))
     click.echo(f"wrote {out_path}")
-    if report_path is not None:
-        figures = []
-        try:
-            from ..plots import plot_all
+    if report_path is None:
+        return
+    from ..plots import plot_all  # here, not at the top: seaborn slows every command's start
 
-            fig_dir = report_path.parent / f"{report_path.stem}_figures"
-            written = plot_all([out_path], fig_dir)
-            figures = [
-                str(Path(p).relative_to(report_path.parent))
-                for p in written
-                if str(p).endswith(".png")
-            ]
-        except ImportError:  # plotting is optional for the report
-            pass
-        write_gradient_report(analysis, report_path, describe=exp.describe(), figures=figures)
-        click.echo(f"wrote {report_path}")
+    fig_dir = report_path.parent / f"{report_path.stem}_figures"
+    written = [Path(p) for p in plot_all([out_path], fig_dir)]
+    figures = [p.relative_to(report_path.parent).as_posix() for p in written if p.suffix == ".png"]
+    write_gradient_report(analysis, report_path, describe=describe, figures=figures)
+    click.echo(f"wrote {report_path} (figures in {fig_dir})")
