@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Paper Fig. 6: (a) path lengths follow Binomial(n, 1/2), 95% of ResNet-110's paths are 19-35
-# blocks long; (b) the gradient of a single path falls exponentially with its length; (c)
-# weighted by the number of paths, nearly all gradient comes from paths 5-17 blocks long
-# (0.45% of all paths). Exact per-length gradients and the paper's sampled estimator side by side.
+# Paper Fig. 6: path lengths, and the gradient carried by paths of each length. Exact per-length
+# gradients and the paper's sampled estimator side by side.
+# Expected: (a) path lengths follow Binomial(n, 1/2), 95% of ResNet-110's paths are 19-35 blocks
+# long; (b) the gradient of a single path falls exponentially with its length; (c) weighted by
+# the number of paths, nearly all gradient comes from paths 5-17 blocks long (0.45% of paths).
 # Paper scale: MODEL=r110.pt DATASET=cifar10 IMAGES=128 SAMPLES=1000 bash experiments/fig6_paths_gradients.sh
 set -euo pipefail
 OUT=${OUT:-results/experiments/fig6}

@@ -9,5 +9,6 @@ MODEL=${MODEL:-embedded}
 LIMIT=${LIMIT:-500}
 data=(); [ -n "${DATASET:-}" ] && data=(--dataset "$DATASET")
 
-ensemble-lesion paths --model "$MODEL" "${data[@]}" --exhaustive --limit "$LIMIT" --out "$OUT/subnetworks.csv"
-ensemble-lesion plot "$OUT/subnetworks.csv" --out "$OUT/figures"
+# --out writes the path-count table there and the sub-network table beside it, as .subnetworks.csv
+ensemble-lesion paths --model "$MODEL" "${data[@]}" --exhaustive --limit "$LIMIT" --out "$OUT/paths.csv"
+ensemble-lesion plot "$OUT/paths.csv" "$OUT/paths.subnetworks.csv" --out "$OUT/figures"

@@ -19,7 +19,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from .anatomy import residual_blocks
 from .checkpoints import load_model
 from .experiment import Experiment, open_experiment
 from .gradient_analysis import analyze_gradients, write_gradient_report
-from .paths import evaluate_subnetworks, summarize_paths
+from .paths import evaluate_subnetworks, path_table, summarize_paths
 from .results import ResultsTable, atomic_write_text, check_writable, run_metadata, sidecar_path
 from .sweeps import (
     SWEEP_COLUMNS,
@@ -232,16 +232,12 @@ class Reproduction:
     def _paths(self) -> None:
         exp = self._experiment("resnet", limit=self.scale.subnetwork_images)
         n = len(exp.blocks)
-        from .cli.paths_cmd import path_table
-
         frame = path_table(n, exp.describe()["model"])
         path = self.tables / "paths.csv"
-        summary = summarize_paths(n, 0.95)
+        numbers = summarize_paths(n, 0.95).numbers()
         atomic_write_text(path, frame.to_csv(index=False))
-        atomic_write_text(
-            sidecar_path(path),
-            json.dumps({**run_metadata(), "table": "paths", "n": n, **asdict(summary)}, indent=2),
-        )
+        meta = {**run_metadata(), **exp.describe(), "table": "paths", "n": n, **numbers}
+        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, default=str))
         sub = evaluate_subnetworks(
             exp.model,
             exp.loader(),
@@ -270,11 +266,11 @@ class Reproduction:
 
     def _gradients(self) -> None:
         exp = self._experiment("resnet", limit=self.scale.gradient_images)
-        x, y = next(iter(exp.loader()))
+        x, y = exp.first_images(self.scale.gradient_images)
         analysis = analyze_gradients(
             exp.model,
-            x.to(exp.device),
-            y.to(exp.device),
+            x,
+            y,
             model_name=exp.describe()["model"],
             samples_per_length=self.scale.samples_per_length,
             sign_draws=self.scale.sign_draws,
@@ -413,7 +409,7 @@ def write_summary(rep: Reproduction) -> Path:
         (
             "95% of paths (mean ± 1.96 sd)",
             "19–35 of 54",
-            f"{paths['normal_lo']}–{paths['normal_hi']} of {n}",
+            f"{paths['range_lo']}–{paths['range_hi']} of {n}",
         ),
         (
             "effective gradient range (95% of gradient)",
