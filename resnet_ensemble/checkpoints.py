@@ -6,7 +6,8 @@ Holds:
   built-in name such as ``resnet56``) to a ``LoadedModel``, failing with one clear line
 - ``save_checkpoint`` / ``load_checkpoint``: the toolkit's checkpoint format, written atomically
   and read with ``torch.load(weights_only=True)`` so that a file can never run code
-- ``atomic_write``: write bytes or text so that a crash never leaves a half-written file
+- ``atomic_write`` (re-exported from ``atomic``): write bytes or text so that a crash never
+  leaves a half-written file
 - ``file_sha256``, ``resolve_device``, ``EMBEDDED_CHECKPOINT``
 
 A checkpoint is a dict holding only tensors and plain containers of primitives: a format tag and
@@ -17,7 +18,6 @@ state and the epoch.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import math
@@ -25,17 +25,17 @@ import os
 import pickle
 import pickletools
 import re
-import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .models import BUILTIN_ARCH_PATTERN, build_builtin, parse_arch
 
 __all__ = [
@@ -135,47 +135,6 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
     return device
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(
-    path: str | os.PathLike[str], data: bytes | str | Callable[[IO[bytes]], None]
-) -> None:
-    """Write ``data`` (bytes, text, or a function writing to a binary file) to ``path`` so that
-    readers see either the old file or the whole new one, never a part.
-
-    The data go to a temporary file in the same directory, are flushed and fsynced, and the file
-    is renamed over ``path``; on any error the temporary file is removed and ``path`` untouched.
-    """
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the permissions a plain open would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX only)
-        dir_fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _plain(obj: Any, where: str) -> Any:

@@ -178,6 +178,18 @@ def _walk_masks(
             visit([i], logits[k])
 
 
+def _non_finite_message(routes: Sequence[Sequence[int]], bad: Tensor, seen: int, amp: bool) -> str:
+    ids = [int(i) for i in torch.nonzero(bad).flatten()]
+    shown = "; ".join(f"route {list(routes[i])}" for i in ids[:2])
+    more = f" (and {len(ids) - 2} more routes)" if len(ids) > 2 else ""
+    fix = "run without --amp, or check" if amp else "check"
+    return (
+        f"the model's outputs are NaN or infinite for {shown}{more} on the batch after image "
+        f"{seen}: its error would be meaningless; {fix} the checkpoint's weights and the input "
+        "normalisation"
+    )
+
+
 def count_route_mistakes(
     model: nn.Module,
     data: Iterable,
@@ -193,6 +205,10 @@ def count_route_mistakes(
     """Count top-1 mistakes of every route over ``data`` (an iterable of (images, labels)).
 
     All routes are validated before any image is touched.
+
+    Raises:
+        ValueError: a route out of range or whose shapes do not fit (before any image), or a
+            route whose outputs are NaN or infinite (at the first batch where they are).
     """
     found = anatomy(model)
     step_lists = [plan_route(found, r) for r in routes]
@@ -205,13 +221,20 @@ def count_route_mistakes(
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             batch_wrong = torch.zeros(len(routes), dtype=torch.int64, device=device)
+            batch_bad = torch.zeros(len(routes), dtype=torch.bool, device=device)
 
             def visit(
-                ids: list[int], logits: Tensor, y: Tensor = y, acc: Tensor = batch_wrong
+                ids: list[int],
+                logits: Tensor,
+                y: Tensor = y,
+                acc: Tensor = batch_wrong,
+                bad: Tensor = batch_bad,
             ) -> None:
                 miss = (logits.argmax(dim=1) != y).sum()
+                broken = ~torch.isfinite(logits).all()  # argmax of NaN is garbage, not an answer
                 for i in ids:
                     acc[i] += miss
+                    bad[i] |= broken
                     if on_logits is not None:
                         on_logits(i, logits.float(), y)
 
@@ -219,6 +242,8 @@ def count_route_mistakes(
                 _walk_prefix(found, tree, x, visit)
             else:
                 _walk_masks(found, step_lists, x, mask_chunk, visit)
+            if bool(batch_bad.any()):
+                raise ValueError(_non_finite_message(routes, batch_bad.cpu(), total, amp))
             wrong += batch_wrong.cpu()
             total += int(y.shape[0])
             if on_batch is not None:

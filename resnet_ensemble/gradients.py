@@ -117,6 +117,22 @@ class _Forward:
         return self.inputs.shape[0]
 
 
+def _check_finite(loss: Tensor, top: Tensor, images: int) -> None:
+    """Refuse to decompose a gradient that is already NaN or infinite: every number derived
+    from it would be meaningless (and would fail much later, far from the cause)."""
+    bad = None
+    if not bool(torch.isfinite(loss)):
+        bad = f"the loss is {'NaN' if bool(torch.isnan(loss)) else 'infinite'}"
+    elif not bool(torch.isfinite(top).all()):
+        bad = "the gradient of the loss overflows"
+    if bad is not None:
+        raise ValueError(
+            f"{bad} on these {images} images (the model's outputs overflow): its path "
+            "gradients would be meaningless; check the checkpoint's weights and the input "
+            "normalisation"
+        )
+
+
 def _forward(
     model: nn.Module,
     inputs: Tensor,
@@ -146,6 +162,7 @@ def _forward(
     out = h.detach().requires_grad_()
     loss = loss_fn(found.head(out), targets)
     (top,) = torch.autograd.grad(loss, out)
+    _check_finite(loss.detach(), top, inputs.shape[0])
     return _Forward(
         found,
         inputs,
@@ -315,7 +332,8 @@ def path_length_gradients(
         length k together; with K < n, entry K + 1 holds all lengths K + 1..n and the entries
         above it are zero. The entries sum to the ordinary gradient of the loss.
     Raises:
-        ValueError: a block without a shortcut (paths are not defined), or a bad max_length.
+        ValueError: a block without a shortcut (paths are not defined), a bad max_length, or a
+            loss or gradient that is NaN or infinite (the model's outputs overflow).
 
     Example:
         >>> per_length = path_length_gradients(model, x, y)   # (n + 1, B, 3, 32, 32)
@@ -325,7 +343,14 @@ def path_length_gradients(
     with _eval_mode(model):
         fw = _forward(model, inputs, targets, loss_fn)
         k = _check_length(max_length, len(fw.found.blocks))
-        return _polynomial_backward(fw, k, chunk_size)
+        per_length = _polynomial_backward(fw, k, chunk_size)
+    if not bool(torch.isfinite(per_length).all()):
+        raise ValueError(
+            f"the path-length gradients overflow on these {fw.batch} images (values beyond the "
+            f"{per_length.dtype} range): check the checkpoint's weights and the input "
+            "normalisation"
+        )
+    return per_length
 
 
 def single_path_gradient(
@@ -494,7 +519,13 @@ def _sampled_pass(fw: _Forward, mask: Tensor, chunk_size: int | None) -> Tensor:
             new.index_copy_(0, idx, gr if branch == "residual" else gs)  # type: ignore[arg-type]
         g = new
     out = _stem_vjp(fw.found, fw.inputs, g, _rows_per_call(fw.inputs, chunk_size))
-    return out.flatten(1).norm(dim=1)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"single-path gradients overflow on these {fw.batch} images (values beyond the "
+            f"{out.dtype} range): check the checkpoint's weights and the input normalisation"
+        )
+    # In float64: squares of large but finite float32 gradients would overflow to inf.
+    return torch.linalg.vector_norm(out.flatten(1), dim=1, dtype=torch.float64)
 
 
 def summarize_sampled(df: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -579,9 +610,11 @@ def path_length_norms(per_length: Tensor) -> Tensor:
     """The Euclidean norm of each entry of ``path_length_gradients``: (n + 1, ...) -> (n + 1,).
 
     This is the magnitude of the gradient that all paths of length k carry together (their
-    gradients can cancel), where the paper's measure sums the paths' own norms.
+    gradients can cancel), where the paper's measure sums the paths' own norms. Summed in
+    float64: the squares of large but finite float32 gradients would overflow to inf.
     """
-    return per_length.flatten(1).norm(dim=1)
+    flat = per_length.flatten(1)
+    return torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64).to(per_length.dtype)
 
 
 @dataclass(frozen=True)

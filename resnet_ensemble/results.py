@@ -27,6 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from .atomic import atomic_write, remove_stale_temporaries
+
 __all__ = [
     "ResultsTable",
     "atomic_write_bytes",
@@ -38,60 +40,46 @@ __all__ = [
 ]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` all at once: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the permissions a plain open would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Write ``data`` to ``path`` all at once: temp file in the same folder, fsync, rename (see
+    ``checkpoints.atomic_write``, the one implementation)."""
+    atomic_write(path, data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"))
+
+
+def _nearest_existing(folder: Path) -> Path:
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
 
 
 def check_writable(path: str | Path) -> Path:
-    """Refuse, before any work, an output path whose folder is missing, is a file, or is
-    read-only, or that is itself a folder."""
+    """Refuse, before any work, an output path that could not be written at the end: one that is
+    a folder, whose folder (or an ancestor of it) is a file, or whose folder cannot be written.
+
+    Creates nothing: a missing folder is made by the first write, so a run that fails before it
+    has anything to write leaves no trace.
+    """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise ValueError(f"cannot write {path}: it is a folder; give a file name")
-    if parent.exists() and not parent.is_dir():
-        raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ValueError(f"cannot create the folder {parent}: {err.strerror or err}") from None
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    existing = _nearest_existing(parent)
+    if not existing.is_dir():
+        raise ValueError(f"cannot write {path}: {existing} is a file, not a folder")
+    try:  # os.access is not enough: root passes it on read-only mounts and in /proc
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise ValueError(f"cannot write to {parent}: {err.strerror or err}") from None
+        raise ValueError(
+            f"cannot write {path}: files cannot be created in {existing} "
+            f"({err.strerror or err}); choose another output path"
+        ) from None
     return path
 
 
@@ -212,8 +200,11 @@ class ResultsTable:
                 "start again"
             )
         self.metadata = dict(metadata or {})
-        if not resume or not sidecar_path(self.path).exists():
-            self.write_metadata(complete=False)
+        for stale in (self.path, sidecar_path(self.path)):  # left by a run killed mid-write
+            remove_stale_temporaries(stale)
+        # The sidecar is written with the first rows, not now: a run that fails before it has
+        # any result (a model whose outputs are NaN, say) leaves no file behind.
+        self._sidecar_written = resume and sidecar_path(self.path).exists()
 
     @classmethod
     def overwrite(cls, path: str | Path) -> None:
@@ -244,6 +235,8 @@ class ResultsTable:
             [{c: r.get(c) for c in self.columns} for r in rows], columns=self.columns, dtype=object
         )
         frame = new if self._frame.empty else pd.concat([self._frame, new], ignore_index=True)
+        if not self._sidecar_written:  # first, so that a table never exists without one
+            self.write_metadata(complete=False)
         atomic_write_text(self.path, frame.to_csv(index=False))
         self._frame = frame
 
@@ -252,3 +245,4 @@ class ResultsTable:
         self.metadata["complete"] = complete
         self.metadata["rows"] = len(self._frame)
         atomic_write_text(sidecar_path(self.path), json.dumps(self.metadata, indent=2, default=str))
+        self._sidecar_written = True

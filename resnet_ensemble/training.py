@@ -52,6 +52,7 @@ from torch.utils.data import Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from .anatomy import residual_blocks
+from .atomic import remove_stale_temporaries
 from .checkpoints import (
     CHECKPOINT_FORMAT,
     atomic_write,
@@ -491,6 +492,9 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
         self.start_epoch, self.history, self.wall_before = 0, [], 0.0
+        if world.main:  # hidden temporaries of a run killed mid-write: this run owns the files
+            for path in (out, history_path(out)):
+                remove_stale_temporaries(path)
         if config.resume and out.exists():
             self.start_epoch, self.history, self.wall_before = _restore(self)
         elif config.resume:
@@ -767,6 +771,21 @@ class _Run:
         _write_history(history_path(self.out), self.history)
 
 
+def _check_finite_optimizer_state(state: Any, out: Path) -> None:
+    """Refuse momentum buffers holding NaN or inf: SGD would spread them into every weight at
+    the first step, and the run would 'diverge' for a reason no learning rate can fix."""
+    per_param = state.get("state") if isinstance(state, dict) else None
+    for key, slots in (per_param or {}).items():
+        for name, value in (slots or {}).items():
+            numeric = isinstance(value, Tensor) and value.is_floating_point()
+            if numeric and not bool(torch.isfinite(value).all()):
+                raise ValueError(
+                    f"--resume: {out} has non-finite optimizer state ({name} of parameter "
+                    f"{key}); the checkpoint is damaged: resume from an earlier copy, or train "
+                    "to a new --out"
+                )
+
+
 def _restore(run: _Run) -> tuple[int, list[dict[str, float]], float]:
     """Load model, optimizer, schedule and history from ``run.out``; (epoch, history, wall).
 
@@ -800,6 +819,7 @@ def _restore(run: _Run) -> tuple[int, list[dict[str, float]], float]:
             )
     state = ckpt["state_dict"]
     check_state_dict(run.core, state, str(out), config.arch)
+    _check_finite_optimizer_state(ckpt["optimizer_state"], out)
     run.core.load_state_dict(state)
     optimizer, scheduler = run.optimizer, run.scheduler
     try:

@@ -124,10 +124,10 @@ def test_a_failed_append_keeps_the_table_and_its_rows(
 def test_table_grows_and_has_a_sidecar(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "t.csv"  # a missing folder is created
     table = ResultsTable(path, COLUMNS, metadata={"model": "m", "seed": 0})
-    assert path.parent.is_dir()
-    meta = json.loads(sidecar_path(path).read_text())
-    assert meta["model"] == "m" and meta["complete"] is False
+    assert not path.parent.exists()  # nothing is written before there are rows
     table.append(_rows("baseline", "k=1,sample=0"))
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["model"] == "m" and meta["complete"] is False and meta["rows"] == 0
     table.append(_rows("k=1,sample=1"))
     table.append([])
     df = pd.read_csv(path)
@@ -189,7 +189,9 @@ def test_resume_skips_done_configurations_and_keeps_their_text(tmp_path: Path) -
 def test_resume_without_a_table_starts_one(tmp_path: Path) -> None:
     table = ResultsTable(tmp_path / "t.csv", COLUMNS, resume=True)
     assert table.done == set()
-    assert sidecar_path(tmp_path / "t.csv").is_file()
+    assert _files(tmp_path) == []
+    table.append(_rows("baseline"))
+    assert _files(tmp_path) == ["t.csv", "t.json"]
 
 
 def test_resume_refuses_a_table_from_another_experiment(tmp_path: Path) -> None:
@@ -228,18 +230,22 @@ def test_overwrite_removes_table_and_sidecar(tmp_path: Path) -> None:
 # check_writable and read_table
 
 
-def test_check_writable_accepts_a_normal_path(tmp_path: Path) -> None:
+def test_check_writable_accepts_a_normal_path_and_creates_nothing(tmp_path: Path) -> None:
     assert check_writable(tmp_path / "new" / "deeper" / "t.csv") == tmp_path / "new/deeper/t.csv"
-    assert (tmp_path / "new" / "deeper").is_dir()
-    assert _files(tmp_path / "new" / "deeper") == []  # the probe file is cleaned up
+    # A run refused later (a bad model, say) must leave no trace: the first write makes the
+    # folder, not the check; and the probe file is cleaned up.
+    assert _files(tmp_path) == []
+    atomic_write_text(tmp_path / "new" / "deeper" / "t.csv", "a\n1\n")
+    assert (tmp_path / "new" / "deeper" / "t.csv").read_text() == "a\n1\n"
 
 
 def test_check_writable_refuses_a_parent_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="is a file, not a folder"):
         check_writable(tmp_path / "afile" / "t.csv")
-    with pytest.raises(ValueError, match="cannot create the folder"):
+    with pytest.raises(ValueError, match="afile is a file, not a folder"):
         check_writable(tmp_path / "afile" / "missing" / "t.csv")
+    assert _files(tmp_path) == ["afile"]
 
 
 def test_check_writable_refuses_a_folder(tmp_path: Path) -> None:
@@ -256,7 +262,7 @@ def test_check_writable_refuses_a_read_only_folder(tmp_path: Path) -> None:
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        with pytest.raises(ValueError, match="cannot write to"):
+        with pytest.raises(ValueError, match="files cannot be created in"):
             check_writable(locked / "t.csv")
     finally:
         locked.chmod(0o700)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..data import check_data_dir
 from ..models import BUILTIN_ARCH_PATTERN, parse_arch
 from ..training import TrainConfig, check_output_path, history_path
 from ..training import train as run_training
@@ -154,6 +155,7 @@ def train(
     history beside it. Under torchrun it trains with DistributedDataParallel.
     """
     out = check_output_path(out)
+    check_data_dir(dataset, data_dir)
     n_blocks = 3 * (parse_arch(arch)["depth"] - 2) // 6
     if active_blocks is not None and active_blocks > n_blocks:
         raise ValueError(
@@ -188,7 +190,7 @@ def train(
     )
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if dataset.strip().lower() == "synthetic" and not quiet and main_process:
-        click.echo("note: synthetic data: a smoke test, not a benchmark")
+        click.echo("note: synthetic data: a smoke test, not a benchmark", err=True)
     result = run_training(config, progress=not quiet)
     if not main_process:
         return

@@ -1,0 +1,107 @@
+"""Files that are either whole or absent: the one place output files are written.
+
+Holds:
+- ``atomic_write``: write bytes, text, or whatever a function writes, to a temporary file beside
+  the target, fsync it, and rename it over the target; a crash, a kill or a full disk leaves the
+  old file (or none), never a part of the new one
+- ``stale_temporaries`` / ``remove_stale_temporaries``: the hidden temporary files that a process
+  killed mid-write (SIGKILL cannot be caught) left beside a target; a run that owns the target
+  removes them before writing
+
+Checkpoints (``checkpoints.save_checkpoint``), results tables and sidecars (``results``), training
+histories and figures all go through ``atomic_write``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+__all__ = ["atomic_write", "remove_stale_temporaries", "stale_temporaries"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files that an ``atomic_write`` of ``path`` killed mid-write (SIGKILL, power
+    loss) left beside it: hidden, named ``.NAME.XXXXXXXX.tmp``; never ``path`` itself."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        return []
+    prefix = _temporary_prefix(path)
+    return sorted(
+        p
+        for p in parent.iterdir()
+        if p.name.startswith(prefix) and p.name.endswith(".tmp") and p.is_file()
+    )
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete what ``stale_temporaries`` finds; called by a run that owns ``path`` (a resumed
+    sweep or training run) before it writes, and returns what it removed."""
+    removed = []
+    for p in stale_temporaries(path):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | str | Callable[[IO[bytes]], None]
+) -> None:
+    """Write ``data`` (bytes, text, or a function writing to a binary file) to ``path`` so that
+    readers see either the old file or the whole new one, never a part.
+
+    The data go to a temporary file in the same directory, are flushed and fsynced, and the file
+    is renamed over ``path``; on any error the temporary file is removed and ``path`` untouched.
+    A missing parent folder is created (only now that there is something to put in it). An
+    ``OSError`` (a full disk, a read-only folder) is re-raised as an ``OSError`` with the same
+    errno and a one-line message naming ``path``.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    tmp: str | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=parent)
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the permissions a plain open would.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        hint = " (free some disk space, or write elsewhere)" if err.errno == errno.ENOSPC else ""
+        kept = "it is unchanged" if path.exists() else "nothing was written"
+        raise OSError(err.errno, f"cannot write {path}: {reason}{hint}; {kept}") from err
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX only)
+        dir_fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
