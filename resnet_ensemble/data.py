@@ -7,6 +7,7 @@ Holds:
 - ``load_dataset``: a ``torch.utils.data.Dataset`` of ``(normalised float image, int label)``
   for CIFAR-10/100, Fashion-MNIST, ImageNet (folders of class folders, or torchvision's
   ImageNet), the synthetic smoke-test data and the embedded Fashion-MNIST test subset.
+- ``check_data_dir``: refuse a ``data_dir`` that the named dataset would ignore.
 - ``make_transform``: the transform ``load_dataset`` applies (He et al. augmentation for
   training, deterministic for testing).
 - ``make_loader``: a ``DataLoader`` whose shuffling is reproducible from a seed.
@@ -55,6 +56,7 @@ __all__ = [
     "SYNTHETIC_SIZE",
     "DatasetInfo",
     "cache_dir",
+    "check_data_dir",
     "dataset_classes",
     "dataset_info",
     "embedded_subset_path",
@@ -155,6 +157,19 @@ def _canonical(name: str) -> str:
 def dataset_info(name: str) -> DatasetInfo:
     """The classes, shape and normalisation of dataset ``name`` (one of ``DATASETS``)."""
     return _INFO[_canonical(name)]
+
+
+def check_data_dir(name: str, data_dir: str | os.PathLike[str] | None) -> None:
+    """Refuse a ``data_dir`` that dataset ``name`` would ignore (the embedded subset ships in
+    the package, synthetic data are generated): the user meant some other data."""
+    key = _canonical(name)
+    if data_dir is None or key not in ("embedded", "synthetic"):
+        return
+    what = "ships in the package" if key == "embedded" else "is generated, not read"
+    raise ValueError(
+        f"--data-dir {data_dir} is not used: the {key} dataset {what}; drop --data-dir, or "
+        "name the dataset stored there with --dataset (e.g. fashion-mnist)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .anatomy import Anatomy, Block, anatomy
 from .checkpoints import LoadedModel, load_model, resolve_device
-from .data import DatasetInfo, dataset_info, load_dataset, make_loader
+from .data import DatasetInfo, check_data_dir, dataset_info, load_dataset, make_loader
 
 __all__ = ["Experiment", "open_experiment"]
 
@@ -88,6 +88,7 @@ class Experiment:
             "dataset": self.dataset_name
             + (" (synthetic, smoke test only)" if self.info.synthetic else ""),
             "split": self.split,
+            "num_classes": self.info.num_classes,
             "images": len(self.dataset),
             "synthetic_data": self.info.synthetic,
             "device": str(self.device),
@@ -95,7 +96,7 @@ class Experiment:
 
 
 def model_variant(loaded: LoadedModel) -> str:
-    """"plain", "stochastic depth", "effective paths" or "residual"."""
+    """The variant: "plain", "stochastic depth", "effective paths" or "residual"."""
     if loaded.arch.startswith("plain"):
         return "plain"
     recipe = (loaded.metadata or {}).get("recipe") or {}
@@ -143,6 +144,7 @@ def open_experiment(
     )
     name = dataset or _default_dataset(loaded)
     info = info or dataset_info(name)
+    check_data_dir(name, data_dir)
     if loaded.num_classes != info.num_classes or loaded.in_channels != info.in_channels:
         raise ValueError(
             f"{loaded.arch} takes {loaded.in_channels}-channel images and predicts "

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KWARGS = {"num_classes": 10, "in_channels": 1}
 IMAGES = 300
 
+
 def _invoke(*args: str) -> Result:
     # DEBUG_ENV: None makes the runner remove the variable during the call and restore it after.
     return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
@@ -286,7 +287,8 @@ def test_sweep_single_writes_a_table_and_its_sidecar(checkpoint: Path, tmp_path:
     assert meta["images"] == 64 and meta["complete"] is True and meta["rows"] == 7
     assert meta["command"].startswith("python -m resnet_ensemble sweep single")
     assert {"torch", "torchvision", "numpy", "pandas", "resnet_ensemble"} <= set(meta["versions"])
-    assert meta["checkpoint_sha256"] and meta["sweep"] == "single"
+    assert meta["checkpoint_sha256"] and meta["sweep"] == "single" and meta["table"] == "sweep"
+    assert meta["num_classes"] == 10  # what the figures need to draw chance level
     model = _reference_model(checkpoint)
     assert table["wrong"].tolist()[:2] == [
         _reference_wrong(model, set(), 64)[0],

@@ -22,6 +22,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _one_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.strerror:  # "[Errno 28] ..." says nothing to a user
+        text = err.strerror + (f": {err.filename}" if err.filename else "")
     if isinstance(err, KeyError) and text.startswith("'"):
         text = text.strip("'")
     return " ".join(text.split())

@@ -112,8 +112,6 @@ def sweep(
         problem = dist.from_main(problem)
         if problem:
             raise ValueError(problem)
-        if dist.is_main and overwrite:
-            ResultsTable.overwrite(path)
         options["device"] = dist.device(options["device"])
         exp = open_experiment(**options)
         if kind == "single":
@@ -125,6 +123,7 @@ def sweep(
         metadata = {
             **run_metadata(),
             **exp.describe(),
+            "table": "sweep",
             "sweep": kind,
             "description": KINDS[kind],
             "seed": seed,
@@ -134,6 +133,10 @@ def sweep(
             "world_size": dist.world,
             "amp": amp,
         }
+        if dist.is_main and overwrite:
+            # Only now that the model, the data and the configurations are known to be good:
+            # a run refused above must not cost the user the table it was told to replace.
+            ResultsTable.overwrite(path)
         table = (
             ResultsTable(path, SWEEP_COLUMNS, metadata=metadata, resume=resume)
             if dist.is_main
