@@ -392,6 +392,8 @@ def _check_config(config: TrainConfig, num_blocks: int) -> None:
         if plain:
             raise ValueError(f"--stochastic-depth needs residual blocks; {config.arch} has none")
     if config.active_blocks is not None:
+        if config.stochastic_depth is not None:
+            raise ValueError("choose --stochastic-depth or --active-blocks, not both")
         if plain:
             raise ValueError(
                 f"--active-blocks deletes blocks, which needs shortcuts; {config.arch} has none"
@@ -474,10 +476,12 @@ class _Run:
             "in_channels": info.in_channels,
             "shortcut": config.shortcut,
             "stochastic_depth": config.stochastic_depth,
+            "active_blocks": config.active_blocks,
         }
+        # Checked before building, so that a bad --active-blocks gets the trainer's message.
+        _check_config(config, 3 * ((parse_arch(config.arch)["depth"] - 2) // 6))
         self.core = build_builtin(config.arch, **self.arch_kwargs)
         self.n_blocks = len(residual_blocks(self.core))
-        _check_config(config, self.n_blocks)
         self.core.to(device)
         if self.channels_last:
             self.core.to(memory_format=torch.channels_last)

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 
 from resnet_ensemble import training
 from resnet_ensemble.checkpoints import load_checkpoint, load_model
 from resnet_ensemble.cli import cli
+from resnet_ensemble.models import build_builtin
 from resnet_ensemble.training import (
     HISTORY_COLUMNS,
     TrainConfig,
@@ -150,6 +152,31 @@ def test_effective_path_training_runs_k_blocks_per_step(tmp_path: Path, monkeypa
     chosen = Counter(name for s in steps for name in s)
     assert len(chosen) >= 4  # the subset changes from step to step (6 blocks in resnet14)
     assert len({tuple(sorted(s)) for s in steps}) > 1
+
+
+def test_an_effective_path_network_evaluates_with_residuals_scaled_by_k_over_n(
+    tmp_path: Path,
+) -> None:
+    """Trained on K of n blocks, each residual is present with probability K/n: evaluation must
+    scale it so, as stochastic depth does, or the full net is far from its BN statistics."""
+    out = tmp_path / "eff.pt"
+    train(
+        config(tmp_path, "eff.pt", arch="resnet14", active_blocks=2, epochs=1, limit=64),
+        False,
+    )
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["arch_kwargs"]["active_blocks"] == 2
+    model = load_model(str(out)).model
+    plain = build_builtin("resnet14", **{**ckpt["arch_kwargs"], "active_blocks": None})
+    plain.load_state_dict(ckpt["state_dict"])
+    plain.eval()
+    x = torch.randn(3, *model.example_input_size)
+    h = plain.stem(x)
+    for stage in (plain.layer1, plain.layer2, plain.layer3):
+        for blk in stage:  # by hand: relu(shortcut(h) + (2/6) * residual(h))
+            r = blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(h)))))
+            h = F.relu(blk.shortcut(h) + r * (2 / 6))
+    torch.testing.assert_close(model(x), plain.head(h))
 
 
 def test_active_blocks_larger_than_the_network_is_refused(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ def build_builtin(
     in_channels: int = 3,
     shortcut: str = "A",
     stochastic_depth: float | None = None,
+    active_blocks: int | None = None,
 ) -> nn.Module:
     """Build a built-in architecture by name with random initialisation."""
     arch = parse_arch(name)
@@ -59,4 +60,5 @@ def build_builtin(
         shortcut=shortcut,  # type: ignore[arg-type]
         preact=arch["family"] == "preresnet",
         stochastic_depth=stochastic_depth,
+        active_blocks=active_blocks,
     )

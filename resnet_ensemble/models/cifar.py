@@ -66,23 +66,28 @@ class _ResidualScale(nn.Module):
 
     Training keeps each sample's residual with probability ``survival`` (one draw per sample, as
     timm's ``drop_path``); evaluation scales the residual by ``survival`` instead, so that its
-    expected contribution matches training.
+    expected contribution matches training. With ``sample=False`` training leaves the residual
+    alone: the trainer deletes blocks itself (effective-path training) and only the evaluation
+    scaling applies.
     """
 
-    def __init__(self, survival: float) -> None:
+    def __init__(self, survival: float, sample: bool = True) -> None:
         super().__init__()
         self.survival = survival
+        self.sample = sample
 
     def forward(self, r: Tensor) -> Tensor:
         if self.survival >= 1.0:
             return r
         if not self.training:
             return r * self.survival
+        if not self.sample:
+            return r
         keep = torch.empty(r.shape[0], *([1] * (r.dim() - 1)), device=r.device, dtype=r.dtype)
         return r * keep.bernoulli_(self.survival)
 
     def extra_repr(self) -> str:
-        return f"survival={self.survival:.4f}"
+        return f"survival={self.survival:.4f}" + ("" if self.sample else ", sample=False")
 
 
 class _CifarBlock(nn.Module):
@@ -232,6 +237,7 @@ class CifarResNet(nn.Module):
         in_channels: int = 3,
         shortcut: ShortcutKind = "A",
         stochastic_depth: float | None = None,
+        active_blocks: int | None = None,
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
@@ -257,6 +263,8 @@ class CifarResNet(nn.Module):
                 )
                 planes_in = planes
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+        if active_blocks is not None:
+            self._scale_for_active_blocks(active_blocks, 3 * n, stochastic_depth)
         self.bn_final: nn.Module = nn.BatchNorm2d(64) if self.preact else nn.Identity()
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
@@ -265,6 +273,21 @@ class CifarResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def _scale_for_active_blocks(
+        self, active: int, num_blocks: int, stochastic_depth: float | None
+    ) -> None:
+        """Effective-path training (Veit et al., Sec. 6) runs K of the n blocks per mini-batch,
+        so each block is present with probability K/n. As in stochastic depth, evaluation runs
+        every block with its residual scaled by that probability; without the scaling the full
+        network's activations are far from what its BatchNorm statistics saw in training."""
+        if stochastic_depth is not None:
+            raise ValueError("choose stochastic_depth or active_blocks, not both")
+        if not 1 <= active <= num_blocks:
+            raise ValueError(f"active_blocks must be in 1..{num_blocks}, got {active}")
+        for stage in (self.layer1, self.layer2, self.layer3):
+            for blk in stage:
+                blk.drop_path = _ResidualScale(active / num_blocks, sample=False)
 
     @property
     def example_input_size(self) -> tuple[int, int, int]:
@@ -291,6 +314,7 @@ def cifar_resnet(
     shortcut: ShortcutKind = "A",
     preact: bool = False,
     stochastic_depth: float | None = None,
+    active_blocks: int | None = None,
 ) -> CifarResNet:
     """He et al.'s CIFAR ResNet of the given depth (20, 32, 44, 56, 110, 1202, ...).
 
@@ -299,11 +323,16 @@ def cifar_resnet(
         preact: use pre-activation blocks (He et al., Identity Mappings).
         stochastic_depth: final survival probability of Huang et al.'s linear decay (e.g. 0.5),
             or None for an ordinary ResNet.
+        active_blocks: K for a network trained on K random blocks per mini-batch (effective-path
+            training): evaluation scales every residual by K/n. Training itself is the
+            trainer's (``ensemble-lesion train --active-blocks K``).
     Example:
         >>> model = cifar_resnet(110)   # 54 blocks, as in Veit et al.
     """
     block = PreActBlock if preact else BasicBlock
-    return CifarResNet(block, depth, num_classes, in_channels, shortcut, stochastic_depth)
+    return CifarResNet(
+        block, depth, num_classes, in_channels, shortcut, stochastic_depth, active_blocks
+    )
 
 
 def plain_net(depth: int, num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
