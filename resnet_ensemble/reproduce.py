@@ -71,7 +71,7 @@ QUICK = Scale(
     depth=20,
     epochs=3,
     schedule="cosine",
-    train_limit=12000,
+    train_limit=30000,
     test_images=1000,
     max_k=6,
     max_swaps=6,
@@ -222,7 +222,6 @@ class Reproduction:
             **exp.describe(),
             "table": "sweep",
             "sweep": kind,
-            "num_classes": exp.info.num_classes,
             "seed": self.seed,
         }
         table = ResultsTable(path, SWEEP_COLUMNS, metadata=meta, resume=True)
