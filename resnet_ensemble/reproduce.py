@@ -19,7 +19,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,12 @@ class Scale:
     subnetwork_images: int | None = 1000
     subnetwork_samples: int = 4096
     max_exhaustive: int = 20
+
+    def analysis_only(self) -> str:
+        """The fields that matter when a given model is analysed without training."""
+        skip = {"depth", "epochs", "schedule", "train_limit", "batch_size"}
+        fields = ", ".join(f"{k}={v!r}" for k, v in asdict(self).items() if k not in skip)
+        return f"Scale({fields})"
 
 
 PAPER_SCALE = Scale()
@@ -423,6 +429,8 @@ def write_summary(rep: Reproduction) -> Path:
             + (f" ({effective_blocks(n)} of {n} blocks)" if eff is not None else ""),
         ),
     ]
+    if not rep.trains:  # a given model: no controls were trained, so no rows for them
+        rows = [r for r in rows if not r[0].startswith(("plain", "stochastic", "effective-path"))]
     synthetic = bool(meta.get("synthetic_data")) or rep.dataset == "synthetic"
     model = meta.get("model", "?")
     images = meta.get("images", "?")
@@ -442,7 +450,7 @@ def write_summary(rep: Reproduction) -> Path:
         "",
         f"Model: {model}; dataset: {rep.dataset}"
         f"{' (synthetic, smoke test only)' if synthetic else ''}, {images} test images; "
-        f"scale: `{rep.scale}`",
+        f"scale: `{rep.scale if rep.trains else rep.scale.analysis_only()}`",
         "",
         "| finding | paper (ResNet-110, CIFAR-10) | measured here |",
         "|---|---|---|",
