@@ -316,6 +316,17 @@ CASES: dict[str, Case] = {
         "CUDA is not available",
         no_cuda=True,
     ),
+    "paths-cuda-without-exhaustive": C(
+        "paths --model {F}/good.pt --device cuda --out p.csv",
+        1,
+        "CUDA is not available",
+        no_cuda=True,
+    ),
+    "paths-data-without-exhaustive": C(
+        "paths --model {F}/good.pt --dataset fashion-mnist --limit 4 --out p.csv",
+        2,
+        "data options need --exhaustive",
+    ),
     "paths-exhaustive-corrupt-data": C(
         f"paths --model {{F}}/good.pt --exhaustive --limit 4 {FMNIST} {{F}}/corrupt --out p.csv",
         1,

@@ -264,7 +264,7 @@ def test_an_unwritable_out_is_refused_before_the_model_is_read(tmp_path: Path) -
 
 
 def test_a_plain_network_has_no_paths() -> None:
-    line = _one_error_line(_invoke("paths", "--model", "plain8", "--dataset", "embedded"))
+    line = _one_error_line(_invoke("paths", "--model", "plain8"))
     assert "no shortcut" in line
 
 

@@ -14,7 +14,7 @@ import click
 import pandas as pd
 
 from ..anatomy import anatomy
-from ..checkpoints import load_model
+from ..checkpoints import load_model, resolve_device
 from ..experiment import open_experiment
 from ..paths import evaluate_subnetworks, format_blocks, path_table, summarize_paths
 from ..results import atomic_write_text, check_writable, run_metadata, sidecar_path
@@ -164,6 +164,17 @@ def paths(
     """
     if num_blocks is not None and exhaustive:
         raise click.UsageError("--exhaustive evaluates a model: give --model, not --blocks")
+    if not exhaustive:
+        unused = [
+            f"--{key.replace('_', '-')}"
+            for key in ("dataset", "data_dir", "limit", "download")
+            if options.get(key) not in (None, False)
+        ]
+        if unused:
+            raise click.UsageError(
+                f"{', '.join(unused)}: data options need --exhaustive; counting paths reads no data"
+            )
+        resolve_device(options["device"])  # --device cuda without CUDA is refused, not ignored
     out_path = check_writable(out) if out else None
     sub_path = _subnetwork_path(out_path) if out_path and exhaustive else None
 
