@@ -26,9 +26,11 @@ from typing import Any
 import pandas as pd
 
 from .anatomy import residual_blocks
-from .checkpoints import load_model
+from .checkpoints import load_model, resolve_device
+from .data import check_data_dir, load_dataset
 from .experiment import Experiment, open_experiment
 from .gradient_analysis import analyze_gradients, write_gradient_report
+from .models import parse_arch
 from .paths import evaluate_subnetworks, path_table, summarize_paths
 from .results import ResultsTable, atomic_write_text, check_writable, run_metadata, sidecar_path
 from .sweeps import (
@@ -127,6 +129,7 @@ class Reproduction:
         self.given = dict(checkpoints or {})
         self.tables = self.out / "tables"
         self.figures = self.out / "figures"
+        self._preflight()
         for d in (self.tables, self.figures, self.out / "checkpoints"):
             d.mkdir(parents=True, exist_ok=True)
         self._manifest = self.out / "stages.json"
@@ -135,6 +138,29 @@ class Reproduction:
         )
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        """Refuse what would fail later (device, dataset, data files, model, depth) before
+        anything is created: a refused run leaves no folder behind."""
+        resolve_device(self.device)
+        check_data_dir(self.dataset, self.data_dir)
+        splits = ("test", "train") if self.trains else ("test",)
+        for split in splits:  # reads one image of each split: missing or corrupt files fail now
+            load_dataset(
+                self.dataset, split, data_dir=self.data_dir, download=self.download, limit=1
+            )
+        if self.trains:
+            parse_arch(f"resnet{self.scale.depth}")
+        for spec in [self.model, *self.given.values()]:
+            if spec:  # the model must load and fit the data
+                open_experiment(
+                    spec,
+                    weights_file=self.weights_file if spec == self.model else None,
+                    dataset=self.dataset,
+                    data_dir=self.data_dir,
+                    limit=1,
+                    device="cpu",
+                )
 
     @property
     def trains(self) -> bool:

@@ -261,3 +261,59 @@ def test_fuzz_train(args: list[str], files: Path, tmp_path: Path) -> None:
 @given(args=plot_args)
 def test_fuzz_plot(args: list[str], files: Path, tmp_path: Path) -> None:
     _check_contract(args, files, tmp_path)
+
+
+gradients_args = command(
+    ["gradients"],
+    [
+        ("--model", ("{F}/good.pt",), ("{F}/random.pt", "{F}/evil.pt", "{F}/nan.pt", "resnet9")),
+        DATASET,
+        DATA_DIR,
+        BATCH,
+        DEVICE,
+        ("--images", ("2", "4"), ("0", "-1", "x")),
+        ("--samples-per-length", ("0", "1"), ("-1", "x")),
+        ("--sign-draws", ("0", "2"), ("1", "-1")),
+        ("--out", (None, "g.csv", "sub/g.csv"), ("{F}/afile/g.csv", "{F}/emptydir")),
+        ("--report", (None, "r.md"), ("{F}/afile/r.md", "r.csv")),
+    ],
+)
+
+
+@st.composite
+def reproduce_args(draw: st.DrawFn) -> list[str]:
+    """Always at least one wrong option: a whole reproduction per example would be too slow, and
+    what matters here is that a refused run refuses before it creates anything."""
+    options: list[Option] = [
+        ("--dataset", ("synthetic",), ("nope", "fashion-mnist")),  # no Fashion-MNIST in {F}
+        ("--data-dir", (None,), ("{F}/afile", "{F}/emptydir", "{F}/corrupt")),
+        ("--depth", ("8",), ("9", "2", "x")),
+        ("--epochs", ("1",), ("0", "-1")),
+        ("--samples", ("1",), ("0",)),
+        ("--test-images", ("8",), ("0", "x")),
+        ("--model", (None,), ("{F}/random.pt", "{F}/evil.pt", "{F}/nan.pt", "nosuchnet")),
+        ("--resnet", (None,), ("{F}/missing.pt", "{F}/evil.pt")),
+        ("--out", ("run",), ("{F}/afile", "{F}/afile/run")),
+        ("--device", ("cpu",), ("cuda:7", "tpu", "cuda")),
+    ]
+    wrong = set(draw(st.permutations(range(len(options))))[: draw(st.sampled_from([1, 1, 2]))])
+    args = ["reproduce", "--quick", "--train-limit", "16", "--gradient-images", "2",
+            "--samples-per-length", "1", "--sign-draws", "0", "--subnetwork-images", "4",
+            "--max-exhaustive", "2"]  # fmt: skip
+    for i, (name, good, bad) in enumerate(options):
+        value = draw(st.sampled_from(bad if i in wrong else good))
+        if value is not None:
+            args += [name, value]
+    return args
+
+
+@settings(FUZZ, max_examples=25)
+@given(args=gradients_args)
+def test_fuzz_gradients(args: list[str], files: Path, tmp_path: Path) -> None:
+    _check_contract(args, files, tmp_path)
+
+
+@settings(FUZZ, max_examples=30)
+@given(args=reproduce_args())
+def test_fuzz_reproduce_refusals(args: list[str], files: Path, tmp_path: Path) -> None:
+    _check_contract(args, files, tmp_path)
