@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from resnet_ensemble.checkpoints import save_checkpoint
 from resnet_ensemble.models import cifar_resnet
 
 
@@ -58,3 +60,15 @@ def resnet8() -> nn.Module:
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def save_tiny_checkpoint(path: Path, depth: int, bn_seed: int) -> Path:
+    """A ResNet-``depth`` for 1-channel 28x28 images (the embedded subset), BatchNorm randomized
+    (seed ``bn_seed``) so that deleting blocks changes answers, saved as a toolkit checkpoint."""
+    kwargs = {"num_classes": 10, "in_channels": 1}
+    torch.manual_seed(0)
+    model = randomize_batchnorm(cifar_resnet(depth, **kwargs), seed=bn_seed).eval()
+    save_checkpoint(
+        path, model, arch=f"resnet{depth}", arch_kwargs=kwargs, dataset="embedded", metadata={}
+    )
+    return path

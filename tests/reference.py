@@ -7,13 +7,25 @@ order to execute; a block with keep=False runs as its shortcut (plus any post-ad
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock as TvBasic
 from torchvision.models.resnet import Bottleneck as TvBottleneck
 
+from resnet_ensemble.models import build_builtin
 from resnet_ensemble.models.cifar import BasicBlock, PlainBlock, PreActBlock
+
+
+def reference_model(path: str | os.PathLike[str]) -> nn.Module:
+    """A toolkit checkpoint's weights in a fresh model, read with plain ``torch.load`` rather
+    than the toolkit's loader, in eval mode."""
+    ckpt = torch.load(path, weights_only=True)
+    model = build_builtin(ckpt["arch"], **ckpt["arch_kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
 
 
 def torchvision_resnet_blocks(model: nn.Module) -> list[nn.Module]:

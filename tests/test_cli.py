@@ -16,14 +16,13 @@ import torch
 from click.testing import CliRunner, Result
 from torch import nn
 
-from resnet_ensemble.checkpoints import EMBEDDED_CHECKPOINT, save_checkpoint
+from resnet_ensemble.checkpoints import EMBEDDED_CHECKPOINT
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
-from resnet_ensemble.models import build_builtin, cifar_resnet
 
-from .conftest import randomize_batchnorm
-from .reference import cifar_blocks, cifar_forward
+from .conftest import save_tiny_checkpoint
+from .reference import cifar_blocks, cifar_forward, reference_model
 
 ROOT = Path(__file__).resolve().parents[1]
 KWARGS = {"num_classes": 10, "in_channels": 1}
@@ -65,21 +64,7 @@ def _one_error_line(stderr: str, prefix: str = "error: ") -> str:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-14 on 1-channel 28x28 images (the embedded Fashion-MNIST subset); BatchNorm
     randomized so that deleting a block changes some answers."""
-    torch.manual_seed(0)
-    model = randomize_batchnorm(cifar_resnet(14, **KWARGS), seed=3).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "resnet14.pt"
-    save_checkpoint(
-        path, model, arch="resnet14", arch_kwargs=KWARGS, dataset="embedded", metadata={}
-    )
-    return path
-
-
-def _reference_model(path: Path) -> nn.Module:
-    """The checkpoint's weights in a fresh model, without the toolkit's loader."""
-    ckpt = torch.load(path, weights_only=True)
-    model = build_builtin(ckpt["arch"], **ckpt["arch_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet14.pt", 14, 3)
 
 
 def _reference_wrong(model: nn.Module, drop: set[int], images: int | None) -> tuple[int, int]:
@@ -104,7 +89,7 @@ def _reference_wrong(model: nn.Module, drop: set[int], images: int | None) -> tu
 def test_drop_block_reports_the_hand_written_error(checkpoint: Path) -> None:
     result = _invoke("--drop-block", "3", "--model", str(checkpoint), "--limit", str(IMAGES))
     assert result.exit_code == 0, result.output
-    model = _reference_model(checkpoint)
+    model = reference_model(checkpoint)
     full_wrong, total = _reference_wrong(model, set(), IMAGES)
     lesioned_wrong, _ = _reference_wrong(model, {3}, IMAGES)
     assert total == IMAGES and full_wrong != lesioned_wrong  # the lesion matters here
@@ -124,7 +109,7 @@ def test_json_prints_one_object_with_the_same_numbers(checkpoint: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    model = _reference_model(checkpoint)
+    model = reference_model(checkpoint)
     full_wrong, total = _reference_wrong(model, set(), IMAGES)
     lesioned_wrong, _ = _reference_wrong(model, {1, 3}, IMAGES)
     assert record["images"] == IMAGES and record["model"] == "resnet14"
@@ -289,7 +274,7 @@ def test_sweep_single_writes_a_table_and_its_sidecar(checkpoint: Path, tmp_path:
     assert {"torch", "torchvision", "numpy", "pandas", "resnet_ensemble"} <= set(meta["versions"])
     assert meta["checkpoint_sha256"] and meta["sweep"] == "single" and meta["table"] == "sweep"
     assert meta["num_classes"] == 10  # what the figures need to draw chance level
-    model = _reference_model(checkpoint)
+    model = reference_model(checkpoint)
     assert table["wrong"].tolist()[:2] == [
         _reference_wrong(model, set(), 64)[0],
         _reference_wrong(model, {0}, 64)[0],
@@ -351,7 +336,7 @@ def test_embedded_default_drop_block_matches_the_hand_written_loop() -> None:
     result = _invoke("--drop-block", "3", "--limit", "200", "--json")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    model = _reference_model(EMBEDDED_CHECKPOINT)
+    model = reference_model(EMBEDDED_CHECKPOINT)
     full_wrong, total = _reference_wrong(model, set(), 200)
     lesioned_wrong, _ = _reference_wrong(model, {3}, 200)
     assert record["images"] == total == 200 and record["dataset"] == "embedded"
@@ -369,5 +354,5 @@ def test_embedded_default_blocks() -> None:
     result = _invoke("blocks", "--json")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    model = _reference_model(EMBEDDED_CHECKPOINT)
+    model = reference_model(EMBEDDED_CHECKPOINT)
     assert len(rows) == len(cifar_blocks(model))

@@ -14,9 +14,8 @@ from torch import nn
 
 from resnet_ensemble.checkpoints import EMBEDDED_CHECKPOINT
 from resnet_ensemble.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
-from resnet_ensemble.models import build_builtin
 
-from .reference import cifar_blocks, cifar_forward
+from .reference import cifar_blocks, cifar_forward, reference_model
 
 CARD = EMBEDDED_CHECKPOINT.parent / "README.md"
 
@@ -31,10 +30,7 @@ def _card_error(row_start: str) -> float:
 
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
-    ckpt = torch.load(EMBEDDED_CHECKPOINT, weights_only=True)
-    net = build_builtin(ckpt["arch"], **ckpt["arch_kwargs"])
-    net.load_state_dict(ckpt["state_dict"])
-    return net.eval()
+    return reference_model(EMBEDDED_CHECKPOINT)
 
 
 def _error_pct(model: nn.Module, dataset: str) -> float:

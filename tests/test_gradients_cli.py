@@ -18,14 +18,12 @@ import torch.nn.functional as F
 from click.testing import CliRunner, Result
 from torch import Tensor, nn
 
-from resnet_ensemble.checkpoints import save_checkpoint
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
-from resnet_ensemble.models import build_builtin, cifar_resnet
 
-from .conftest import randomize_batchnorm
-from .reference import _cifar_shortcut, cifar_blocks, cifar_forward
+from .conftest import save_tiny_checkpoint
+from .reference import _cifar_shortcut, cifar_blocks, cifar_forward, reference_model
 
 KWARGS = {"num_classes": 10, "in_channels": 1}
 N = 3  # ResNet-8: one block per stage, the last two downsampling (option A)
@@ -47,20 +45,7 @@ def _one_error_line(result: Result) -> str:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = randomize_batchnorm(cifar_resnet(8, **KWARGS), seed=5).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "resnet8.pt"
-    save_checkpoint(
-        path, model, arch="resnet8", arch_kwargs=KWARGS, dataset="embedded", metadata={}
-    )
-    return path
-
-
-def _reference_model(path: Path) -> nn.Module:
-    ckpt = torch.load(path, weights_only=True)
-    model = build_builtin(ckpt["arch"], **ckpt["arch_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet8.pt", 8, 5)
 
 
 def _batch(images: int) -> tuple[Tensor, Tensor]:
@@ -124,7 +109,7 @@ def test_the_table_against_every_paths_gradient_by_hand(checkpoint: Path, tmp_pa
     # The batch spans two loader batches of 4: all 6 images are used.
     assert meta["images"] == IMAGES and meta["n"] == N and meta["table"] == "gradients"
 
-    model = _reference_model(checkpoint)
+    model = reference_model(checkpoint)
     x, y = _batch(IMAGES)
     paths = _single_path_gradients(model, x, y)
     xg = x.clone().requires_grad_()

@@ -17,14 +17,12 @@ import torch
 from click.testing import CliRunner, Result
 from torch import nn
 
-from resnet_ensemble.checkpoints import save_checkpoint
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
-from resnet_ensemble.models import build_builtin, cifar_resnet
 
-from .conftest import randomize_batchnorm
-from .reference import _cifar_block, _cifar_shortcut, cifar_blocks, cifar_forward
+from .conftest import save_tiny_checkpoint
+from .reference import _cifar_block, _cifar_shortcut, cifar_blocks, cifar_forward, reference_model
 
 KWARGS = {"num_classes": 10, "in_channels": 1}
 IMAGES = 48
@@ -63,20 +61,7 @@ def _printed_counts(stdout: str) -> dict[int, int]:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-14 (6 blocks, two of them downsampling) on 1-channel 28x28 images; BatchNorm
     randomized so that deleting blocks changes answers."""
-    torch.manual_seed(0)
-    model = randomize_batchnorm(cifar_resnet(14, **KWARGS), seed=3).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "resnet14.pt"
-    save_checkpoint(
-        path, model, arch="resnet14", arch_kwargs=KWARGS, dataset="embedded", metadata={}
-    )
-    return path
-
-
-def _reference_model(path: Path) -> nn.Module:
-    ckpt = torch.load(path, weights_only=True)
-    model = build_builtin(ckpt["arch"], **ckpt["arch_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet14.pt", 14, 3)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +183,7 @@ def test_every_subnetworks_error_is_the_hand_written_one(
     everything = {frozenset(c) for k in range(7) for c in combinations(range(6), k)}
     assert len(subsets) == 64 and {frozenset(s) for s in subsets} == everything
     assert table["num_kept"].tolist() == [len(s) for s in subsets]
-    errors, ensemble_error, images = _reference(_reference_model(checkpoint), subsets)
+    errors, ensemble_error, images = _reference(reference_model(checkpoint), subsets)
     assert (table["images"] == images).all() and images == IMAGES
     assert table["error"].tolist() == pytest.approx(errors, abs=1e-12)
     assert len(set(errors)) > 5  # deleting blocks matters, so the comparison means something

@@ -28,10 +28,9 @@ from PIL import Image
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
-from resnet_ensemble.models import build_builtin
 from resnet_ensemble.reproduce import Reproduction, Scale
 
-from .reference import cifar_blocks, cifar_forward
+from .reference import cifar_blocks, cifar_forward, reference_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Scale(
@@ -71,10 +70,7 @@ FIGURES = [
 
 
 def _reference_error(checkpoint: Path, dataset: str, images: int) -> float:
-    ckpt = torch.load(checkpoint, weights_only=True)
-    model = build_builtin(ckpt["arch"], **ckpt["arch_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    model = reference_model(checkpoint)
     data = load_dataset(dataset, "test", limit=images)
     x = torch.stack([data[i][0] for i in range(len(data))])
     y = torch.tensor([data[i][1] for i in range(len(data))])
