@@ -135,6 +135,13 @@ def gradients(
     exp = open_experiment(**options)
     describe = exp.describe()
     x, y = exp.first_images(images)
+    n = len(exp.blocks)
+    if samples_per_length:  # the slow part: say so, so that a quiet minute is not a hang
+        click.echo(
+            f"exact decomposition, then {samples_per_length} sampled paths for each of the "
+            f"{n + 1} lengths on {len(x)} images (--samples-per-length 0 skips the sampling)...",
+            err=True,
+        )
     analysis = analyze_gradients(
         exp.model,
         x,
