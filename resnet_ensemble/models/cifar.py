@@ -96,14 +96,20 @@ class _CifarBlock(nn.Module):
     downsamples: bool
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int, shortcut: ShortcutKind, survival: float
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int,
+        shortcut: ShortcutKind,
+        survival: float,
+        sample: bool = True,
     ) -> None:
         super().__init__()
         self.in_planes, self.planes, self.stride = in_planes, planes, stride
         self.downsamples = stride != 1 or in_planes != planes
         self.conv1 = _conv3x3(in_planes, planes, stride)
         self.conv2 = _conv3x3(planes, planes)
-        self.drop_path = _ResidualScale(survival)
+        self.drop_path = _ResidualScale(survival, sample)
         self.shortcut_kind = shortcut
 
     def residual(self, x: Tensor) -> Tensor:  # pragma: no cover - defined by subclasses
@@ -129,8 +135,9 @@ class BasicBlock(_CifarBlock):
         stride: int = 1,
         shortcut: ShortcutKind = "A",
         survival: float = 1.0,
+        sample: bool = True,
     ) -> None:
-        super().__init__(in_planes, planes, stride, shortcut, survival)
+        super().__init__(in_planes, planes, stride, shortcut, survival, sample)
         self.bn1 = nn.BatchNorm2d(planes)
         self.bn2 = nn.BatchNorm2d(planes)
         if self.downsamples:
@@ -162,8 +169,9 @@ class PreActBlock(_CifarBlock):
         stride: int = 1,
         shortcut: ShortcutKind = "A",
         survival: float = 1.0,
+        sample: bool = True,
     ) -> None:
-        super().__init__(in_planes, planes, stride, shortcut, survival)
+        super().__init__(in_planes, planes, stride, shortcut, survival, sample)
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.bn2 = nn.BatchNorm2d(planes)
         if self.downsamples:
@@ -221,6 +229,20 @@ def survival_probabilities(num_blocks: int, final: float | None) -> list[float]:
     return [1.0 - (i + 1) / num_blocks * (1.0 - final) for i in range(num_blocks)]
 
 
+def _active_block_survival(
+    active: int, num_blocks: int, stochastic_depth: float | None
+) -> list[float]:
+    """Effective-path training (Veit et al., Sec. 6) runs K of the n blocks per mini-batch, so
+    each block is present with probability K/n. As in stochastic depth, evaluation runs every
+    block with its residual scaled by that probability; without the scaling the full network's
+    activations are far from what its BatchNorm statistics saw in training."""
+    if stochastic_depth is not None:
+        raise ValueError("choose stochastic_depth or active_blocks, not both")
+    if not 1 <= active <= num_blocks:
+        raise ValueError(f"active_blocks must be in 1..{num_blocks}, got {active}")
+    return [active / num_blocks] * num_blocks
+
+
 class CifarResNet(nn.Module):
     """A CIFAR ResNet of depth 6n + 2: a 3x3 stem, three stages of n blocks (16, 32, 64
     channels), global average pooling and a linear classifier.
@@ -249,7 +271,10 @@ class CifarResNet(nn.Module):
         self.depth, self.in_channels, self.num_classes = depth, in_channels, num_classes
         self.preact = block is PreActBlock
         n = (depth - 2) // 6
-        survival = iter(survival_probabilities(3 * n, stochastic_depth))
+        if active_blocks is None:
+            survival = iter(survival_probabilities(3 * n, stochastic_depth))
+        else:
+            survival = iter(_active_block_survival(active_blocks, 3 * n, stochastic_depth))
         self.conv1 = _conv3x3(in_channels, 16)
         # A pre-activation network starts its first block with BN-ReLU, so its stem is the conv.
         self.bn1: nn.Module = nn.Identity() if self.preact else nn.BatchNorm2d(16)
@@ -259,12 +284,17 @@ class CifarResNet(nn.Module):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
                 blocks.append(
-                    block(planes_in, planes, stride, shortcut=shortcut, survival=next(survival))
+                    block(
+                        planes_in,
+                        planes,
+                        stride,
+                        shortcut=shortcut,
+                        survival=next(survival),
+                        sample=active_blocks is None,  # the trainer deletes blocks itself
+                    )
                 )
                 planes_in = planes
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
-        if active_blocks is not None:
-            self._scale_for_active_blocks(active_blocks, 3 * n, stochastic_depth)
         self.bn_final: nn.Module = nn.BatchNorm2d(64) if self.preact else nn.Identity()
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
@@ -273,21 +303,6 @@ class CifarResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    def _scale_for_active_blocks(
-        self, active: int, num_blocks: int, stochastic_depth: float | None
-    ) -> None:
-        """Effective-path training (Veit et al., Sec. 6) runs K of the n blocks per mini-batch,
-        so each block is present with probability K/n. As in stochastic depth, evaluation runs
-        every block with its residual scaled by that probability; without the scaling the full
-        network's activations are far from what its BatchNorm statistics saw in training."""
-        if stochastic_depth is not None:
-            raise ValueError("choose stochastic_depth or active_blocks, not both")
-        if not 1 <= active <= num_blocks:
-            raise ValueError(f"active_blocks must be in 1..{num_blocks}, got {active}")
-        for stage in (self.layer1, self.layer2, self.layer3):
-            for blk in stage:
-                blk.drop_path = _ResidualScale(active / num_blocks, sample=False)
 
     @property
     def example_input_size(self) -> tuple[int, int, int]:
