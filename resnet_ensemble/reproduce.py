@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from .anatomy import residual_blocks
-from .checkpoints import load_model, resolve_device
+from .checkpoints import resolve_device
 from .data import check_data_dir, load_dataset
 from .experiment import Experiment, open_experiment
 from .gradient_analysis import analyze_gradients, write_gradient_report
@@ -152,8 +152,8 @@ class Reproduction:
         if self.trains:
             parse_arch(f"resnet{self.scale.depth}")
         for spec in [self.model, *self.given.values()]:
-            if spec:  # the model must load and fit the data
-                open_experiment(
+            if spec:  # the model must load, fit the data, and have blocks the toolkit finds
+                exp = open_experiment(
                     spec,
                     weights_file=self.weights_file if spec == self.model else None,
                     dataset=self.dataset,
@@ -161,6 +161,7 @@ class Reproduction:
                     limit=1,
                     device="cpu",
                 )
+                residual_blocks(exp.model)
 
     @property
     def trains(self) -> bool:
@@ -411,6 +412,11 @@ def write_summary(rep: Reproduction) -> Path:
     eff = _table(t / "baseline_effective_paths.csv")
     k_max = int(multi.k.max()) if multi is not None else 0
     k_mid = max(1, k_max // 2)
+
+    def controls(*rows: tuple[str, str, str]) -> tuple[tuple[str, str, str], ...]:
+        """Rows about the trained controls: none when a given model was analysed alone."""
+        return rows if rep.trains else ()
+
     rows = [
         ("blocks (n)", "54", str(n)),
         ("full-network test error", "6.10%", _pct(base(single))),
@@ -420,11 +426,17 @@ def write_summary(rep: Reproduction) -> Path:
             f"{mean_worst(single, False)} (full: {_pct(base(single))})",
         ),
         ("one downsampling block deleted", "a modest rise", mean_worst(single, True)),
-        ("plain network, one layer deleted", "chance level", mean_worst(plain, False) + chance),
-        (
-            "stochastic depth, one non-downsampling block deleted",
-            "more robust than the ResNet",
-            f"{mean_worst(sd, False)} (full: {_pct(base(sd))})",
+        *controls(
+            (
+                "plain network, one layer deleted",
+                "chance level",
+                mean_worst(plain, False) + chance,
+            ),
+            (
+                "stochastic depth, one non-downsampling block deleted",
+                "more robust than the ResNet",
+                f"{mean_worst(sd, False)} (full: {_pct(base(sd))})",
+            ),
         ),
         (f"error with k = {k_mid} blocks deleted (mean)", "rises smoothly", _pct(at_k(k_mid))),
         (
@@ -448,15 +460,15 @@ def write_summary(rep: Reproduction) -> Path:
             f"{grads['effective_lo']}–{grads['effective_hi']} "
             f"({100 * grads['effective_path_share']:.3g}% of paths)",
         ),
-        (
-            "effective-path training error",
-            "5.96% (23 of 54 blocks)",
-            _pct(base(eff))
-            + (f" ({effective_blocks(n)} of {n} blocks)" if eff is not None else ""),
+        *controls(
+            (
+                "effective-path training error",
+                "5.96% (23 of 54 blocks)",
+                _pct(base(eff))
+                + (f" ({effective_blocks(n)} of {n} blocks)" if eff is not None else ""),
+            ),
         ),
     ]
-    if not rep.trains:  # a given model: no controls were trained, so no rows for them
-        rows = [r for r in rows if not r[0].startswith(("plain", "stochastic", "effective-path"))]
     synthetic = bool(meta.get("synthetic_data")) or rep.dataset == "synthetic"
     model = meta.get("model", "?")
     images = meta.get("images", "?")
@@ -489,17 +501,6 @@ def write_summary(rep: Reproduction) -> Path:
     path = rep.out / "summary.md"
     atomic_write_text(path, "\n".join(lines))
     return path
-
-
-def checkpoints_from_options(**given: str | None) -> dict[str, str]:
-    """Keep the variants whose checkpoints the user gave, after checking that they load."""
-    out = {}
-    for variant, spec in given.items():
-        if spec:
-            loaded = load_model(spec, device="cpu")
-            residual_blocks(loaded.model)
-            out[variant] = spec
-    return out
 
 
 def scale_for(quick: bool, **overrides: Any) -> Scale:

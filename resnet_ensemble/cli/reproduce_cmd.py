@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..reproduce import Reproduction, checkpoints_from_options, scale_for
+from ..reproduce import Reproduction, scale_for
 from .common import positive_int
 
 
@@ -139,12 +139,13 @@ def reproduce(
         subnetwork_images=subnetwork_images,
         max_exhaustive=max_exhaustive,
     )
-    given = checkpoints_from_options(
-        resnet=resnet_ckpt,
-        plain=plain_ckpt,
-        stochastic_depth=sd_ckpt,
-        effective_paths=effective_ckpt,
-    )
+    reuse = {
+        "resnet": resnet_ckpt,
+        "plain": plain_ckpt,
+        "stochastic_depth": sd_ckpt,
+        "effective_paths": effective_ckpt,
+    }
+    given = {variant: spec for variant, spec in reuse.items() if spec}  # checked by Reproduction
     rep = Reproduction(
         out,
         dataset=dataset,
