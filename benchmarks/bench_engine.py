@@ -37,6 +37,7 @@ from pathlib import Path
 
 import click
 import torch
+from benchmark_models import randomize_batchnorm  # the script's own folder
 from torch import Tensor, nn
 
 from resnet_ensemble.anatomy import anatomy
@@ -99,23 +100,9 @@ class CaseResult:
         }
 
 
-def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics, so that an untrained net's answers depend on the route
-    (and naive and engine can be checked to agree on something that varies)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
-
-
 def _model(depth: int, device: str) -> nn.Module:
     torch.manual_seed(0)
-    return _randomize_batchnorm(cifar_resnet(depth)).eval().to(device)
+    return randomize_batchnorm(cifar_resnet(depth)).eval().to(device)
 
 
 def _batches(images: int, batch_size: int, device: str) -> Batches:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from benchmark_models import randomize_batchnorm  # the script's own folder
+from torch import Tensor
 
 from resnet_ensemble.gradients import (
     effective_path_range,
@@ -39,19 +40,6 @@ from resnet_ensemble.gradients import (
 )
 from resnet_ensemble.models import cifar_resnet
 from resnet_ensemble.paths import path_length_counts
-
-
-def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics, so an untrained net is not a near-identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
 
 
 def _batch(images: int, size: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -70,7 +58,7 @@ def _timed(fn):  # noqa: ANN001, ANN202
 
 def speed(depth: int, images: int, samples: int) -> dict:
     torch.manual_seed(0)
-    model = _randomize_batchnorm(cifar_resnet(depth)).eval()
+    model = randomize_batchnorm(cifar_resnet(depth)).eval()
     x, y = _batch(images, 32, torch.float32)
     n = (depth - 2) // 2
     path_length_gradients(model, x[:1], y[:1], max_length=1)  # warm-up (allocator, kernels)
@@ -116,7 +104,7 @@ def speed(depth: int, images: int, samples: int) -> dict:
 
 def accuracy(depth: int, images: int, samples: int, draws: int) -> dict:
     torch.manual_seed(0)
-    model = _randomize_batchnorm(cifar_resnet(depth)).double().eval()
+    model = randomize_batchnorm(cifar_resnet(depth)).double().eval()
     x, y = _batch(images, 16, torch.float64)
     n = (depth - 2) // 2
     counts = path_length_counts(n)
