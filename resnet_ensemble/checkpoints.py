@@ -57,7 +57,14 @@ EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "embedded_resnet.pt"
 CHECKPOINT_FORMAT = "resnet-ensemble-checkpoint"
 CHECKPOINT_VERSION = 1
 TORCHVISION_PREFIX = "torchvision:"
-_ARCH_KWARGS = ("num_classes", "in_channels", "shortcut", "stochastic_depth", "active_blocks")
+_ARCH_KWARGS = (
+    "num_classes",
+    "in_channels",
+    "shortcut",
+    "stochastic_depth",
+    "stochastic_depth_draw",
+    "active_blocks",
+)
 
 
 @dataclass

@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
 __all__ = [
+    "CROP_FLIP_PADDING",
     "DATASETS",
     "EMBEDDED_SUBSET_FILE",
     "FASHION_MNIST_FILES",
@@ -63,6 +64,7 @@ __all__ = [
     "load_dataset",
     "make_loader",
     "make_transform",
+    "random_batches",
     "open_fashion_mnist",
 ]
 
@@ -176,6 +178,12 @@ def check_data_dir(name: str, data_dir: str | os.PathLike[str] | None) -> None:
 # Transforms
 
 
+# Training augmentation of the small datasets: pad by this many pixels, random crop back, random
+# horizontal flip (He et al. for CIFAR; clothing is left/right symmetric too). The PIL transform
+# and the tensor batches (``tensor_batches``) both read it.
+CROP_FLIP_PADDING = {"cifar10": 4, "cifar100": 4, "fashion-mnist": 2, "embedded": 2}
+
+
 def make_transform(name: str, augment: bool = False) -> Callable[[Image.Image], torch.Tensor]:
     """The PIL -> normalised tensor transform for ``name``; ``augment`` adds training noise.
 
@@ -191,10 +199,11 @@ def make_transform(name: str, augment: bool = False) -> Callable[[Image.Image], 
             steps += [T.RandomResizedCrop(224), T.RandomHorizontalFlip()]
         else:
             steps += [T.Resize(256), T.CenterCrop(224)]
-    elif augment and key in ("cifar10", "cifar100"):
-        steps += [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
-    elif augment and key in ("fashion-mnist", "embedded"):
-        steps += [T.RandomCrop(28, padding=2), T.RandomHorizontalFlip()]
+    elif augment and key in CROP_FLIP_PADDING:
+        steps += [
+            T.RandomCrop(info.image_size, padding=CROP_FLIP_PADDING[key]),
+            T.RandomHorizontalFlip(),
+        ]
     steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
     return T.Compose(steps)
 
@@ -631,6 +640,35 @@ def load_dataset(
     if limit is not None and limit < len(ds):  # type: ignore[arg-type]
         ds = Subset(ds, range(int(limit)))
     return ds
+
+
+def random_batches(
+    dataset: Dataset, batch_size: int, count: int, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` batches of ``batch_size`` images drawn at random from ``dataset``.
+
+    The paper's gradient protocol measures on "random batches from the training set". Batch g
+    holds distinct images drawn from (seed, g) alone, so the same seed gives the same batches
+    and a different seed different ones; batches may share images with each other.
+
+    Returns:
+        [(images (B, *image), labels (B,))] * count, on the CPU.
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if batch_size < 1 or count < 1:
+        raise ValueError(f"need a positive batch size and count, got {batch_size} and {count}")
+    if batch_size > n:
+        raise ValueError(f"a batch of {batch_size} images needs that many; the data hold {n}")
+    batches = []
+    for g in range(count):
+        state = np.random.SeedSequence([int(seed), g]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        picks = torch.randperm(n, generator=generator)[:batch_size].tolist()
+        items = [dataset[i] for i in picks]
+        images = torch.stack([item[0] for item in items])
+        labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
+        batches.append((images, labels))
+    return batches
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -62,9 +62,10 @@ from .checkpoints import (
     resolve_device,
     save_checkpoint,
 )
-from .data import DatasetInfo, dataset_info, load_dataset, make_loader
+from .data import CROP_FLIP_PADDING, DatasetInfo, dataset_info, load_dataset, make_loader
 from .interventions import lesion
 from .models import build_builtin, parse_arch
+from .tensor_batches import TensorImages
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -123,11 +124,16 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # at lr / 10; He et al. warm ResNet-110 up for ~400 iterations
     shortcut: str = "A"
     stochastic_depth: float | None = None  # final survival probability (Huang et al.: 0.5)
+    # One draw per block per mini-batch (Huang et al.), or per sample (timm's drop_path).
+    stochastic_depth_draw: Literal["batch", "sample"] = "batch"
     active_blocks: int | None = None  # K: effective-path training (Veit et al., sec. 6)
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None  # None: bf16 autocast on CUDA, off on CPU
     channels_last: bool | None = None  # None: on for CUDA
+    # Augment whole batches as tensors (data held in memory as uint8) instead of per image in
+    # DataLoader workers. None: on for a single process on data that fit in memory.
+    batch_augment: bool | None = None
     resume: bool = False
     limit: int | None = None  # train images (smoke tests); also limits test images by default
     test_limit: int | None = None
@@ -478,6 +484,8 @@ class _Run:
             "stochastic_depth": config.stochastic_depth,
             "active_blocks": config.active_blocks,
         }
+        if config.stochastic_depth is not None:  # older checkpoints lack the key: add only here
+            self.arch_kwargs["stochastic_depth_draw"] = config.stochastic_depth_draw
         # Checked before building, so that a bad --active-blocks gets the trainer's message.
         _check_config(config, 3 * ((parse_arch(config.arch)["depth"] - 2) // 6))
         self.core = build_builtin(config.arch, **self.arch_kwargs)
@@ -517,7 +525,11 @@ class _Run:
                 self.core,
                 device_ids=[device.index] if cuda else None,
                 # Effective-path training leaves the deleted blocks' parameters without grads.
-                find_unused_parameters=config.active_blocks is not None,
+                # So does stochastic depth with one draw per mini-batch (it skips the branch).
+                find_unused_parameters=config.active_blocks is not None
+                or (
+                    config.stochastic_depth is not None and config.stochastic_depth_draw == "batch"
+                ),
             )
 
     # -- setup ---------------------------------------------------------------------------------
@@ -556,6 +568,20 @@ class _Run:
         if len(self.train_set) == 0:  # type: ignore[arg-type]
             raise ValueError(f"the {config.dataset} training split is empty")
         self.num_test_images = len(test_set)  # type: ignore[arg-type]
+        # Whole-batch tensor augmentation: one process, data in memory, a known augmentation.
+        self.tensor_train: TensorImages | None = None
+        self.tensor_test: TensorImages | None = None
+        wanted = config.batch_augment is not False and not world.active
+        if wanted and self.info.name in CROP_FLIP_PADDING:
+            self.tensor_train = TensorImages.from_dataset(
+                self.train_set, self.info.mean, self.info.std
+            )
+            self.tensor_test = TensorImages.from_dataset(test_set, self.info.mean, self.info.std)
+        if config.batch_augment and self.tensor_train is None:
+            raise ValueError(
+                f"--batch-augment needs one process and {config.dataset} held in memory "
+                f"({', '.join(CROP_FLIP_PADDING)}); drop it to augment per image"
+            )
         self.sampler: DistributedSampler | None = None
         if world.active:
             self.sampler = DistributedSampler(
@@ -584,6 +610,10 @@ class _Run:
         )
 
     def _train_loader(self, epoch: int, seed: int) -> Any:
+        if self.tensor_train is not None:
+            return self.tensor_train.batches(
+                self.local_batch, seed=seed, padding=CROP_FLIP_PADDING[self.info.name], flip=True
+            )
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         return make_loader(
@@ -712,7 +742,12 @@ class _Run:
         model = self.core.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, wrong, count
         with torch.no_grad():
-            for x, y in self.test_loader:
+            batches = (
+                self.tensor_test.batches(max(self.local_batch, 256))
+                if self.tensor_test is not None
+                else self.test_loader
+            )
+            for x, y in batches:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -748,6 +783,7 @@ class _Run:
             "num_blocks": self.n_blocks,
             "amp": "bf16" if self.amp else None,
             "channels_last": self.channels_last,
+            "batch_augment": self.tensor_train is not None,
             "started_at": self.started_at,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "wall_seconds": round(self._wall(), 3),

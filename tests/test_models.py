@@ -73,6 +73,14 @@ def test_stochastic_depth_linear_decay_and_test_time_scaling() -> None:
     x = torch.randn(2, 32, 16, 16)
     full = blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x)))))
     torch.testing.assert_close(blk.residual(x), 0.5 * full)
+
+
+def test_stochastic_depth_per_sample_draws_keep_or_drop_each_image() -> None:
+    torch.manual_seed(0)
+    model = cifar_resnet(8, stochastic_depth=0.5, stochastic_depth_draw="sample")
+    blk = randomize_batchnorm(model).eval().layer3[0]
+    x = torch.randn(4, 32, 16, 16)
+    full = blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x)))))
     blk.drop_path.train()  # training draws keep-or-drop per sample, with no rescaling
     torch.manual_seed(3)
     draws = torch.stack([blk.residual(x) for _ in range(200)])  # (200, B, C, H, W)
@@ -80,6 +88,26 @@ def test_stochastic_depth_linear_decay_and_test_time_scaling() -> None:
     dropped = (draws == 0).flatten(2).all(-1)
     assert bool((kept | dropped).all())
     assert kept.float().mean().item() == pytest.approx(0.5, abs=0.1)
+    assert bool((kept.any(1) & dropped.any(1)).any())  # some draws mix kept and dropped images
+
+
+def test_stochastic_depth_per_batch_drops_the_whole_block_by_default() -> None:
+    """Huang et al.: one draw per block per mini-batch; a dropped block is its shortcut only
+    (with the ReLU after the addition), for every image of the batch."""
+    torch.manual_seed(0)
+    blk = randomize_batchnorm(cifar_resnet(8, stochastic_depth=0.5)).eval().layer3[0]
+    x = torch.randn(4, 32, 16, 16)
+    shortcut = blk.projection(x)  # option A: subsample and zero-pad
+    residual = blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x)))))
+    blk.drop_path.train()
+    torch.manual_seed(5)
+    outs = torch.stack([blk(x) for _ in range(200)])
+    kept = (outs == F.relu(shortcut + residual)).flatten(1).all(-1)
+    dropped = (outs == F.relu(shortcut)).flatten(1).all(-1)
+    assert bool((kept ^ dropped).all())  # never a mix within a batch
+    assert kept.float().mean().item() == pytest.approx(0.5, abs=0.1)
+    blk.drop_path.eval()
+    torch.testing.assert_close(blk(x), F.relu(shortcut + 0.5 * residual))
 
 
 @pytest.mark.parametrize("name", ["resnet20", "preresnet32", "plain20"])

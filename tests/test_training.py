@@ -80,8 +80,23 @@ def test_training_learns_and_checkpoint_reloads_exactly(tmp_path: Path) -> None:
     assert list(rows[0]) == list(HISTORY_COLUMNS)
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path) -> None:
-    whole = train(config(tmp_path, "whole.pt", stochastic_depth=0.5), progress=False)
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},  # synthetic data through the DataLoader, per-sample stochastic depth
+        {"stochastic_depth_draw": "sample"},
+        # the real Fashion-MNIST, augmented a whole batch at a time as tensors
+        {"dataset": "fashion-mnist", "batch_augment": True, "limit": 96},
+    ],
+    ids=["loader", "loader-per-sample", "tensor-batches"],
+)
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, data: dict) -> None:
+    def cfg(tmp_path: Path, name: str = "ckpt.pt", **overrides) -> TrainConfig:
+        return config(tmp_path, name, **{**data, **overrides})
+
+    whole = train(cfg(tmp_path, "whole.pt", stochastic_depth=0.5), progress=False)
+    if data.get("batch_augment"):
+        assert load_checkpoint(tmp_path / "whole.pt")["metadata"]["batch_augment"] is True
 
     def die_after_first_epoch(line: str) -> None:
         if line.startswith("epoch 1/2"):
@@ -89,12 +104,12 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path) -> None
 
     with pytest.raises(_Stop):
         train(
-            config(tmp_path, "split.pt", stochastic_depth=0.5, log=die_after_first_epoch),
+            cfg(tmp_path, "split.pt", stochastic_depth=0.5, log=die_after_first_epoch),
             progress=False,
         )
     assert load_checkpoint(tmp_path / "split.pt")["epoch"] == 1
     assert len(read_history(tmp_path / "split.history.csv")) == 1
-    resumed = train(config(tmp_path, "split.pt", stochastic_depth=0.5, resume=True), False)
+    resumed = train(cfg(tmp_path, "split.pt", stochastic_depth=0.5, resume=True), False)
     assert resumed.resumed_from == 1 and resumed.epochs == 2
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -108,7 +123,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path) -> None
     ]
     # Resuming a finished run does nothing and says so.
     said: list[str] = []
-    again = train(config(tmp_path, "split.pt", stochastic_depth=0.5, resume=True, log=said.append))
+    again = train(cfg(tmp_path, "split.pt", stochastic_depth=0.5, resume=True, log=said.append))
     assert again.epochs == 2 and any("nothing to do" in s for s in said)
 
 

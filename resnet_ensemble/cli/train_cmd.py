@@ -99,6 +99,13 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     help="Stochastic depth with final survival probability P (Huang et al. use 0.5).",
 )
 @click.option(
+    "--stochastic-depth-draw",
+    type=click.Choice(["batch", "sample"]),
+    default="batch",
+    show_default=True,
+    help="Drop each block once per mini-batch (Huang et al.) or per sample (timm's drop_path).",
+)
+@click.option(
     "--active-blocks",
     type=positive_int,
     default=None,
@@ -112,6 +119,12 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     "--channels-last/--no-channels-last",
     default=None,
     help="channels_last memory format. Default: on for CUDA.",
+)
+@click.option(
+    "--batch-augment/--no-batch-augment",
+    default=None,
+    help="Augment whole batches as tensors instead of per image in workers. Default: on for "
+    "one process on CIFAR or Fashion-MNIST.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the epoch saved in --out.")
 @click.option(
@@ -138,11 +151,13 @@ def train(
     warmup_epochs: float,
     shortcut: str,
     stochastic_depth: float | None,
+    stochastic_depth_draw: str,
     active_blocks: int | None,
     seed: int,
     device: str,
     amp: bool | None,
     channels_last: bool | None,
+    batch_augment: bool | None,
     resume: bool,
     limit: int | None,
     test_limit: int | None,
@@ -177,11 +192,13 @@ def train(
         warmup_epochs=warmup_epochs,
         shortcut=shortcut,
         stochastic_depth=stochastic_depth,
+        stochastic_depth_draw=stochastic_depth_draw,  # type: ignore[arg-type]
         active_blocks=active_blocks,
         seed=seed,
         device=device,
         amp=amp,
         channels_last=channels_last,
+        batch_augment=batch_augment,
         resume=resume,
         limit=limit,
         test_limit=test_limit,

@@ -48,6 +48,7 @@ def build_builtin(
     shortcut: str = "A",
     stochastic_depth: float | None = None,
     active_blocks: int | None = None,
+    stochastic_depth_draw: str = "batch",
 ) -> nn.Module:
     """Build a built-in architecture by name with random initialisation."""
     arch = parse_arch(name)
@@ -61,4 +62,5 @@ def build_builtin(
         preact=arch["family"] == "preresnet",
         stochastic_depth=stochastic_depth,
         active_blocks=active_blocks,
+        stochastic_depth_draw=stochastic_depth_draw,  # type: ignore[arg-type]
     )

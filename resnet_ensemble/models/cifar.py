@@ -61,33 +61,48 @@ def _projection(in_planes: int, out_planes: int, stride: int, *, with_bn: bool) 
     return nn.Sequential(conv, nn.BatchNorm2d(out_planes)) if with_bn else nn.Sequential(conv)
 
 
+DropDraw = Literal["batch", "sample", "none"]
+
+
 class _ResidualScale(nn.Module):
     """Stochastic depth (Huang et al. 2016) applied to a residual branch.
 
-    Training keeps each sample's residual with probability ``survival`` (one draw per sample, as
-    timm's ``drop_path``); evaluation scales the residual by ``survival`` instead, so that its
-    expected contribution matches training. With ``sample=False`` training leaves the residual
-    alone: the trainer deletes blocks itself (effective-path training) and only the evaluation
-    scaling applies.
+    ``draw`` says how training drops the branch:
+    - ``"batch"`` (Huang et al.): one draw per block per mini-batch; a dropped block skips its
+      residual branch altogether (the block asks ``drops_this_batch`` before computing it);
+    - ``"sample"``: one draw per sample, as timm's ``drop_path``;
+    - ``"none"``: training leaves the residual alone, because the trainer deletes blocks itself
+      (effective-path training); only the evaluation scaling applies.
+    Evaluation scales the residual by ``survival``, so that its expected contribution matches
+    training.
     """
 
-    def __init__(self, survival: float, sample: bool = True) -> None:
+    def __init__(self, survival: float, draw: DropDraw = "batch") -> None:
         super().__init__()
+        if draw not in ("batch", "sample", "none"):
+            raise ValueError(f"draw must be 'batch', 'sample' or 'none', got {draw!r}")
         self.survival = survival
-        self.sample = sample
+        self.draw = draw
+
+    def drops_this_batch(self) -> bool:
+        """Training with per-batch draws: True when this block is dropped for this mini-batch.
+        Draws from torch's global generator, which the trainer seeds per epoch."""
+        if not self.training or self.draw != "batch" or self.survival >= 1.0:
+            return False
+        return bool(torch.rand(()) >= self.survival)
 
     def forward(self, r: Tensor) -> Tensor:
         if self.survival >= 1.0:
             return r
         if not self.training:
             return r * self.survival
-        if not self.sample:
+        if self.draw != "sample":  # per-batch: the block already skipped a dropped branch
             return r
         keep = torch.empty(r.shape[0], *([1] * (r.dim() - 1)), device=r.device, dtype=r.dtype)
         return r * keep.bernoulli_(self.survival)
 
     def extra_repr(self) -> str:
-        return f"survival={self.survival:.4f}" + ("" if self.sample else ", sample=False")
+        return f"survival={self.survival:.4f}, draw={self.draw}"
 
 
 class _CifarBlock(nn.Module):
@@ -102,14 +117,14 @@ class _CifarBlock(nn.Module):
         stride: int,
         shortcut: ShortcutKind,
         survival: float,
-        sample: bool = True,
+        draw: DropDraw = "batch",
     ) -> None:
         super().__init__()
         self.in_planes, self.planes, self.stride = in_planes, planes, stride
         self.downsamples = stride != 1 or in_planes != planes
         self.conv1 = _conv3x3(in_planes, planes, stride)
         self.conv2 = _conv3x3(planes, planes)
-        self.drop_path = _ResidualScale(survival, sample)
+        self.drop_path = _ResidualScale(survival, draw)
         self.shortcut_kind = shortcut
 
     def residual(self, x: Tensor) -> Tensor:  # pragma: no cover - defined by subclasses
@@ -122,6 +137,8 @@ class _CifarBlock(nn.Module):
         return z
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.drop_path.drops_this_batch():  # stochastic depth: the branch is not computed
+            return self.post(self.shortcut(x))
         return self.post(self.shortcut(x) + self.residual(x))
 
 
@@ -135,9 +152,9 @@ class BasicBlock(_CifarBlock):
         stride: int = 1,
         shortcut: ShortcutKind = "A",
         survival: float = 1.0,
-        sample: bool = True,
+        draw: DropDraw = "batch",
     ) -> None:
-        super().__init__(in_planes, planes, stride, shortcut, survival, sample)
+        super().__init__(in_planes, planes, stride, shortcut, survival, draw)
         self.bn1 = nn.BatchNorm2d(planes)
         self.bn2 = nn.BatchNorm2d(planes)
         if self.downsamples:
@@ -169,9 +186,9 @@ class PreActBlock(_CifarBlock):
         stride: int = 1,
         shortcut: ShortcutKind = "A",
         survival: float = 1.0,
-        sample: bool = True,
+        draw: DropDraw = "batch",
     ) -> None:
-        super().__init__(in_planes, planes, stride, shortcut, survival, sample)
+        super().__init__(in_planes, planes, stride, shortcut, survival, draw)
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.bn2 = nn.BatchNorm2d(planes)
         if self.downsamples:
@@ -260,8 +277,13 @@ class CifarResNet(nn.Module):
         shortcut: ShortcutKind = "A",
         stochastic_depth: float | None = None,
         active_blocks: int | None = None,
+        stochastic_depth_draw: Literal["batch", "sample"] = "batch",
     ) -> None:
         super().__init__()
+        if stochastic_depth_draw not in ("batch", "sample"):
+            raise ValueError(
+                f"stochastic_depth_draw must be 'batch' or 'sample', got {stochastic_depth_draw!r}"
+            )
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(
                 f"depth must be 6n + 2 with n >= 1 (20, 32, 56, 110, ...), got {depth}"
@@ -290,7 +312,8 @@ class CifarResNet(nn.Module):
                         stride,
                         shortcut=shortcut,
                         survival=next(survival),
-                        sample=active_blocks is None,  # the trainer deletes blocks itself
+                        # Effective-path training: the trainer deletes blocks itself.
+                        draw=stochastic_depth_draw if active_blocks is None else "none",
                     )
                 )
                 planes_in = planes
@@ -330,6 +353,7 @@ def cifar_resnet(
     preact: bool = False,
     stochastic_depth: float | None = None,
     active_blocks: int | None = None,
+    stochastic_depth_draw: Literal["batch", "sample"] = "batch",
 ) -> CifarResNet:
     """He et al.'s CIFAR ResNet of the given depth (20, 32, 44, 56, 110, 1202, ...).
 
@@ -338,6 +362,8 @@ def cifar_resnet(
         preact: use pre-activation blocks (He et al., Identity Mappings).
         stochastic_depth: final survival probability of Huang et al.'s linear decay (e.g. 0.5),
             or None for an ordinary ResNet.
+        stochastic_depth_draw: "batch" drops each block once per mini-batch, as Huang et al.
+            did (and skips its computation); "sample" draws per sample, as timm's drop_path.
         active_blocks: K for a network trained on K random blocks per mini-batch (effective-path
             training): evaluation scales every residual by K/n. Training itself is the
             trainer's (``ensemble-lesion train --active-blocks K``).
@@ -346,7 +372,14 @@ def cifar_resnet(
     """
     block = PreActBlock if preact else BasicBlock
     return CifarResNet(
-        block, depth, num_classes, in_channels, shortcut, stochastic_depth, active_blocks
+        block,
+        depth,
+        num_classes,
+        in_channels,
+        shortcut,
+        stochastic_depth,
+        active_blocks,
+        stochastic_depth_draw,
     )
 
 
