@@ -1,0 +1,94 @@
+"""benchmarks/gpu_check.py: the prepared GPU run. Its dry run (every section at toy sizes on the
+CPU) runs here, so that the script cannot rot between the rare sessions that have a GPU; a
+crashed or hung section is recorded and the run goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
+SECTIONS = ("env", "tests", "training", "sweeps", "gradients", "paper")
+
+
+def _run(out: Path, *args: str, fault: str | None = None) -> tuple[dict, str, float]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("GPU_CHECK_FAULT", None)
+    if fault:
+        env["GPU_CHECK_FAULT"] = fault
+    start = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--out", str(out), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    took = time.monotonic() - start
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    return report, (out / "gpu_check.md").read_text(), took
+
+
+def test_dry_run_runs_every_section_on_the_cpu_in_under_two_minutes(tmp_path: Path) -> None:
+    report, markdown, took = _run(tmp_path)
+    assert took < 120, f"the dry run took {took:.0f} s"
+    assert report["mode"].startswith("dry run") and report["options"]["device"] == "cpu"
+    assert list(report["sections"]) == list(SECTIONS)
+    for name, section in report["sections"].items():
+        bad = [i for i in section["items"] if i["status"] != "ok"]
+        assert section["status"] == "ok", (name, section.get("error"), bad)
+        assert section["items"], name
+    env = report["sections"]["env"]["items"][0]["values"]
+    assert env["dependency_problems"] == [] and "torch" in env["dependencies"]
+    training = [i["values"] for i in report["sections"]["training"]["items"]]
+    assert {v["mode"] for v in training} == {"fp32", "bf16", "bf16+channels_last", "compiled"}
+    assert all(v["img_per_s"] > 0 for v in training)
+    sweeps = {i["name"].split(",")[0]: i for i in report["sections"]["sweeps"]["items"]}
+    assert {"single", "multi", "exhaustive", "extrapolation"} <= set(sweeps)
+    assert sweeps["single"]["values"]["agree"] and sweeps["single"]["values"]["ratio"] > 0
+    assert sweeps["single"]["values"]["strategies"]  # prefix against mask, side by side
+    gradients = [i["values"] for i in report["sections"]["gradients"]["items"]]
+    assert any(v.get("way") == "exact" and v["peak_gib"] > 0 for v in gradients)
+    assert any("sampled_over_exact" in v for v in gradients)
+    paper = report["sections"]["paper"]
+    assert "RANDOM-INIT" in paper["notes"][0]  # labelled, since no trained network is used
+    stages = paper["items"][-1]["values"]["stages"]
+    assert {"sweep_single_resnet", "paths", "gradients", "figures"} <= set(stages)
+    for title in (
+        "Environment",
+        "CUDA tests",
+        "Training throughput",
+        "Sweep engine",
+        "Gradients by path length",
+        "The whole paper",
+    ):
+        assert f"## {title}" in markdown
+    assert "random images" in markdown  # the synthetic data are said to be synthetic
+
+
+def test_a_crashed_section_is_recorded_and_the_next_one_runs(tmp_path: Path) -> None:
+    report, markdown, _ = _run(tmp_path, "--sections", "env,gradients", fault="env:crash")
+    env, gradients = report["sections"]["env"], report["sections"]["gradients"]
+    assert env["status"] == "failed" and "injected crash in section env" in env["error"]
+    assert "\n" not in env["error"]
+    assert gradients["status"] == "ok"
+    assert "| env | failed |" in markdown
+
+
+def test_a_hung_section_is_stopped_at_its_budget_and_the_reports_are_written(
+    tmp_path: Path,
+) -> None:
+    report, _, took = _run(tmp_path, "--sections", "env", "--budget", "6", fault="env:hang")
+    env = report["sections"]["env"]
+    assert env["status"] == "timed out" and "budget" in env["error"]
+    assert took < 30
