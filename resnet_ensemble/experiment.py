@@ -16,7 +16,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .anatomy import Anatomy, Block, anatomy
 from .checkpoints import LoadedModel, load_model, resolve_device
-from .data import DatasetInfo, check_data_dir, dataset_info, load_dataset, make_loader
+from .data import (
+    DatasetInfo,
+    check_data_dir,
+    dataset_info,
+    load_dataset,
+    make_loader,
+    random_batches,
+)
 
 __all__ = ["Experiment", "open_experiment"]
 
@@ -31,6 +38,8 @@ class Experiment:
     dataset: Dataset
     batch_size: int
     split: str = "test"
+    data_dir: str | None = None
+    download: bool = False
 
     @property
     def model(self) -> torch.nn.Module:
@@ -70,6 +79,38 @@ class Experiment:
         if not xs:
             raise ValueError("the test data holds no images")
         return torch.cat(xs)[:images].to(self.device), torch.cat(ys)[:images].to(self.device)
+
+    def gradient_split(self, split: str = "auto") -> str:
+        """The split gradient batches come from: the paper's training split where the dataset
+        has one ("auto"); the embedded and synthetic data have only a test split."""
+        if split == "auto":
+            return "test" if self.dataset_name in ("embedded", "synthetic") else "train"
+        if split == "train" and self.dataset_name == "embedded":
+            raise ValueError(
+                "the embedded data are a held-out test subset with no training split: use "
+                "--split test, or --dataset fashion-mnist"
+            )
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be train, test or auto, got {split!r}")
+        return split
+
+    def random_batches(
+        self, batch_size: int, count: int, *, split: str = "auto", seed: int = 0
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``count`` random batches of ``split`` (``data.random_batches``), without training
+        augmentation, on the model's device."""
+        split = self.gradient_split(split)
+        data = (
+            self.dataset
+            if split == self.split
+            else load_dataset(
+                self.dataset_name, split, data_dir=self.data_dir, download=self.download
+            )
+        )
+        return [
+            (x.to(self.device), y.to(self.device))
+            for x, y in random_batches(data, batch_size, count, seed)
+        ]
 
     @property
     def variant(self) -> str:
@@ -152,4 +193,4 @@ def open_experiment(
             f"{info.num_classes} classes; pick a matching --dataset or --model"
         )
     data = load_dataset(name, "test", data_dir=data_dir, download=download, limit=limit)
-    return Experiment(loaded, name, info, data, batch_size)
+    return Experiment(loaded, name, info, data, batch_size, data_dir=data_dir, download=download)

@@ -23,6 +23,8 @@ import pandas as pd
 import torch
 
 from .gradients import (
+    MeasuredAt,
+    NormKind,
     effective_path_range,
     path_length_gradients,
     path_length_norms,
@@ -34,7 +36,9 @@ from .paths import summarize_paths
 from .results import atomic_write_text
 
 __all__ = [
+    "AT_LABELS",
     "GRADIENT_COLUMNS",
+    "NORM_LABELS",
     "RANGE_LABELS",
     "GradientAnalysis",
     "analyze_gradients",
@@ -47,6 +51,7 @@ GRADIENT_COLUMNS = [
     "length",
     "num_paths",
     "exact_norm",
+    "exact_norm_sem",
     "exact_share",
     "sampled_mean",
     "sampled_std",
@@ -56,16 +61,29 @@ GRADIENT_COLUMNS = [
     "sampled_share",
     "rms_single_path",
     "in_effective_range",
+    "measured_at",
+    "norm",
+    "batches",
+    "batch_size",
 ]
 
 PAPER = {"effective_lo": 5, "effective_hi": 17, "effective_path_share": 0.0045, "n": 54}
+
+#: How each choice of ``at`` and ``norm`` is named on axes and in reports.
+AT_LABELS = {"image": "at the image", "blocks": "at the input of the first residual block"}
+NORM_LABELS = {
+    "batch": "norm of the mean-loss gradient over the batch",
+    "per_image": "mean per-image norm",
+}
+
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
 class GradientAnalysis:
     table: pd.DataFrame
     n: int
-    images: int
+    images: int  # images per batch
     ranges: dict[str, dict[str, float]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -80,44 +98,82 @@ def _range_dict(r: Any) -> dict[str, float]:
     return {"lo": r.lo, "hi": r.hi, "gradient_share": r.gradient_share, "path_share": r.path_share}
 
 
+def _sem(values: np.ndarray) -> float:
+    """Standard error of the mean over the first axis; NaN with fewer than two values."""
+    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
 def analyze_gradients(
     model: torch.nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
+    batches: Sequence[Batch],
     *,
     model_name: str = "model",
     samples_per_length: int = 1000,
     sign_draws: int = 16,
     seed: int = 0,
+    at: MeasuredAt = "image",
+    norm: NormKind = "batch",
 ) -> GradientAnalysis:
-    """Exact per-length gradients, the paper's sampled single-path norms and the sign
-    estimator's root-mean-square single-path norms, all on the same batch.
+    """The paper's protocol over random batches: per batch, the exact per-length gradients,
+    ``samples_per_length`` sampled single paths of each length, and the sign estimator.
+
+    The paper "sample[d] 1,000 measurements for each length k using random batches from the
+    training set": give ``batches`` drawn that way (``data.random_batches``); every batch
+    contributes the same number of measurements, and the error bands (``*_sem``) come from the
+    spread across batches (across single measurements when there is one batch).
 
     Args:
-        samples_per_length: the paper used 1,000; 0 skips the sampled estimator.
-        sign_draws: 0 skips the sign estimator; else at least 2 (its standard error).
+        batches: (inputs, targets) pairs of the same size.
+        samples_per_length: per batch; 0 skips the sampled estimator.
+        sign_draws: per batch; 0 skips the sign estimator; else at least 2. Measured with the
+            batch norm only (it estimates sums of squares over the batch).
+        seed: the sampled paths and signs of batch g come from (seed, g).
+        at, norm: where the gradient is taken and which norm (``gradients.gradient_norms``).
 
     Raises:
-        ValueError: a negative ``samples_per_length``, or ``sign_draws`` of 1 or below 0.
+        ValueError: no batch, a negative ``samples_per_length``, or ``sign_draws`` of 1 or
+            below 0.
     """
     if samples_per_length < 0:
         raise ValueError(f"samples_per_length must be 0 (skip) or more, got {samples_per_length}")
     if sign_draws == 1 or sign_draws < 0:
         raise ValueError(f"sign_draws must be 0 (skip) or at least 2, got {sign_draws}")
-    per_length = path_length_gradients(model, inputs, targets)  # (n + 1, B, ...)
-    exact = path_length_norms(per_length).double().cpu()
-    n = exact.numel() - 1
+    if not batches:
+        raise ValueError("need at least one batch of images")
+    sign_draws = sign_draws if norm == "batch" else 0
+    exact_rows, sampled_frames, sign_rows = [], [], []
+    for g, (x, y) in enumerate(batches):
+        batch_seed = int(np.random.SeedSequence([int(seed), g]).generate_state(1)[0])
+        per_length = path_length_gradients(model, x, y, at=at)  # (n + 1, B, ...)
+        exact_rows.append(path_length_norms(per_length, norm).double().cpu().numpy())
+        del per_length
+        if samples_per_length > 0:
+            frame = sample_path_gradients(
+                model, (x, y), samples_per_length, seed=batch_seed, at=at, norm=norm
+            )
+            sampled_frames.append(frame.assign(batch=g))
+        if sign_draws:
+            signs = sign_estimator(model, x, y, draws=sign_draws, seed=batch_seed, at=at)
+            sign_rows.append(signs["mean_sq"].to_numpy())
+    exact = np.stack(exact_rows)  # (G, n + 1)
+    n = exact.shape[1] - 1
     table = pd.DataFrame({"model": model_name, "length": range(n + 1)})
     table["num_paths"] = [float(math.comb(n, k)) for k in range(n + 1)]
-    table["exact_norm"] = exact.numpy()
+    table["exact_norm"] = exact.mean(axis=0)
+    table["exact_norm_sem"] = [_sem(exact[:, k]) for k in range(n + 1)]
     table["exact_share"] = table["exact_norm"] / table["exact_norm"].sum()
     ranges = {
-        f"exact_{int(s * 100)}": _range_dict(effective_path_range(exact, n, s)) for s in (0.9, 0.95)
+        f"exact_{int(s * 100)}": _range_dict(
+            effective_path_range(table["exact_norm"].tolist(), n, s)
+        )
+        for s in (0.9, 0.95)
     }
-    if samples_per_length > 0:
-        sampled = summarize_sampled(
-            sample_path_gradients(model, (inputs, targets), samples_per_length, seed=seed), n
-        ).set_index("length")
+    if sampled_frames:
+        pooled = pd.concat(sampled_frames, ignore_index=True)
+        sampled = summarize_sampled(pooled, n).set_index("length")
+        if len(batches) > 1:  # error bands from the spread of the per-batch means
+            per_batch = pooled.groupby(["length", "batch"])["norm"].mean().unstack("batch")
+            sampled["sem"] = [_sem(per_batch.loc[k].to_numpy()) for k in sampled.index]
         table["sampled_mean"] = table["length"].map(sampled["mean"])
         table["sampled_std"] = table["length"].map(sampled["std"])
         table["sampled_sem"] = table["length"].map(sampled["sem"])
@@ -131,23 +187,29 @@ def analyze_gradients(
                 for s in (0.9, 0.95)
             }
         )
-    if sign_draws:
-        signs = sign_estimator(model, inputs, targets, draws=sign_draws, seed=seed).set_index(
-            "length"
-        )
-        table["rms_single_path"] = table["length"].map(signs["mean_sq"].clip(lower=0) ** 0.5)
+    if sign_rows:
+        mean_sq = np.stack(sign_rows).mean(axis=0)
+        table["rms_single_path"] = np.sqrt(np.clip(mean_sq, 0, None))
     for col in GRADIENT_COLUMNS:
         if col not in table:
             table[col] = math.nan
-    analysis = GradientAnalysis(table, n, int(inputs.shape[0]), ranges)
+    batch_size = int(batches[0][0].shape[0])
+    table["measured_at"], table["norm"] = at, norm
+    table["batches"], table["batch_size"] = len(batches), batch_size
+    analysis = GradientAnalysis(table, n, batch_size, ranges)
     eff = analysis.effective
     table["in_effective_range"] = table["length"].between(eff["lo"], eff["hi"])
     analysis.table = table[GRADIENT_COLUMNS]
     analysis.meta = {
         "table": "gradients",
         "n": n,
-        "images": int(inputs.shape[0]),
+        "images": batch_size * len(batches),
+        "batch_size": batch_size,
+        "batches": len(batches),
+        "measured_at": at,
+        "norm": norm,
         "samples_per_length": samples_per_length,
+        "measurements_per_length": samples_per_length * len(batches),
         "sign_draws": sign_draws,
         "seed": seed,
         "ranges": ranges,
@@ -158,6 +220,22 @@ def analyze_gradients(
         "single_path_decay": single_path_decay(analysis.table),
     }
     return analysis
+
+
+def _batches_text(meta: dict[str, Any]) -> str:
+    batches, size = int(meta.get("batches", 1)), int(meta.get("batch_size", meta["images"]))
+    if batches == 1:
+        return f"one batch of {size} images"
+    return f"{batches} random batches of {size} images (drawn by seed {meta.get('seed', 0)})"
+
+
+def path_range_text(summary: Any) -> str:
+    """Both forms of the central range of path lengths, each with the share it holds."""
+    return (
+        f"lengths {summary.normal_lo}–{summary.normal_hi} as mean ± 1.96 sd (the paper's form; "
+        f"{100 * summary.normal_fraction:.1f}% of paths), or {summary.lo}–{summary.hi} as the "
+        f"shortest exact range ({100 * summary.fraction:.1f}% of paths)"
+    )
 
 
 def _fmt_range(r: dict[str, float]) -> str:
@@ -181,15 +259,15 @@ def single_path_decay(table: pd.DataFrame) -> dict[str, Any] | None:
 
     A least-squares line through log(norm) against length, over the lengths with a positive
     value, of the paper's sampled mean single-path norm where measured, else the sign
-    estimator's root-mean-square norm, else the exact per-length norm divided by the number of
-    paths (the norm of the mean path). ``factor_per_block`` is exp(slope): the norm is
-    multiplied by it for each block added to the path; ``r2`` says how straight the line is on
-    a log axis. None with fewer than three positive lengths.
+    estimator's root-mean-square single-path norm. ``factor_per_block`` is exp(slope): the norm
+    is multiplied by it for each block added to the path; ``r2`` says how straight the line is
+    on a log axis. None with fewer than three positive lengths, or without a single-path
+    measure: the exact decomposition's per-length norm divided by the number of paths is the
+    norm of the *mean* path gradient, not a single path's, and is never used here.
     """
     candidates = (
         ("sampled_mean", table["sampled_mean"]),
         ("rms_single_path", table["rms_single_path"]),
-        ("exact_norm / num_paths", table["exact_norm"] / table["num_paths"]),
     )
     for measure, raw in candidates:
         values = pd.to_numeric(raw, errors="coerce")
@@ -236,11 +314,20 @@ def write_gradient_report(
             if describe.get("checkpoint_sha256")
             else "no checkpoint file"
         ),
-        f"- data: {describe.get('dataset')} {describe.get('split', 'test')} split, one batch of "
-        f"{analysis.images} images",
-        f"- method: exact decomposition (one polynomial backward pass); the paper's estimator "
-        f"with {analysis.meta['samples_per_length']} sampled paths per length; the sign "
-        f"estimator with {analysis.meta['sign_draws']} draws",
+        f"- data: {describe.get('dataset')} {describe.get('split', 'test')} split, "
+        f"{_batches_text(analysis.meta)}",
+        f"- measured: the gradient of the mean cross-entropy loss "
+        f"{AT_LABELS[analysis.meta.get('measured_at', 'image')]}; "
+        f"{NORM_LABELS[analysis.meta.get('norm', 'batch')]}"
+        + (
+            " (absolute values depend on the batch size)"
+            if analysis.meta.get("norm", "batch") == "batch"
+            else ""
+        ),
+        f"- method: exact decomposition (one polynomial backward pass per batch), averaged over "
+        f"the batches; the paper's estimator with {analysis.meta['samples_per_length']} sampled "
+        f"paths per length per batch ({analysis.meta.get('measurements_per_length', 0)} in "
+        f"all); the sign estimator with {analysis.meta['sign_draws']} draws per batch",
         "",
         "## Effective paths",
         "",
@@ -249,9 +336,7 @@ def write_gradient_report(
         if key in analysis.ranges:
             lines.append(f"- {label}: lengths {_fmt_range(analysis.ranges[key])}")
     lines += [
-        f"- for comparison, 95% of all paths have lengths {paths95.normal_lo}–{paths95.normal_hi} "
-        f"(mean ± 1.96 sd, as the paper counts; the shortest exact range is "
-        f"{paths95.lo}–{paths95.hi})",
+        f"- for comparison, 95% of all paths: {path_range_text(paths95)}",
     ]
     if decay is not None:
         lines.append(
@@ -267,7 +352,10 @@ def write_gradient_report(
         "| | paper | here |",
         "|---|---|---|",
         f"| blocks | 54 | {n} |",
-        f"| 95% of paths (mean ± 1.96 sd) | 19–35 | {paths95.normal_lo}–{paths95.normal_hi} |",
+        f"| 95% of paths (mean ± 1.96 sd) | 19–35 | {paths95.normal_lo}–{paths95.normal_hi} "
+        f"({100 * paths95.normal_fraction:.1f}%) |",
+        f"| 95% of paths (shortest exact range) | 20–34 (96.0%) | {paths95.lo}–{paths95.hi} "
+        f"({100 * paths95.fraction:.1f}%) |",
         f"| effective range | 5–17 ({100 * PAPER['effective_path_share']:.2f}% of paths) | "
         f"{int(eff['lo'])}–{int(eff['hi'])} ({100 * eff['path_share']:.3g}% of paths) |",
         f"| effective range / n | {5 / 54:.2f}–{17 / 54:.2f} | "

@@ -44,7 +44,12 @@ from .anatomy import Anatomy, Block, anatomy
 from .paths import format_blocks, path_fraction, path_length_counts, shortest_range_holding
 
 __all__ = [
+    "MEASURED_AT",
+    "NORM_KINDS",
     "EffectiveRange",
+    "MeasuredAt",
+    "NormKind",
+    "gradient_norms",
     "effective_path_range",
     "path_length_gradients",
     "path_length_norms",
@@ -56,6 +61,40 @@ __all__ = [
 
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, targets) -> scalar
 Branch = Literal["both", "residual", "shortcut"]
+#: Where the gradient is taken: at the image, or at the input of the first residual block (the
+#: output of the stem: the input of the residual part, which the paths themselves span).
+MeasuredAt = Literal["image", "blocks"]
+#: How a (B, ...) gradient of the mean loss becomes one number: "batch" is its Euclidean norm
+#: over the whole batch (it shrinks as 1/sqrt(B)); "per_image" is the mean over images of the
+#: norm of each image's own loss gradient (B times its slice), which does not depend on B.
+NormKind = Literal["batch", "per_image"]
+MEASURED_AT: tuple[MeasuredAt, ...] = ("image", "blocks")
+NORM_KINDS: tuple[NormKind, ...] = ("batch", "per_image")
+
+
+def _check_choices(at: str, norm: str) -> None:
+    if at not in MEASURED_AT:
+        raise ValueError(f"at must be one of {', '.join(MEASURED_AT)}, got {at!r}")
+    if norm not in NORM_KINDS:
+        raise ValueError(f"norm must be one of {', '.join(NORM_KINDS)}, got {norm!r}")
+
+
+def gradient_norms(grads: Tensor, norm: NormKind = "batch") -> Tensor:
+    """One norm per leading row: (R, B, ...) gradients of the mean loss -> (R,) in float64.
+
+    ``batch``: the Euclidean norm of each row's whole (B, ...) gradient. ``per_image``: the mean
+    over the B images of B times the norm of that image's slice, i.e. of the gradient of the
+    image's own loss. Summed in float64: squares of large but finite float32 gradients would
+    overflow to inf.
+    """
+    if norm == "batch":
+        return torch.linalg.vector_norm(grads.flatten(1), dim=1, dtype=torch.float64)
+    if norm != "per_image":
+        raise ValueError(f"norm must be one of {', '.join(NORM_KINDS)}, got {norm!r}")
+    b = grads.shape[1]
+    per_image = torch.linalg.vector_norm(grads.flatten(2), dim=2, dtype=torch.float64)  # (R, B)
+    return per_image.mean(dim=1) * b
+
 
 # Default size of one batched vjp, in bytes of block input for all its (coefficient, image)
 # rows. The residual branch keeps a few tensors of that size for its backward, so a call peaks
@@ -255,13 +294,18 @@ def _stem_vjp(found: Anatomy, inputs: Tensor, cot: Tensor, rows: int) -> Tensor:
 
 
 def _polynomial_backward(
-    fw: _Forward, max_length: int, rows: int | None, signs: Tensor | None = None
+    fw: _Forward,
+    max_length: int,
+    rows: int | None,
+    signs: Tensor | None = None,
+    at: MeasuredAt = "image",
 ) -> Tensor:
     """Carry G(t) = sum_k t^k g_k from the top to the inputs; returns the coefficients.
 
     ``signs`` (D, n) of +-1 gives D independent sign-flipped copies (the sign estimator); the
     result is then (D, slots, B, *image), otherwise (slots, B, *image). With max_length K < n
-    the last slot, K + 1, collects every length above K.
+    the last slot, K + 1, collects every length above K. ``at="blocks"`` stops at the input of
+    the first block (``*image`` is then that activation's shape).
     """
     n = len(fw.found.blocks)
     slots = n + 1 if max_length >= n else max_length + 2
@@ -287,9 +331,12 @@ def _polynomial_backward(
             new[:, grown - 1] += gr[:, shifted:].sum(dim=1)
         g = new
     active = g.shape[1]
-    cot = g.reshape(draws * active, *g.shape[2:])
-    out = _stem_vjp(fw.found, fw.inputs, cot, _rows_per_call(fw.inputs, rows))
-    out = out.view(draws, active, *out.shape[1:])
+    if at == "blocks":
+        out = g
+    else:
+        cot = g.reshape(draws * active, *g.shape[2:])
+        out = _stem_vjp(fw.found, fw.inputs, cot, _rows_per_call(fw.inputs, rows))
+        out = out.view(draws, active, *out.shape[1:])
     if active < n + 1:  # fewer slots than lengths: pad with exact zeros
         out = torch.cat([out, out.new_zeros(draws, n + 1 - active, *out.shape[2:])], dim=1)
     return out if signs is not None else out[0]
@@ -311,6 +358,7 @@ def path_length_gradients(
     *,
     loss_fn: LossFn = F.cross_entropy,
     chunk_size: int | None = None,
+    at: MeasuredAt = "image",
 ) -> Tensor:
     """Split the input gradient of the loss exactly by path length.
 
@@ -327,6 +375,8 @@ def path_length_gradients(
         loss_fn: ``(logits, targets) -> scalar``; by default the mean cross entropy.
         chunk_size: at most this many (coefficient, image) rows go through a block at once
             (memory); by default 16 MiB of block input per call on a CPU, 512 MiB on a GPU.
+        at: ``"image"`` (the gradient w.r.t. ``inputs``) or ``"blocks"`` (w.r.t. the input of
+            the first residual block; the shape is then that activation's).
     Returns:
         (n + 1, *inputs.shape). Entry k, for k <= K, is the gradient carried by all paths of
         length k together; with K < n, entry K + 1 holds all lengths K + 1..n and the entries
@@ -340,10 +390,11 @@ def path_length_gradients(
         >>> torch.allclose(per_length.sum(0), torch.autograd.grad(loss, x)[0])
     """
     _check_length(max_length, 0)
+    _check_choices(at, "batch")
     with _eval_mode(model):
         fw = _forward(model, inputs, targets, loss_fn)
         k = _check_length(max_length, len(fw.found.blocks))
-        per_length = _polynomial_backward(fw, k, chunk_size)
+        per_length = _polynomial_backward(fw, k, chunk_size, at=at)
     if not bool(torch.isfinite(per_length).all()):
         raise ValueError(
             f"the path-length gradients overflow on these {fw.batch} images (values beyond the "
@@ -433,6 +484,8 @@ def sample_path_gradients(
     loss_fn: LossFn = F.cross_entropy,
     samples_per_pass: int | None = None,
     chunk_size: int | None = None,
+    at: MeasuredAt = "image",
+    norm: NormKind = "batch",
 ) -> pd.DataFrame:
     """The paper's estimator: the input-gradient norm of single random paths of each length.
 
@@ -448,10 +501,14 @@ def sample_path_gradients(
         lengths: the lengths to sample (default 0..n); length 0 and n have a single path.
         samples_per_pass: paths per pass; by default their cotangents take 16 MiB on a CPU and
             512 MiB on a GPU (as ``chunk_size`` in ``path_length_gradients``).
+        at: where the gradient is taken: ``"image"`` or ``"blocks"`` (the input of the first
+            residual block).
+        norm: ``"batch"`` or ``"per_image"`` (see ``gradient_norms``).
     Returns:
-        One row per sample: ``length``, ``sample``, ``norm`` (the Euclidean norm of the path's
-        whole (B, *image) gradient of the mean loss) and ``blocks`` (the path, e.g. "3,7-9").
+        One row per sample: ``length``, ``sample``, ``norm`` (of the path's gradient of the mean
+        loss, as ``norm`` says) and ``blocks`` (the path, e.g. "3,7-9").
     """
+    _check_choices(at, norm)
     rng = torch.Generator().manual_seed(seed)
     x, y = _as_batch(data_or_batch, batch)
     if samples_per_length < 1:
@@ -478,7 +535,7 @@ def sample_path_gradients(
             samples_per_pass = _budget(fw.top) // (widest * fw.batch)
         norms = []
         for start, stop in _chunks(mask.shape[0], max(1, samples_per_pass)):
-            norms.append(_sampled_pass(fw, mask[start:stop], chunk_size).cpu())
+            norms.append(_sampled_pass(fw, mask[start:stop], chunk_size, at, norm).cpu())
         norm = torch.cat(norms)
     return pd.DataFrame(
         {
@@ -490,7 +547,13 @@ def sample_path_gradients(
     )
 
 
-def _sampled_pass(fw: _Forward, mask: Tensor, chunk_size: int | None) -> Tensor:
+def _sampled_pass(
+    fw: _Forward,
+    mask: Tensor,
+    chunk_size: int | None,
+    at: MeasuredAt = "image",
+    norm: NormKind = "batch",
+) -> Tensor:
     """Norms of the single-path input gradients of the paths in ``mask`` (P, n) -> (P,)."""
     p = mask.shape[0]
     mask = mask.to(fw.top.device)
@@ -518,14 +581,17 @@ def _sampled_pass(fw: _Forward, mask: Tensor, chunk_size: int | None) -> Tensor:
             )
             new.index_copy_(0, idx, gr if branch == "residual" else gs)  # type: ignore[arg-type]
         g = new
-    out = _stem_vjp(fw.found, fw.inputs, g, _rows_per_call(fw.inputs, chunk_size))
+    out = (
+        g
+        if at == "blocks"
+        else _stem_vjp(fw.found, fw.inputs, g, _rows_per_call(fw.inputs, chunk_size))
+    )
     if not bool(torch.isfinite(out).all()):
         raise ValueError(
             f"single-path gradients overflow on these {fw.batch} images (values beyond the "
             f"{out.dtype} range): check the checkpoint's weights and the input normalisation"
         )
-    # In float64: squares of large but finite float32 gradients would overflow to inf.
-    return torch.linalg.vector_norm(out.flatten(1), dim=1, dtype=torch.float64)
+    return gradient_norms(out, norm)
 
 
 def summarize_sampled(df: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -556,6 +622,7 @@ def sign_estimator(
     loss_fn: LossFn = F.cross_entropy,
     draws_per_pass: int | None = None,
     chunk_size: int | None = None,
+    at: MeasuredAt = "image",
 ) -> pd.DataFrame:
     """Estimate, for every length at once, the sum of squared single-path gradient norms.
 
@@ -586,7 +653,7 @@ def sign_estimator(
             draws_per_pass = _budget(fw.top) // ((n + 1) * fw.batch * widest)
         squares = []
         for start, stop in _chunks(draws, max(1, draws_per_pass)):
-            coef = _polynomial_backward(fw, n, chunk_size, signs[start:stop])  # (d, n+1, B, ...)
+            coef = _polynomial_backward(fw, n, chunk_size, signs[start:stop], at=at)
             squares.append(coef.flatten(2).pow(2).sum(dim=2).double().cpu())  # (d, n + 1)
     sq = torch.cat(squares)  # (D, n + 1)
     counts = path_length_counts(n)
@@ -606,15 +673,14 @@ def sign_estimator(
     )
 
 
-def path_length_norms(per_length: Tensor) -> Tensor:
-    """The Euclidean norm of each entry of ``path_length_gradients``: (n + 1, ...) -> (n + 1,).
+def path_length_norms(per_length: Tensor, norm: NormKind = "batch") -> Tensor:
+    """The norm of each entry of ``path_length_gradients``: (n + 1, B, ...) -> (n + 1,).
 
     This is the magnitude of the gradient that all paths of length k carry together (their
-    gradients can cancel), where the paper's measure sums the paths' own norms. Summed in
-    float64: the squares of large but finite float32 gradients would overflow to inf.
+    gradients can cancel), where the paper's measure sums the paths' own norms. ``norm`` as in
+    ``gradient_norms``: the whole batch's Euclidean norm, or the mean per-image norm.
     """
-    flat = per_length.flatten(1)
-    return torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64).to(per_length.dtype)
+    return gradient_norms(per_length, norm).to(per_length.dtype)
 
 
 @dataclass(frozen=True)

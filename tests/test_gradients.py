@@ -291,3 +291,80 @@ def test_effective_range_of_concentrated_gradient() -> None:
     assert round(100 * r.path_share, 2) == 0.45
     with pytest.raises(ValueError, match="one magnitude per length"):
         effective_path_range(magnitude[:-1], 54)
+
+
+# ----------------------------------------------------------------------------------------------
+# Where the gradient is measured, and which norm
+
+
+def _stem_output(model: nn.Module, x: Tensor) -> Tensor:
+    return torch.relu(model.bn1(model.conv1(x)))
+
+
+def _gated_from_stem(model: nn.Module, h: Tensor, subset: set[int]) -> Tensor:
+    """The gated forward of ``_gated_cifar`` from the first block's input on."""
+    for i, blk in enumerate(cifar_blocks(model)):
+        short = _cifar_shortcut(blk, h)
+        res = blk.bn2(blk.conv2(torch.relu(blk.bn1(blk.conv1(h))))) * blk.drop_path.survival
+        h = torch.relu(_only(res, short) if i in subset else _only(short, res))
+    return model.fc(h.mean(dim=(2, 3)))
+
+
+def test_at_blocks_splits_the_gradient_at_the_first_block_input() -> None:
+    """Every path's gradient at the input of the residual part, by a hand-written gated
+    forward that starts there; their sums per length, and all of them the ordinary gradient
+    with respect to the stem's output."""
+    model, (x, y) = _resnet14(), _batch()
+    per_length = path_length_gradients(model, x, y, at="blocks")
+    h0 = _stem_output(model, x).detach()
+    assert per_length.shape == (7, *h0.shape)
+    by_length = torch.zeros_like(per_length)
+    for subset in _all_subsets(6):
+        leaf = h0.clone().requires_grad_()
+        loss = F.cross_entropy(_gated_from_stem(model, leaf, set(subset)), y)
+        by_length[len(subset)] += torch.autograd.grad(loss, leaf)[0]
+    torch.testing.assert_close(per_length, by_length, rtol=1e-10, atol=1e-15)
+    leaf = h0.clone().requires_grad_()
+    rest = model.fc(model.layer3(model.layer2(model.layer1(leaf))).mean(dim=(2, 3)))
+    (ordinary,) = torch.autograd.grad(F.cross_entropy(rest, y), leaf)
+    torch.testing.assert_close(per_length.sum(0), ordinary, rtol=1e-10, atol=1e-15)
+
+
+def test_sampled_paths_at_blocks_are_their_paths() -> None:
+    model, (x, y) = _resnet14(), _batch()
+    h0 = _stem_output(model, x).detach()
+    rows = sample_path_gradients(model, (x, y), 3, seed=1, at="blocks")
+    for length, blocks, norm in zip(rows["length"], rows["blocks"], rows["norm"], strict=True):
+        subset = set(_parse(blocks)) if blocks != "none" else set()
+        assert len(subset) == length
+        leaf = h0.clone().requires_grad_()
+        loss = F.cross_entropy(_gated_from_stem(model, leaf, subset), y)
+        assert norm == pytest.approx(float(torch.autograd.grad(loss, leaf)[0].norm()), rel=1e-9)
+
+
+def test_per_image_norm_is_the_mean_norm_of_each_images_own_gradient() -> None:
+    """``per_image``: the mean over images of the norm of the gradient of that image's own
+    loss, taken image by image with autograd; independent of the batch size."""
+    model, (x, y) = _resnet14(), _batch(count=4)
+    per_length = path_length_gradients(model, x, y)
+    total = path_length_norms(per_length.sum(0, keepdim=True), "per_image")
+    own = [float(_ordinary(model, x[i : i + 1], y[i : i + 1]).norm()) for i in range(4)]
+    assert float(total[0]) == pytest.approx(sum(own) / 4, rel=1e-9)
+    batch = path_length_norms(per_length.sum(0, keepdim=True), "batch")
+    assert float(batch[0]) == pytest.approx(float(_ordinary(model, x, y).norm()), rel=1e-9)
+    rows = sample_path_gradients(model, (x, y), 2, lengths=[0, 6], norm="per_image")
+    for length, norm in zip(rows["length"], rows["norm"], strict=True):
+        subset = set(range(6)) if length == 6 else set()
+        own = [
+            float(_reference_path(_gated_cifar, model, x[i : i + 1], y[i : i + 1], subset).norm())
+            for i in range(4)
+        ]
+        assert norm == pytest.approx(sum(own) / 4, rel=1e-9)
+
+
+def test_unknown_places_and_norms_are_refused() -> None:
+    model, (x, y) = _resnet14(), _batch()
+    with pytest.raises(ValueError, match="at must be one of image, blocks"):
+        path_length_gradients(model, x, y, at="logits")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="norm must be one of batch, per_image"):
+        sample_path_gradients(model, (x, y), 1, norm="max")  # type: ignore[arg-type]

@@ -100,14 +100,19 @@ def _shortest_range(weights: list[float], share: float) -> tuple[int, int]:
 def test_the_table_against_every_paths_gradient_by_hand(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.csv"
     result = _invoke(
-        "gradients", "--model", str(checkpoint), "--images", str(IMAGES), "--batch-size", "4",
-        "--samples-per-length", str(SAMPLES), "--sign-draws", "4", "--out", str(out),
+        "gradients", "--model", str(checkpoint), "--images", str(IMAGES), "--limit",
+        str(IMAGES), "--batches", "1", "--samples-per-length", str(SAMPLES), "--sign-draws", "4",
+        "--out", str(out),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     meta = json.loads(out.with_suffix(".json").read_text())
-    # The batch spans two loader batches of 4: all 6 images are used.
+    # One random batch of all 6 images (the embedded data have only a test split): the same
+    # images as the first 6 in some order, which the mean-loss gradient's norms do not see.
     assert meta["images"] == IMAGES and meta["n"] == N and meta["table"] == "gradients"
+    assert meta["batches"] == 1 and meta["batch_size"] == IMAGES and meta["split"] == "test"
+    assert meta["measured_at"] == "image" and meta["norm"] == "batch"
+    assert set(table["measured_at"]) == {"image"} and set(table["norm"]) == {"batch"}
 
     model = reference_model(checkpoint)
     x, y = _batch(IMAGES)
@@ -253,3 +258,68 @@ def test_bad_options_are_usage_errors(
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's protocol: random batches of the training split, by seed
+
+
+def test_batches_come_from_the_training_split_and_follow_the_seed(checkpoint: Path) -> None:
+    from resnet_ensemble.data import dataset_info, open_fashion_mnist
+    from resnet_ensemble.experiment import open_experiment
+
+    exp = open_experiment(str(checkpoint), dataset="fashion-mnist", limit=8, device="cpu")
+    assert exp.gradient_split("auto") == "train"
+    first = exp.random_batches(16, 3, seed=0)
+    again = exp.random_batches(16, 3, seed=0)
+    other = exp.random_batches(16, 3, seed=1)
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(first, again, strict=True)
+    )
+    assert not any(torch.equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
+    assert not torch.equal(first[0][0], first[1][0])  # each batch is a fresh draw
+    # Every image is a training image (with its label), normalised as for testing.
+    raw = open_fashion_mnist("train")
+    info = dataset_info("fashion-mnist")
+    train = (raw.data.float() / 255 - info.mean[0]) / info.std[0]  # (60000, 28, 28)
+    flat = train.flatten(1)
+    for x, y in first:
+        for image, label in zip(x, y, strict=True):
+            hits = (flat == image.flatten()).all(1).nonzero().flatten().tolist()
+            assert hits and any(int(raw.targets[i]) == int(label) for i in hits)
+
+
+def test_the_table_follows_the_seed(checkpoint: Path, tmp_path: Path) -> None:
+    def run(seed: int, name: str) -> pd.DataFrame:
+        out = tmp_path / name
+        result = _invoke(
+            "gradients", "--model", str(checkpoint), "--dataset", "fashion-mnist", "--images",
+            "4", "--batches", "2", "--samples-per-length", "3", "--sign-draws", "0", "--seed",
+            str(seed), "--out", str(out),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        meta = json.loads(out.with_suffix(".json").read_text())
+        assert meta["split"] == "train" and meta["batches"] == 2 and meta["batch_size"] == 4
+        assert "2 random batches of 4 train images" in result.stdout
+        return pd.read_csv(out)
+
+    a, b, c = run(0, "a.csv"), run(0, "b.csv"), run(1, "c.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["exact_norm"], c["exact_norm"])
+    assert a["exact_norm_sem"].notna().all()  # two batches: a spread across them
+
+
+def test_at_and_norm_are_recorded_and_labelled(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "g.csv"
+    result = _invoke(
+        "gradients", "--model", str(checkpoint), "--images", "4", "--batches", "1",
+        "--samples-per-length", "2", "--sign-draws", "0", "--at", "blocks", "--norm",
+        "per_image", "--report", str(tmp_path / "g.md"), "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["measured_at"] == "blocks" and meta["norm"] == "per_image"
+    report = (tmp_path / "g.md").read_text()
+    assert "at the input of the first residual block" in report
+    assert "mean per-image norm" in report
