@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Literal
 
 import matplotlib as mpl
@@ -41,7 +42,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .paths import parse_blocks
+from .paths import parse_blocks, summarize_paths
 from .results import atomic_write_bytes, check_writable, read_table, sidecar_path
 
 __all__ = [
@@ -67,7 +68,7 @@ __all__ = [
 
 Style = Literal["paper", "talk"]
 Width = Literal["single", "double"]
-TableKind = Literal["sweep", "paths", "gradients", "subnetworks", "training"]
+TableKind = Literal["sweep", "paths", "gradients", "subnetworks", "training", "depth", "depth_k"]
 
 # The columns a figure needs from each kind of table; others are drawn when present.
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -76,6 +77,9 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "gradients": ("length", "num_paths"),
     "subnetworks": ("kept", "num_kept", "error"),
     "training": ("variant", "epoch", "test_error"),
+    # The depth series (``depth_series``): one row per network, and its k-deletion curves.
+    "depth": ("network", "variant", "blocks", "single_mean", "full_error"),
+    "depth_k": ("network", "variant", "blocks", "k", "k_over_n", "error"),
 }
 # A gradients table must also hold at least one measurement.
 _GRADIENT_MEASURES = ("exact_norm", "sampled_mean", "rms_single_path")
@@ -90,6 +94,9 @@ FIGURES = (
     "fig8_stochastic_depth",
     "effective_paths_training",
     "subnetworks",
+    "depth_single_block",
+    "depth_delete_k",
+    "depth_gradients",
 )
 TITLES = {
     "fig3_single_block": "Fig. 3 — deleting single blocks",
@@ -648,20 +655,6 @@ def plot_reorder(
 # Paths and gradients: Fig. 6a, 6b, 6c
 
 
-def _shortest_range(lengths: np.ndarray, fractions: np.ndarray, share: float) -> tuple[int, int]:
-    """The shortest run of consecutive lengths whose fractions add up to at least ``share``."""
-    order = np.argsort(lengths)
-    lengths, fractions = lengths[order], fractions[order]
-    cum = np.concatenate([[0.0], np.cumsum(fractions)])
-    best = (int(lengths[0]), int(lengths[-1]))
-    width = len(lengths)
-    for i in range(len(lengths)):
-        j = int(np.searchsorted(cum, cum[i] + share - 1e-12, side="left"))
-        if j <= len(lengths) and j - i < width:
-            best, width = (int(lengths[i]), int(lengths[j - 1])), j - i
-    return best
-
-
 def plot_path_lengths(
     df: pd.DataFrame,
     ax: Axes | None = None,
@@ -687,8 +680,9 @@ def plot_path_lengths(
         raise ValueError("no path lengths to plot")
     models = data["model"].astype(str).unique() if "model" in data else np.array([""])
     several = len(models) > 1
-    if not several and (lo is None or hi is None):
-        lo, hi = _shortest_range(data["length"].to_numpy(), data["pct"].to_numpy() / 100, share)
+    summary = summarize_paths(int(data["length"].max()), share) if not several else None
+    if summary is not None and (lo is None or hi is None):
+        lo, hi = summary.lo, summary.hi
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
         colours = sns.color_palette("colorblind", 10)
@@ -707,11 +701,15 @@ def plot_path_lengths(
             legend=several,
             **kw,
         )
-        if not several:
+        if summary is not None:
             held = data.loc[data["length"].between(lo, hi), "pct"].sum()
             ax.axvspan(lo - 0.5, hi + 0.5, color=_SHADE, lw=0, zorder=0)
             handle = Patch(facecolor=_SHADE, lw=0)
-            label = f"central {100 * share:.3g}%: lengths {lo}–{hi} ({held:.1f}% of paths)"
+            label = (
+                f"{100 * share:.3g}% of paths: lengths {lo}–{hi} ({held:.1f}%);\n"
+                f"as mean ± {NormalDist().inv_cdf(0.5 + share / 2):.2f} sd: "
+                f"{summary.normal_lo}–{summary.normal_hi} ({100 * summary.normal_fraction:.1f}%)"
+            )
             _legend(fig, ax, [handle], [label], owned=owned, below=True)
         ax.set_ylim(bottom=0)
         _integer_ticks(ax)
@@ -726,6 +724,7 @@ def _gradient_frame(df: pd.DataFrame) -> pd.DataFrame:
         "length",
         "num_paths",
         "exact_norm",
+        "exact_norm_sem",
         "sampled_mean",
         "sampled_std",
         "sampled_sem",
@@ -742,47 +741,73 @@ def _positive(x: pd.Series, y: pd.Series) -> tuple[pd.Series, pd.Series]:
     return x[keep], y[keep]
 
 
+_AT_SHORT = {"image": "at the image", "blocks": "at the first block's input"}
+_NORM_SHORT = {"batch": "batch norm", "per_image": "mean per-image norm"}
+
+
+def gradient_axis_label(data: pd.DataFrame, what: str = "gradient norm") -> str:
+    """``what``, and where and how it was measured (the table's ``measured_at`` and ``norm``
+    columns; tables from before they existed measured at the image, with the batch norm)."""
+
+    def one(col: str, default: str, names: Mapping[str, str]) -> str:
+        values = data[col].dropna().astype(str).unique() if col in data else [default]
+        return "/".join(names.get(v, v) for v in sorted(values)) if len(values) else default
+
+    at = one("measured_at", "image", _AT_SHORT)
+    norm = one("norm", "batch", _NORM_SHORT)
+    return f"{what}\n({at}; {norm})"
+
+
+def _model_colours(models: Sequence[str]) -> list[Any]:
+    """One colour per model where there are several (measures are told apart by line style);
+    with one model, colours tell the measures apart instead."""
+    return sns.color_palette("colorblind", max(3, len(models)))
+
+
 def plot_gradient_per_length(
     df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
 ) -> Figure:
     """Paper Fig. 6b: the gradient magnitude of a single path against its length, log scale.
 
-    Draws what the table holds: the paper's sampled mean (± s.e.m. band, else ± s.d.), the
-    exact per-length gradient divided by the number of paths (the norm of the mean path
-    gradient, a lower bound) and the sign estimator's root mean square (an upper bound).
+    Draws the single-path measures the table holds: the paper's sampled mean (± s.e.m. band,
+    else ± s.d.) and the sign estimator's root mean square. The exact decomposition's
+    per-length norm divided by the number of paths is *not* a single path's magnitude (it is
+    the norm of the mean path gradient, which cancellation makes far smaller) and is not drawn.
 
     Args:
-        df: a gradients table (``length``, ``num_paths`` and any of ``sampled_mean``,
-            ``sampled_sem``/``sampled_std``, ``exact_norm``, ``rms_single_path``).
+        df: a gradients table (``length``, ``num_paths`` and ``sampled_mean`` with
+            ``sampled_sem``/``sampled_std``, and/or ``rms_single_path``).
     """
     data = _gradient_frame(df)
-    has = {c: bool(data[c].gt(0).any()) for c in ("sampled_mean", "exact_norm", "rms_single_path")}
+    has = {c: bool(data[c].gt(0).any()) for c in ("sampled_mean", "rms_single_path")}
     if not any(has.values()):
-        raise ValueError("no per-path gradient magnitudes to plot")
+        raise ValueError(
+            "no single-path gradient magnitudes to plot (sampled_mean or rms_single_path)"
+        )
     models = list(data["model"].unique())
-    colours = sns.color_palette("colorblind", 10)
-    styles = ["-", "--", ":", "-."]
+    several = len(models) > 1
+    colours = _model_colours(models)
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
         handles: list[Any] = []
         labels: list[str] = []
         for m_i, model in enumerate(models):
             rows = data[data["model"] == model]
-            ls = styles[m_i % len(styles)]
-            suffix = f" ({model})" if len(models) > 1 and model else ""
+            sampled_colour = colours[m_i] if several else colours[0]
+            rms_colour = colours[m_i] if several else colours[2]
+            prefix = f"{model}: " if several and model else ""
             x = rows["length"]
-            if has["sampled_mean"]:
+            if has["sampled_mean"] and rows["sampled_mean"].gt(0).any():
                 spread = "sampled_sem" if rows["sampled_sem"].notna().any() else "sampled_std"
                 mean, err = rows["sampled_mean"], rows[spread].fillna(0.0)
                 low = (mean - err).where(mean - err > 0, mean)  # a log axis cannot go below 0
-                ax.fill_between(x, low, mean + err, color=colours[0], alpha=0.25, lw=0)
+                ax.fill_between(x, low, mean + err, color=sampled_colour, alpha=0.25, lw=0)
                 px, py = _positive(x, mean)
                 sns.lineplot(
                     x=px,
                     y=py,
                     ax=ax,
-                    color=colours[0],
-                    ls=ls,
+                    color=sampled_colour,
                     marker="o",
                     markersize=_ms(0.65),
                     markeredgewidth=0,
@@ -791,26 +816,23 @@ def plot_gradient_per_length(
                 band = "s.e.m." if spread == "sampled_sem" else "s.d."
                 handles.append(
                     (
-                        Patch(facecolor=colours[0], alpha=0.25, lw=0),
-                        Line2D([], [], color=colours[0], ls=ls, marker="o", ms=_ms(0.65)),
+                        Patch(facecolor=sampled_colour, alpha=0.25, lw=0),
+                        Line2D([], [], color=sampled_colour, marker="o", ms=_ms(0.65)),
                     )
                 )
-                labels.append(f"sampled mean ± {band}{suffix}")
-            if has["exact_norm"]:
-                px, py = _positive(x, rows["exact_norm"] / rows["num_paths"])
-                sns.lineplot(x=px, y=py, ax=ax, color=colours[1], ls=ls, errorbar=None)
-                handles.append(Line2D([], [], color=colours[1], ls=ls))
-                labels.append(f"exact, per-length norm ÷ paths{suffix}")
-            if has["rms_single_path"]:
+                labels.append(f"{prefix}sampled mean ± {band}")
+            if has["rms_single_path"] and rows["rms_single_path"].gt(0).any():
                 px, py = _positive(x, rows["rms_single_path"])
-                sns.lineplot(x=px, y=py, ax=ax, color=colours[2], ls=ls, errorbar=None)
-                handles.append(Line2D([], [], color=colours[2], ls=ls))
-                labels.append(f"root mean square (sign estimator){suffix}")
+                sns.lineplot(x=px, y=py, ax=ax, color=rms_colour, ls="--", errorbar=None)
+                handles.append(Line2D([], [], color=rms_colour, ls="--"))
+                labels.append(f"{prefix}root mean square (sign estimator)")
         ax.set_yscale("log")
         ax.grid(True, which="major", axis="y")
         _integer_ticks(ax)
         ax.set(
-            xlabel=LENGTH_LABEL, ylabel=GRADIENT_LABEL, title=TITLES["fig6b_gradient_per_length"]
+            xlabel=LENGTH_LABEL,
+            ylabel=gradient_axis_label(data, "single-path gradient norm"),
+            title=TITLES["fig6b_gradient_per_length"],
         )
         _legend(fig, ax, handles, labels, owned=owned, below=True)
 
@@ -846,11 +868,12 @@ def plot_total_gradient(
     style: Style = "paper",
     width: Width = "single",
 ) -> Figure:
-    """Paper Fig. 6c: the total gradient magnitude that all paths of each length carry.
+    """Paper Fig. 6c: how the total gradient magnitude is shared among path lengths.
 
-    Draws the paper's measure, sampled mean × number of paths (± s.e.m. × paths), and the
-    exact norm of the per-length gradient (paths can cancel, so it is lower), with the
-    effective range shaded.
+    Both measures are drawn as a share of their own total, so that they sit on one scale: the
+    paper's, sampled mean single-path norm × number of paths (± s.e.m. × paths), and the exact
+    norm of the gradient that all paths of a length carry together (paths can cancel, so its
+    shape differs). The effective range is shaded.
 
     Args:
         df: a gradients table (``length``, ``num_paths``, ``sampled_mean`` or
@@ -865,7 +888,12 @@ def plot_total_gradient(
         raise ValueError("no total gradient magnitudes to plot")
     rng = _effective_range(data, effective_lo, effective_hi, effective_share)
     models = list(data["model"].unique())
-    colours = sns.color_palette("colorblind", 10)
+    several = len(models) > 1
+    colours = _model_colours(models)
+
+    def share_pct(rows: pd.DataFrame, col: str) -> pd.Series:
+        total = rows[col].sum()
+        return 100 * rows[col] / total if total > 0 else rows[col] * np.nan
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
         handles: list[Any] = []
@@ -877,48 +905,55 @@ def plot_total_gradient(
             held = f" ({100 * share:.0f}% of the gradient)" if share is not None else ""
             labels.append(f"effective range {lo}–{hi}{held}")
         for m_i, model in enumerate(models):
-            rows = data[data["model"] == model]
-            ls = ["-", "--", ":", "-."][m_i % 4]
-            suffix = f" ({model})" if len(models) > 1 and model else ""
-            if rows["total"].notna().any():
-                err = rows["total_err"].fillna(0.0)
+            rows = data[data["model"] == model].copy()
+            sampled_colour = colours[m_i] if several else colours[0]
+            exact_colour = colours[m_i] if several else colours[1]
+            prefix = f"{model}: " if several and model else ""
+            if rows["total"].gt(0).any():
+                scale = 100 / rows["total"].sum()
+                rows["total_pct"] = rows["total"] * scale
+                err = rows["total_err"].fillna(0.0) * scale
                 ax.fill_between(
                     rows["length"],
-                    (rows["total"] - err).clip(lower=0),
-                    rows["total"] + err,
-                    color=colours[0],
+                    (rows["total_pct"] - err).clip(lower=0),
+                    rows["total_pct"] + err,
+                    color=sampled_colour,
                     alpha=0.25,
                     lw=0,
                 )
                 sns.lineplot(
                     data=rows,
                     x="length",
-                    y="total",
+                    y="total_pct",
                     ax=ax,
-                    color=colours[0],
-                    ls=ls,
+                    color=sampled_colour,
                     marker="o",
                     markersize=_ms(0.65),
                     markeredgewidth=0,
                     errorbar=None,
                 )
-                handles.append(Line2D([], [], color=colours[0], ls=ls, marker="o", ms=_ms(0.65)))
-                labels.append(f"sampled mean × paths{suffix}")
-            if rows["exact_norm"].notna().any():
+                handles.append(Line2D([], [], color=sampled_colour, marker="o", ms=_ms(0.65)))
+                labels.append(f"{prefix}sampled mean × paths (the paper's)")
+            if rows["exact_norm"].gt(0).any():
+                rows["exact_pct"] = share_pct(rows, "exact_norm")
                 sns.lineplot(
                     data=rows,
                     x="length",
-                    y="exact_norm",
+                    y="exact_pct",
                     ax=ax,
-                    color=colours[1],
-                    ls=ls,
+                    color=exact_colour,
+                    ls="--",
                     errorbar=None,
                 )
-                handles.append(Line2D([], [], color=colours[1], ls=ls))
-                labels.append(f"exact per-length norm{suffix}")
+                handles.append(Line2D([], [], color=exact_colour, ls="--"))
+                labels.append(f"{prefix}exact, norm of the per-length sum")
         ax.set_ylim(bottom=0)
         _integer_ticks(ax)
-        ax.set(xlabel=LENGTH_LABEL, ylabel=GRADIENT_LABEL, title=TITLES["fig6c_total_gradient"])
+        ax.set(
+            xlabel=LENGTH_LABEL,
+            ylabel=gradient_axis_label(data, "share of the total (%)"),
+            title=TITLES["fig6c_total_gradient"],
+        )
         _legend(fig, ax, handles, labels, owned=owned, below=True)
 
     return _styled(draw, ax, style, width, extra_height=0.4)
@@ -1210,7 +1245,7 @@ def _figure_jobs(tables: Sequence[LoadedTable]) -> list[tuple[str, Callable[...,
         jobs.append(("fig6a_path_lengths", fig6a))
     if by_kind["gradients"]:
         grads, meta = _gradient_frame(frame("gradients")), _only_meta(by_kind["gradients"])
-        if grads[["sampled_mean", "exact_norm", "rms_single_path"]].gt(0).any().any():
+        if grads[["sampled_mean", "rms_single_path"]].gt(0).any().any():
             jobs.append(("fig6b_gradient_per_length", partial(plot_gradient_per_length, grads)))
         if grads[["sampled_mean", "sampled_total", "exact_norm"]].gt(0).any().any():
             fig6c = partial(
@@ -1234,14 +1269,54 @@ def _figure_jobs(tables: Sequence[LoadedTable]) -> list[tuple[str, Callable[...,
             ensemble_error=view.get("ensemble_error"),
         )
         jobs.append(("subnetworks", subnetworks))
+    jobs += _depth_jobs(by_kind)
     order = {name: i for i, name in enumerate(FIGURES)}
     return sorted(jobs, key=lambda job: order[job[0]])
+
+
+def _depth_jobs(
+    by_kind: Mapping[str, Sequence[LoadedTable]],
+) -> list[tuple[str, Callable[..., Figure]]]:
+    """The depth-series figures (always two panels, a page wide)."""
+    if not (by_kind["depth"] or by_kind["depth_k"]):
+        return []
+    from . import depth_plots  # it builds on this module's plumbing
+
+    def both(kind: str) -> pd.DataFrame:
+        return pd.concat([t.frame for t in by_kind[kind]], ignore_index=True)
+
+    jobs: list[tuple[str, Callable[..., Figure]]] = []
+    if by_kind["depth"] and not both("depth").empty:
+        depth = both("depth")
+        jobs.append(
+            (
+                "depth_single_block",
+                lambda style, width: depth_plots.plot_depth_single_block(depth, style=style),
+            )
+        )
+        if pd.to_numeric(depth.get("effective_lo"), errors="coerce").notna().any():
+            jobs.append(
+                (
+                    "depth_gradients",
+                    lambda style, width: depth_plots.plot_depth_gradients(depth, style=style),
+                )
+            )
+    if by_kind["depth_k"] and not both("depth_k").empty:
+        curves = both("depth_k")
+        jobs.append(
+            (
+                "depth_delete_k",
+                lambda style, width: depth_plots.plot_depth_delete_k(curves, style=style),
+            )
+        )
+    return jobs
 
 
 _EXPECTED = (
     "sweep tables with 'single' rows (fig3, and fig8 with a stochastic-depth model), 'multi' "
     "rows (fig5a) or 'reorder' rows (fig5b), a paths table (fig6a), a gradients table (fig6b, "
-    "fig6c), a training table (effective_paths_training) or a subnetworks table (subnetworks)"
+    "fig6c), a training table (effective_paths_training), a subnetworks table (subnetworks) "
+    "or the depth series' depth and depth_k tables (depth_*)"
 )
 
 

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,13 +258,21 @@ def test_path_lengths_bars_and_shortest_central_range():
     assert ax.get_xlabel() == "path length (blocks)"
     heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height() > 0)
     assert heights[-1] == pytest.approx(100 * 20 / 64, abs=1e-5)  # C(6, 3) / 2^6
-    # 1..5 holds 62/64 = 96.9% of paths, the shortest range with 95%
-    assert legend_texts(fig) == ["central 95%: lengths 1–5 (96.9% of paths)"]
+    # 1..5 holds 62/64 = 96.9% of paths, the shortest range with 95%; mean ± 1.96 sd is
+    # 3 ± 2.4 -> 0..6 rounded outward, all 64 paths.
+    assert legend_texts(fig) == [
+        "95% of paths: lengths 1–5 (96.9%);\nas mean ± 1.96 sd: 0–6 (100.0%)"
+    ]
 
 
 def test_path_lengths_uses_a_given_range():
     fig = plot_path_lengths(path_table(54), lo=19, hi=35)
-    assert legend_texts(fig)[0].startswith("central 95%: lengths 19–35")
+    # 54 blocks: the paper's 19–35 (27 ± 7.2 rounded outward) holds 98.0%; the shortest range
+    # with 95% is 20–34 (96.0%), both counted from C(54, k) / 2^54.
+    held = sum(math.comb(54, k) for k in range(19, 36)) / 2**54
+    assert legend_texts(fig)[0] == (
+        f"95% of paths: lengths 19–35 ({100 * held:.1f}%);\nas mean ± 1.96 sd: 19–35 (98.0%)"
+    )
 
 
 def test_gradient_per_length_is_log_scaled_and_draws_every_estimate():
@@ -271,22 +280,37 @@ def test_gradient_per_length_is_log_scaled_and_draws_every_estimate():
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
     assert ax.get_title() == "Fig. 6b — gradient per path"
-    assert ax.get_ylabel() == "gradient magnitude (L2 norm)"
-    assert len(ax.get_lines()) == 3
-    assert legend_texts(fig) == [
-        "sampled mean ± s.e.m.",
-        "exact, per-length norm ÷ paths",
-        "root mean square (sign estimator)",
-    ]
+    assert ax.get_ylabel() == "single-path gradient norm\n(at the image; batch norm)"
+    # Single-path measures only: the exact norm ÷ paths is the mean path's, never drawn here.
+    assert len(ax.get_lines()) == 2
+    assert legend_texts(fig) == ["sampled mean ± s.e.m.", "root mean square (sign estimator)"]
 
 
 def test_gradient_per_length_draws_only_what_is_present():
     table = gradient_table(6).drop(columns=["sampled_mean", "sampled_std", "sampled_sem"])
-    table["rms_single_path"] = np.nan
     fig = plot_gradient_per_length(table)
-    assert legend_texts(fig) == ["exact, per-length norm ÷ paths"]
-    with pytest.raises(ValueError, match="no per-path"):
-        plot_gradient_per_length(table.assign(exact_norm=np.nan))
+    assert legend_texts(fig) == ["root mean square (sign estimator)"]
+    with pytest.raises(ValueError, match="no single-path"):  # the exact norm alone is not one
+        plot_gradient_per_length(table.assign(rms_single_path=np.nan))
+
+
+def test_gradient_figures_name_where_and_how_they_measured():
+    table = gradient_table(6).assign(measured_at="blocks", norm="per_image")
+    ax = plot_gradient_per_length(table).axes[0]
+    assert ax.get_ylabel() == (
+        "single-path gradient norm\n(at the first block's input; mean per-image norm)"
+    )
+
+
+def test_several_models_get_a_colour_each():
+    table = pd.concat([gradient_table(6), gradient_table(8, decay=0.5).assign(model="deep")])
+    for fig in (plot_gradient_per_length(table), plot_total_gradient(table)):
+        lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata())]
+        by_model = {}
+        for ln in lines:
+            by_model.setdefault(len(ln.get_xdata()), set()).add(mpl.colors.to_hex(ln.get_color()))
+        assert len(by_model[7]) == 1 and len(by_model[9]) == 1  # one colour within a model
+        assert by_model[7] != by_model[9]  # a different one between models
 
 
 def test_total_gradient_shades_the_effective_range():
@@ -297,9 +321,14 @@ def test_total_gradient_shades_the_effective_range():
     assert ax.get_title() == "Fig. 6c — total gradient per length"
     texts = legend_texts(fig)
     assert texts[0] == "effective range 0–2 (90% of the gradient)"
-    assert texts[1:] == ["sampled mean × paths", "exact per-length norm"]
-    total = gradient_table(6)["sampled_total"].to_numpy()
-    assert np.allclose(ax.get_lines()[0].get_ydata(), total)
+    assert texts[1:] == ["sampled mean × paths (the paper's)", "exact, norm of the per-length sum"]
+    # Both as shares of their own total, on one scale.
+    table = gradient_table(6)
+    total = table["sampled_total"].to_numpy()
+    assert np.allclose(ax.get_lines()[0].get_ydata(), 100 * total / total.sum())
+    exact = table["exact_norm"].to_numpy()
+    assert np.allclose(ax.get_lines()[1].get_ydata(), 100 * exact / exact.sum())
+    assert ax.get_ylabel().startswith("share of the total (%)")
 
 
 def test_total_gradient_range_from_the_column():
