@@ -71,6 +71,7 @@ _SUBCOMMANDS = [
     ("gradients_cmd", "gradients"),
     ("plot_cmd", "plot"),
     ("reproduce_cmd", "reproduce"),
+    ("depth_cmd", "depth"),
 ]
 _register()
 

@@ -58,14 +58,23 @@ from .common import positive_int
 @click.option("--train-limit", type=positive_int, default=None, help="Train on N images.")
 @click.option("--test-images", type=positive_int, default=None, help="Evaluate on N images.")
 @click.option("--samples", type=positive_int, default=None, help="Draws per k in sweeps.")
+@click.option("--max-k", type=positive_int, default=None, help="Delete up to k blocks (Fig. 5a).")
+@click.option("--max-swaps", type=positive_int, default=None, help="Up to k swaps (Fig. 5b).")
 @click.option(
-    "--gradient-images", type=positive_int, default=None, help="Images in the gradient batch."
+    "--gradient-images", type=positive_int, default=None, help="Images per gradient batch."
+)
+@click.option(
+    "--gradient-batches",
+    type=positive_int,
+    default=None,
+    help="Random training batches the gradients are measured on.",
 )
 @click.option(
     "--samples-per-length",
     type=positive_int,
     default=None,
-    help="The paper's gradient estimator: single paths per length (paper: 1,000).",
+    help="The paper's gradient estimator: single paths per length in each batch (the paper: "
+    "1,000 in all).",
 )
 @click.option(
     "--sign-draws",
@@ -75,9 +84,9 @@ from .common import positive_int
 )
 @click.option(
     "--subnetwork-samples",
-    type=positive_int,
+    type=click.IntRange(min=0),
     default=None,
-    help="Sub-networks sampled when n is above --max-exhaustive.",
+    help="Sub-networks sampled when n is above --max-exhaustive (0: none).",
 )
 @click.option(
     "--subnetwork-images",
@@ -110,7 +119,10 @@ def reproduce(
     train_limit: int | None,
     test_images: int | None,
     samples: int | None,
+    max_k: int | None,
+    max_swaps: int | None,
     gradient_images: int | None,
+    gradient_batches: int | None,
     samples_per_length: int | None,
     sign_draws: int | None,
     subnetwork_samples: int | None,
@@ -132,7 +144,10 @@ def reproduce(
         train_limit=train_limit,
         test_images=test_images,
         samples=samples,
+        max_k=max_k,
+        max_swaps=max_swaps,
         gradient_images=gradient_images,
+        gradient_batches=gradient_batches,
         samples_per_length=samples_per_length,
         sign_draws=sign_draws,
         subnetwork_samples=subnetwork_samples,

@@ -1,0 +1,198 @@
+"""Figures of the depth series: the paper's claims against the number of blocks.
+
+Each takes a table of ``depth_series`` (the "depth" or "depth_k" kind) and returns a two-panel
+``Figure`` in the paper style of ``plots``:
+- ``plot_depth_single_block``: one block deleted (mean, median, worst error, and mean ÷ full),
+  for the ResNet and stochastic depth, with the plain control, against blocks
+- ``plot_depth_delete_k``: error against k blocks deleted, one line per depth, against k and
+  against k / n
+- ``plot_depth_gradients``: the effective range beside the central 95% of paths, and the
+  single-path gradient's fall per block, against blocks
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from .plots import (
+    _VARIANT_COLOUR,
+    ERROR_LABEL,
+    Style,
+    _legend,
+    _ms,
+    _new_figure,
+    _percent,
+    figure_style,
+)
+
+__all__ = [
+    "DEPTH_TITLES",
+    "plot_depth_delete_k",
+    "plot_depth_gradients",
+    "plot_depth_single_block",
+]
+
+DEPTH_TITLES = {
+    "depth_single_block": "One block deleted, against depth",
+    "depth_delete_k": "Deleting k blocks, every depth",
+    "depth_gradients": "Effective paths and single-path decay, against depth",
+}
+BLOCKS_LABEL = "residual blocks n"
+
+
+def _colour(variant: str) -> Any:
+    return sns.color_palette("colorblind", 10)[_VARIANT_COLOUR.get(variant, 3)]
+
+
+def _numeric(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    data = df.copy()
+    for col in columns:
+        data[col] = pd.to_numeric(data[col], errors="coerce") if col in data else np.nan
+    data["variant"] = data["variant"].fillna("").astype(str)
+    return data.sort_values("blocks")
+
+
+def plot_depth_single_block(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
+    """Left: the error with one block deleted (mean ●, median ◆, worst ▲) and the full
+    network's (thin line), per variant against blocks; the plain control's mean as a cross,
+    chance as a dotted line. Right: mean error with one block deleted ÷ full error."""
+    data = _numeric(
+        df,
+        [
+            "blocks",
+            "full_error",
+            "single_mean",
+            "single_median",
+            "single_worst",
+            "single_mean_over_full",
+            "chance_error",
+        ],  # fmt: skip
+    )
+    if data.empty:
+        raise ValueError("no networks in the depth table")
+    lines = [v for v in ("residual", "stochastic depth") if (data["variant"] == v).any()]
+    plain = data[data["variant"] == "plain"]
+    with figure_style(style):
+        fig, (left, right) = _new_figure(style, "double", extra_height=0.5, ncols=2)
+        handles: list[Any] = []
+        labels: list[str] = []
+        for variant in lines:
+            rows = data[data["variant"] == variant]
+            colour = _colour(variant)
+            x = rows["blocks"]
+            left.plot(x, _percent(rows["full_error"]), color=colour, lw=0.8, alpha=0.6)
+            for col, marker, ls in (
+                ("single_mean", "o", "-"),
+                ("single_median", "D", "--"),
+                ("single_worst", "^", ":"),
+            ):
+                left.plot(x, _percent(rows[col]), color=colour, ls=ls, marker=marker,
+                          ms=_ms(0.7))  # fmt: skip
+            right.plot(x, rows["single_mean_over_full"], color=colour, marker="o", ms=_ms(0.7))
+            handles.append(Patch(facecolor=colour))
+            labels.append(variant)
+        if not plain.empty:
+            colour = _colour("plain")
+            left.plot(plain["blocks"], _percent(plain["single_mean"]), ls="", marker="X",
+                      color=colour, ms=_ms(1.0))  # fmt: skip
+            handles.append(Line2D([], [], ls="", marker="X", color=colour))
+            labels.append("plain control (mean)")
+        chance = data["chance_error"].dropna()
+        if not chance.empty:
+            left.axhline(100 * chance.iloc[0], color="0.5", ls=":", lw=0.8)
+            handles.append(Line2D([], [], color="0.5", ls=":", lw=0.8))
+            labels.append("chance")
+        for marker, ls, what in (("o", "-", "mean"), ("D", "--", "median"), ("^", ":", "worst")):
+            handles.append(Line2D([], [], color="0.3", ls=ls, marker=marker, ms=_ms(0.7)))
+            labels.append(f"{what}, one block deleted")
+        handles.append(Line2D([], [], color="0.3", lw=0.8, alpha=0.6))
+        labels.append("full network")
+        left.set(xlabel=BLOCKS_LABEL, ylabel=ERROR_LABEL, ylim=(0, None))
+        right.axhline(1.0, color="0.5", lw=0.8)
+        right.set(xlabel=BLOCKS_LABEL, ylabel="mean error, one block deleted ÷ full error")
+        fig.suptitle(DEPTH_TITLES["depth_single_block"])
+        _legend(fig, left, handles, labels, owned=True, below=True)
+        return fig
+
+
+def plot_depth_delete_k(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
+    """Error against k deleted blocks, one line per network (darker = deeper), against k
+    (left) and against k / n (right); stochastic depth dashed."""
+    data = _numeric(df, ["blocks", "k", "k_over_n", "error", "error_sem"])
+    if data.empty:
+        raise ValueError("no k-deletion curves in the depth_k table")
+    data["pct"] = _percent(data["error"])
+    networks = data.drop_duplicates("network")[["network", "blocks", "variant"]]
+    shades = sns.color_palette("rocket_r", len(networks) + 1)[1:]
+    with figure_style(style):
+        fig, (left, right) = _new_figure(style, "double", extra_height=0.5, ncols=2)
+        handles: list[Any] = []
+        labels: list[str] = []
+        for colour, net in zip(shades, networks.itertuples(), strict=True):
+            rows = data[data["network"] == net.network].sort_values("k")
+            ls = "--" if net.variant == "stochastic depth" else "-"
+            for ax, x in ((left, "k"), (right, "k_over_n")):
+                ax.plot(rows[x], rows["pct"], color=colour, ls=ls, marker="o", ms=_ms(0.5))
+            handles.append(Line2D([], [], color=colour, ls=ls))
+            labels.append(f"{net.network} (n = {net.blocks})")
+        left.set(xlabel="blocks deleted k", ylabel=ERROR_LABEL, ylim=(0, None))
+        right.set(xlabel="share of blocks deleted k / n", ylabel=ERROR_LABEL, ylim=(0, None))
+        fig.suptitle(DEPTH_TITLES["depth_delete_k"])
+        _legend(fig, left, handles, labels, owned=True, below=True)
+        return fig
+
+
+def plot_depth_gradients(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
+    """Left: per network, the effective range of path lengths (95% of the gradient, a thick
+    bar) beside the shortest range holding 95% of all paths (a thin bar), against blocks.
+    Right: the factor by which the single-path gradient norm changes per block of length
+    (below 1: it falls with length, as the paper found)."""
+    data = _numeric(
+        df,
+        [
+            "blocks",
+            "effective_lo",
+            "effective_hi",
+            "paths95_lo",
+            "paths95_hi",
+            "decay_per_block",
+            "decay_r2",
+        ],  # fmt: skip
+    )
+    data = data.dropna(subset=["effective_lo", "effective_hi"])
+    if data.empty:
+        raise ValueError("no effective ranges in the depth table")
+    variants = [v for v in ("residual", "stochastic depth") if (data["variant"] == v).any()]
+    with figure_style(style):
+        fig, (left, right) = _new_figure(style, "double", extra_height=0.5, ncols=2)
+        handles: list[Any] = []
+        labels: list[str] = []
+        for v_i, variant in enumerate(variants):
+            rows = data[data["variant"] == variant]
+            colour = _colour(variant)
+            shift = 0.6 * (v_i - (len(variants) - 1) / 2)
+            x = rows["blocks"] + shift
+            left.vlines(x, rows["effective_lo"], rows["effective_hi"], color=colour, lw=4)
+            left.vlines(x + 0.35, rows["paths95_lo"], rows["paths95_hi"], color="0.6", lw=1.2)
+            right.plot(rows["blocks"], rows["decay_per_block"], color=colour, marker="o",
+                       ms=_ms(0.7))  # fmt: skip
+            handles.append(Line2D([], [], color=colour, lw=4))
+            labels.append(f"{variant}: lengths holding 95% of the gradient")
+        handles.append(Line2D([], [], color="0.6", lw=1.2))
+        labels.append("lengths of 95% of all paths (shortest range)")
+        left.set(xlabel=BLOCKS_LABEL, ylabel="path length (blocks)", ylim=(0, None))
+        right.axhline(1.0, color="0.5", lw=0.8)
+        right.set(
+            xlabel=BLOCKS_LABEL,
+            ylabel="single-path norm: factor per block of length",
+        )
+        fig.suptitle(DEPTH_TITLES["depth_gradients"])
+        _legend(fig, left, handles, labels, owned=True, below=True)
+        return fig

@@ -1,0 +1,254 @@
+"""The depth series: the paper's claims as curves over the number of blocks.
+
+The paper's claims are about a 54-block ResNet-110. With few blocks each block is a large
+share of the ensemble and the binomial path counts sit close to the short paths, so a 9- or
+15-block network can neither confirm nor refute them; a series of depths shows where they
+start to hold. Each network of a series is analysed by ``ensemble-lesion reproduce --model
+CKPT --out ROOT/NAME`` (single and k-block deletion, reordering, paths, gradients); this module
+reads those folders and puts them side by side.
+
+Holds:
+- ``DEPTH_COLUMNS`` and ``DEPTH_K_COLUMNS``: the two tables of a series (the "depth" and
+  "depth_k" results kinds)
+- ``collect_series``: one row per network (full error, single-deletion mean / median / worst,
+  effective range, single-path decay) and one row per (network, k) of the k-deletion curves
+- ``write_series``: both tables with their sidecars, the figures and ``summary.md`` beside the
+  paper's numbers at n = 54
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .paths import summarize_paths
+from .results import atomic_write_text, run_metadata, sidecar_path
+
+__all__ = ["DEPTH_COLUMNS", "DEPTH_K_COLUMNS", "collect_series", "write_series"]
+
+DEPTH_COLUMNS = [
+    "network",
+    "model",
+    "variant",
+    "blocks",
+    "full_error",
+    "single_mean",
+    "single_median",
+    "single_worst",
+    "single_mean_over_full",
+    "single_downsampling_mean",
+    "single_other_mean",
+    "chance_error",
+    "effective_lo",
+    "effective_hi",
+    "effective_share",
+    "effective_path_share",
+    "paths95_lo",
+    "paths95_hi",
+    "paths95_share",
+    "paths95_normal_lo",
+    "paths95_normal_hi",
+    "decay_per_block",
+    "decay_r2",
+    "decay_measure",
+    "images",
+    "checkpoint_sha256",
+]
+DEPTH_K_COLUMNS = ["network", "model", "variant", "blocks", "k", "k_over_n", "error", "error_sem"]
+
+#: The paper's numbers at n = 54 (ResNet-110 on CIFAR-10), for the summary's last column.
+PAPER_AT_54 = {
+    "full_error": "6.10%",
+    "single": "no noticeable change, except at downsampling blocks",
+    "effective": "5–17 (0.45% of paths)",
+    "paths95": "19–35 (mean ± 1.96 sd; the shortest exact range is 20–34)",
+    "decay": "falls exponentially",
+    "k": "rises smoothly with k (to about k = 20)",
+}
+
+
+def _read(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    path = folder / "tables" / f"{name}.csv"
+    if not path.exists():
+        return None, {}
+    side = sidecar_path(path)
+    return pd.read_csv(path), (json.loads(side.read_text()) if side.exists() else {})
+
+
+def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """The row of one reproduce folder and its k-deletion curve; None without a sweep."""
+    single, meta = _read(folder, "single_resnet")
+    if single is None:
+        return None
+    grads, gmeta = _read(folder, "gradients")
+    multi, _ = _read(folder, "multi_resnet")
+    n = int(meta.get("num_blocks") or 0)
+    full = float(single.loc[single["config"] == "baseline", "error"].iloc[0])
+    deleted = single[single["config"] != "baseline"]
+    down = deleted["downsampling"].astype(str) == "True"
+    classes = meta.get("num_classes")
+    paths = summarize_paths(n, 0.95)
+    decay = gmeta.get("single_path_decay") or {}
+    row = {
+        "network": folder.name,
+        "model": meta.get("model"),
+        "variant": meta.get("variant"),
+        "blocks": n,
+        "full_error": full,
+        "single_mean": float(deleted["error"].mean()),
+        "single_median": float(deleted["error"].median()),
+        "single_worst": float(deleted["error"].max()),
+        "single_mean_over_full": float(deleted["error"].mean()) / full if full > 0 else math.nan,
+        "single_downsampling_mean": float(deleted.loc[down, "error"].mean()),
+        "single_other_mean": float(deleted.loc[~down, "error"].mean()),
+        "chance_error": 1 - 1 / classes if classes else math.nan,
+        "effective_lo": gmeta.get("effective_lo", math.nan),
+        "effective_hi": gmeta.get("effective_hi", math.nan),
+        "effective_share": gmeta.get("effective_share", math.nan),
+        "effective_path_share": gmeta.get("effective_path_share", math.nan),
+        "paths95_lo": paths.lo,
+        "paths95_hi": paths.hi,
+        "paths95_share": paths.fraction,
+        "paths95_normal_lo": paths.normal_lo,
+        "paths95_normal_hi": paths.normal_hi,
+        "decay_per_block": decay.get("factor_per_block", math.nan),
+        "decay_r2": decay.get("r2", math.nan),
+        "decay_measure": decay.get("measure"),
+        "images": meta.get("images"),
+        "checkpoint_sha256": meta.get("checkpoint_sha256"),
+    }
+    curve = pd.DataFrame(columns=DEPTH_K_COLUMNS)
+    if multi is not None and n:
+        by_k = multi.groupby("k")["error"]
+        curve = by_k.agg(error="mean", error_sem="sem").reset_index()
+        curve.insert(0, "network", folder.name)
+        curve.insert(1, "model", row["model"])
+        curve.insert(2, "variant", row["variant"])
+        curve.insert(3, "blocks", n)
+        curve["k_over_n"] = curve["k"] / n
+        curve = curve[DEPTH_K_COLUMNS]
+    return row, curve
+
+
+def collect_series(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every reproduce folder under ``root`` (those holding ``tables/single_resnet.csv``).
+
+    Returns:
+        (one row per network, sorted by variant and blocks; one row per network and k).
+    """
+    rows, curves = [], []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        found = _one_network(folder)
+        if found is not None:
+            rows.append(found[0])
+            curves.append(found[1])
+    if not rows:
+        raise ValueError(
+            f"no analysed networks under {root}: expected folders written by "
+            "`ensemble-lesion reproduce --model CKPT --out ROOT/NAME`"
+        )
+    table = pd.DataFrame(rows, columns=DEPTH_COLUMNS).sort_values(["variant", "blocks"])
+    curve = pd.concat([c for c in curves if not c.empty] or [pd.DataFrame(columns=DEPTH_K_COLUMNS)])
+    return table.reset_index(drop=True), curve.reset_index(drop=True)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def _summary(table: pd.DataFrame, command: str) -> str:
+    """The series as a Markdown table, and the deepest ResNet beside the paper's numbers."""
+    lines = [
+        "# The depth series",
+        "",
+        f"Made by `{command}` from the reproduce folders beside this file.",
+        "",
+        "| network | variant | blocks | full error | one block deleted: mean / median / worst "
+        "| mean ÷ full | downsampling / other (mean) | effective range (paths) | 95% of paths "
+        "| single-path norm per block |",
+        "|---|---|---:|---:|---|---:|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        eff = (
+            f"{int(r.effective_lo)}–{int(r.effective_hi)} ({100 * r.effective_path_share:.3g}%)"
+            if not math.isnan(float(r.effective_lo))
+            else "n/a"
+        )
+        decay = (
+            f"× {r.decay_per_block:.3g} (R² {r.decay_r2:.2f})"
+            if not math.isnan(float(r.decay_per_block))
+            else "n/a"
+        )
+        lines.append(
+            f"| {r.network} | {r.variant} | {r.blocks} | {_pct(r.full_error)} | "
+            f"{_pct(r.single_mean)} / {_pct(r.single_median)} / {_pct(r.single_worst)} | "
+            f"{r.single_mean_over_full:.2f} | {_pct(r.single_downsampling_mean)} / "
+            f"{_pct(r.single_other_mean)} | {eff} | {r.paths95_lo}–{r.paths95_hi} "
+            f"({100 * r.paths95_share:.1f}%) | {decay} |"
+        )
+    resnets = table[table["variant"] == "residual"]
+    lines += ["", "## Against the paper at n = 54", ""]
+    if resnets.empty or int(resnets["blocks"].max()) != 54:
+        have = ", ".join(str(b) for b in sorted(resnets["blocks"].unique())) or "none"
+        lines.append(
+            f"No 54-block ResNet is analysed yet (ResNet blocks here: {have}); the paper's "
+            "numbers are compared with the deepest one, and read as a trend over depth."
+        )
+    if not resnets.empty:
+        deep = resnets.loc[resnets["blocks"].idxmax()]
+        lines += [
+            "",
+            f"| finding | paper (ResNet-110, 54 blocks, CIFAR-10) | here ({deep['network']}, "
+            f"{deep['blocks']} blocks) |",
+            "|---|---|---|",
+            f"| full-network error | {PAPER_AT_54['full_error']} | {_pct(deep['full_error'])} |",
+            f"| one block deleted | {PAPER_AT_54['single']} | mean {_pct(deep['single_mean'])} "
+            f"(× {deep['single_mean_over_full']:.2f} of full); downsampling "
+            f"{_pct(deep['single_downsampling_mean'])}, others "
+            f"{_pct(deep['single_other_mean'])} |",
+            f"| 95% of paths | {PAPER_AT_54['paths95']} | {deep['paths95_normal_lo']}–"
+            f"{deep['paths95_normal_hi']} (mean ± 1.96 sd); {deep['paths95_lo']}–"
+            f"{deep['paths95_hi']} shortest ({100 * deep['paths95_share']:.1f}%) |",
+            f"| effective range | {PAPER_AT_54['effective']} | "
+            f"{deep['effective_lo']}–{deep['effective_hi']} "
+            f"({100 * float(deep['effective_path_share']):.3g}% of paths) |",
+            f"| single-path gradient against length | {PAPER_AT_54['decay']} | "
+            f"× {float(deep['decay_per_block']):.3g} per block (R² "
+            f"{float(deep['decay_r2']):.2f}) |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_series(
+    root: str | Path, out: str | Path | None = None, *, command: str = ""
+) -> list[Path]:
+    """Collect the series under ``root``; write ``depth.csv`` and ``depth_k.csv`` (with
+    sidecars) and ``summary.md`` into ``out`` (default ``root``), and the figures into
+    ``out/figures``. Returns the files written."""
+    from .plots import plot_all  # seaborn is slow to import; only this step draws
+
+    out = Path(out) if out is not None else Path(root)
+    out.mkdir(parents=True, exist_ok=True)
+    table, curve = collect_series(root)
+    written: list[Path] = []
+    for name, frame, kind in (("depth", table, "depth"), ("depth_k", curve, "depth_k")):
+        path = out / f"{name}.csv"
+        atomic_write_text(path, frame.to_csv(index=False))
+        meta = {**run_metadata(), "table": kind, "root": str(root), "networks": len(table)}
+        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, default=str))
+        written.append(path)
+    summary = out / "summary.md"
+    atomic_write_text(summary, _summary(table, command))
+    written.append(summary)
+    written += [Path(p) for p in plot_all(written[:2], out / "figures")]
+    return written
+
+
+def networks_in(table: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``variants``, in order of blocks (figures draw one line per variant)."""
+    return table[table["variant"].isin(variants)].sort_values("blocks")

@@ -1,0 +1,98 @@
+"""The depth series: two tiny networks analysed by ``reproduce --model``, then ``depth``; every
+number of its table against the sweep and gradient tables it came from, computed here by hand,
+and its figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner, Result
+
+from resnet_ensemble.cli import cli
+from resnet_ensemble.cli.common import DEBUG_ENV
+
+from .conftest import save_tiny_checkpoint
+
+TINY = [
+    "--dataset", "embedded", "--test-images", "40", "--samples", "2", "--max-k", "2",
+    "--max-swaps", "2", "--gradient-images", "4", "--gradient-batches", "2",
+    "--samples-per-length", "2", "--sign-draws", "0", "--subnetwork-images", "20",
+    "--subnetwork-samples", "0", "--max-exhaustive", "3",
+]  # fmt: skip
+
+
+def _invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("depth")
+    for depth, seed in ((8, 1), (14, 2)):
+        ckpt = save_tiny_checkpoint(root.parent / f"resnet{depth}.pt", depth, seed)
+        result = _invoke("reproduce", "--model", str(ckpt), *TINY, "--out", str(root / f"r{depth}"))
+        assert result.exit_code == 0, result.output
+    result = _invoke("depth", str(root))
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_one_row_per_network_from_its_own_tables(series: Path) -> None:
+    table = pd.read_csv(series / "depth.csv")
+    assert table["network"].tolist() == ["r8", "r14"] and table["blocks"].tolist() == [3, 6]
+    for row in table.itertuples():
+        single = pd.read_csv(series / row.network / "tables" / "single_resnet.csv")
+        full = single.loc[single["config"] == "baseline", "error"].iloc[0]
+        errors = single.loc[single["config"] != "baseline", "error"]
+        assert len(errors) == row.blocks  # every block deleted once
+        assert row.full_error == pytest.approx(full)
+        assert row.single_mean == pytest.approx(errors.mean())
+        assert row.single_median == pytest.approx(errors.median())
+        assert row.single_worst == pytest.approx(errors.max())
+        assert row.single_mean_over_full == pytest.approx(errors.mean() / full)
+        grads = json.loads((series / row.network / "tables" / "gradients.json").read_text())
+        assert (row.effective_lo, row.effective_hi) == (
+            grads["effective_lo"],
+            grads["effective_hi"],
+        )
+        assert grads["batches"] == 2 and grads["split"] == "test"  # embedded: no train split
+        # The shortest range of lengths holding 95% of the C(n, k) paths, by brute force.
+        n = row.blocks
+        counts = [math.comb(n, k) for k in range(n + 1)]
+        fits = [
+            (a, b)
+            for a in range(n + 1)
+            for b in range(a, n + 1)
+            if sum(counts[a : b + 1]) >= 0.95 * 2**n
+        ]
+        lo, hi = min(fits, key=lambda r: (r[1] - r[0], -sum(counts[r[0] : r[1] + 1])))
+        assert (row.paths95_lo, row.paths95_hi) == (lo, hi)
+
+
+def test_k_curves_are_the_mean_error_per_k(series: Path) -> None:
+    curves = pd.read_csv(series / "depth_k.csv")
+    for network, rows in curves.groupby("network"):
+        multi = pd.read_csv(series / str(network) / "tables" / "multi_resnet.csv")
+        expected = multi.groupby("k")["error"].mean()
+        assert rows.set_index("k")["error"].to_dict() == pytest.approx(expected.to_dict())
+        n = int(rows["blocks"].iloc[0])
+        assert (rows["k_over_n"] == rows["k"] / n).all()
+
+
+def test_figures_and_summary(series: Path) -> None:
+    for name in ("depth_single_block", "depth_delete_k", "depth_gradients"):
+        for ext in ("png", "pdf"):
+            assert (series / "figures" / f"{name}.{ext}").stat().st_size > 0
+    summary = (series / "summary.md").read_text()
+    assert "No 54-block ResNet is analysed yet" in summary
+    assert "| r14 | residual | 6 |" in summary
+
+
+def test_a_folder_without_analyses_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = _invoke("depth", str(tmp_path))
+    assert result.exit_code == 1
+    assert "no analysed networks under" in result.stderr
