@@ -5,13 +5,18 @@ Holds:
   name, stage and whether its shortcut downsamples
 - ``Anatomy``: the ordered blocks plus the model's ``stem`` (input -> first block) and ``head``
   (last block -> logits), so that blocks can be run in any order between them
+- ``Transition``: a module that runs between two blocks (a ConvNeXt or Swin stage's
+  downsampling); it belongs to no block and runs in place in every route
+- ``CallContext``: the keyword arguments of the model's current call that blocks read (attention
+  masks, rotary positions), so that blocks follow the model's own call
 - ``Adapter`` and ``register_adapter``: how a model family is taken apart (docs/adapters.md)
 - ``anatomy(model)`` and ``residual_blocks(model)``
 - ``block_shapes(model)``: each block's input and output shape, probed once, for validating orders
 
 Built-in adapters: the native protocol (blocks with ``residual``/``shortcut``/``post`` methods and
 a model with ``stem``/``head``, as the built-in CIFAR ResNets), torchvision ResNets (ResNet-18 to
-152, Wide ResNets, ResNeXts) and torchvision's VisionTransformer (two units per encoder layer).
+152, Wide ResNets, ResNeXts) and torchvision's VisionTransformer (two units per encoder layer);
+timm's and Hugging Face's families live in ``resnet_ensemble.adapters``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +35,11 @@ __all__ = [
     "Anatomy",
     "Block",
     "BlockShapes",
+    "CallContext",
+    "Transition",
     "anatomy",
     "block_shapes",
+    "fold_transitions",
     "register_adapter",
     "residual_blocks",
 ]
@@ -53,6 +61,10 @@ class Block:
     model's own forward pass; it is the block itself for ResNets and the encoder layer for the
     two units of a ViT layer. An adapter sets it to None where no module's output is exactly the
     block's output; then only the engine, not the ``with`` forms, can run routes.
+
+    ``shares_input_with`` names the block whose input this block's residual branch reads
+    (GPT-NeoX's parallel attention and MLP both read the layer input): a route must run that
+    block immediately before this one.
     """
 
     index: int
@@ -65,6 +77,7 @@ class Block:
     post: TensorFn | None = field(default=None, repr=False)
     owner: nn.Module | None = field(default=None, repr=False)
     parts: tuple[nn.Module, ...] = field(default=(), repr=False)
+    shares_input_with: int | None = None
 
     @property
     def runner(self) -> nn.Module:
@@ -116,10 +129,42 @@ class Block:
 
 
 @dataclass(frozen=True, eq=False)
-class Anatomy:
-    """A model as ``head(block_{n-1}(... block_0(stem(x))))``.
+class Transition:
+    """A module that runs between blocks and belongs to none (a ConvNeXt or Swin stage's
+    downsampling). It runs just before block ``before``'s place (after block ``before - 1``), in
+    every route, whichever blocks are deleted or moved; ``module`` is the module whose forward
+    is exactly ``fn`` in the model's own forward (None if there is none)."""
 
-    ``example_input`` returns a (1, C, H, W) tensor the model accepts, for probing shapes.
+    before: int
+    name: str
+    fn: TensorFn = field(repr=False)
+    module: nn.Module | None = field(default=None, repr=False)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
+class CallContext:
+    """The keyword arguments of the model's current call that blocks read: attention masks,
+    rotary position embeddings. The ``with`` forms set it from each owner's own call, the engine
+    from the stem's run, so a block computes what the model would."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict[str, Any] = {}
+        self.stash: dict[int, Tensor] = {}  # block inputs read again (parallel residual layers)
+
+    def set(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = dict(kwargs)
+
+
+@dataclass(frozen=True, eq=False)
+class Anatomy:
+    """A model as ``head(block_{n-1}(... block_0(stem(x))))``, with ``transitions`` run in place
+    between blocks.
+
+    ``example_input`` returns a small batch the model accepts (a (1, C, H, W) image, or (1, T)
+    token ids), for probing shapes. ``task`` is "classification" (logits (B, classes)) or
+    "language" (next-token logits (B, T, vocab)); it picks the default metric.
     """
 
     blocks: tuple[Block, ...]
@@ -128,16 +173,21 @@ class Anatomy:
     example_input: Callable[[], Tensor]
     adapter: str = "custom"
     model: nn.Module | None = field(default=None, repr=False)
+    transitions: tuple[Transition, ...] = ()
+    context: CallContext | None = field(default=None, repr=False)
+    task: str = "classification"
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     @property
     def runners(self) -> tuple[nn.Module, ...]:
-        """The distinct modules that run blocks, in forward order."""
+        """The distinct modules that run blocks, in forward order; blocks without an owner are
+        left out (they run as the model runs them, and cannot be intervened on in place)."""
         seen: dict[int, nn.Module] = {}
         for b in self.blocks:
-            seen.setdefault(id(b.runner), b.runner)
+            if b.owner is not None:
+                seen.setdefault(id(b.owner), b.owner)
         return tuple(seen.values())
 
 
@@ -150,6 +200,19 @@ class Adapter(Protocol):
     def matches(self, model: nn.Module) -> bool: ...
 
     def anatomy(self, model: nn.Module) -> Anatomy: ...
+
+
+def _check_transitions(found: Anatomy) -> None:
+    n = len(found.blocks)
+    for t in found.transitions:
+        if not 1 <= t.before < n:
+            raise ValueError(
+                f"transition {t.name} runs before block {t.before}, but transitions run between "
+                f"blocks, before one of 1..{n - 1}; fold it into the stem or the head"
+            )
+    befores = [t.before for t in found.transitions]
+    if befores != sorted(befores):
+        raise ValueError("an adapter's transitions must be listed in forward order")
 
 
 def _qualified_names(model: nn.Module) -> dict[int, str]:
@@ -327,6 +390,18 @@ class TorchvisionViTAdapter:
 
 
 _ADAPTERS: list[Adapter] = [NativeAdapter(), TorchvisionResNetAdapter(), TorchvisionViTAdapter()]
+_ZOO_LOADED = False
+
+
+def _zoo_adapters() -> None:
+    """Append timm's and Hugging Face's adapters once; they import neither library themselves
+    (a model of a library that was never imported cannot be one of its models)."""
+    global _ZOO_LOADED
+    if not _ZOO_LOADED:
+        _ZOO_LOADED = True
+        from .adapters import ZOO_ADAPTERS
+
+        _ADAPTERS.extend(ZOO_ADAPTERS)
 
 
 def register_adapter(adapter: Adapter) -> Adapter:
@@ -343,16 +418,51 @@ def anatomy(model: nn.Module) -> Anatomy:
     Raises:
         ValueError: no adapter recognises the model, or the adapter found no blocks.
     """
+    _zoo_adapters()
     for adapter in _ADAPTERS:
         if adapter.matches(model):
             found = adapter.anatomy(model)
             if found.blocks:
+                _check_transitions(found)
                 return found if found.model is model else replace(found, model=model)
     raise ValueError(
         f"no residual blocks found in {type(model).__name__}; supported are the built-in CIFAR "
-        "ResNets, torchvision ResNets and ViTs, and models with an adapter (see "
+        "ResNets, torchvision ResNets and ViTs, timm's ResNets, ConvNeXts and ViTs, Hugging "
+        "Face's ResNet, ViT and decoder LMs, and models with an adapter (see "
         f"{ADAPTER_DOC}: register_adapter)"
     )
+
+
+def fold_transitions(found: Anatomy) -> Anatomy:
+    """The same model with each transition folded into both branches of the block after it,
+    ``shortcut(t(x))`` and ``residual(t(x))``: exact for anything that keeps the blocks' order
+    (deletions, path subsets, the path-length gradients)."""
+    if not found.transitions:
+        return found
+    before: dict[int, list[Transition]] = {}
+    for t in found.transitions:
+        before.setdefault(t.before, []).append(t)
+    blocks = []
+    for b in found.blocks:
+        ts = before.get(b.index)
+        if not ts:
+            blocks.append(b)
+            continue
+
+        def pre(x: Tensor, ts: list[Transition] = ts) -> Tensor:
+            for t in ts:
+                x = t(x)
+            return x
+
+        def shortcut(x: Tensor, b: Block = b, pre: TensorFn = pre) -> Tensor:
+            return b.shortcut(pre(x)) if b.shortcut is not None else pre(x)
+
+        def residual(x: Tensor, b: Block = b, pre: TensorFn = pre) -> Tensor:
+            return b.residual(pre(x))
+
+        # Without a shortcut the folded block's "shortcut" is just the transition.
+        blocks.append(replace(b, shortcut=shortcut, residual=residual))
+    return replace(found, blocks=tuple(blocks), transitions=())
 
 
 def residual_blocks(model: nn.Module) -> list[Block]:
@@ -372,6 +482,7 @@ class BlockShapes:
     stem_out: tuple[int, ...]
     inputs: tuple[tuple[int, ...], ...]
     outputs: tuple[tuple[int, ...], ...]
+    transitions: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()  # (in, out) each
 
 
 _SHAPE_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], BlockShapes]] = (
@@ -400,15 +511,20 @@ def block_shapes(model: nn.Module | None, found: Anatomy | None = None) -> Block
         with torch.no_grad():
             h = found.stem(found.example_input())
             stem_out = tuple(h.shape[1:])
-            inputs, outputs = [], []
+            inputs, outputs, moves = [], [], []
+            pending = list(found.transitions)
             for b in found.blocks:
+                while pending and pending[0].before <= b.index:
+                    before = tuple(h.shape[1:])
+                    h = pending.pop(0)(h)
+                    moves.append((before, tuple(h.shape[1:])))
                 inputs.append(tuple(h.shape[1:]))
                 h = b.forward(h)
                 outputs.append(tuple(h.shape[1:]))
     finally:
         for m, mode in modes.items():
             m.training = mode
-    shapes = BlockShapes(stem_out, tuple(inputs), tuple(outputs))
+    shapes = BlockShapes(stem_out, tuple(inputs), tuple(outputs), tuple(moves))
     _SHAPE_CACHE[model] = (key, shapes)
     return shapes
 

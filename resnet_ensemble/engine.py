@@ -1,10 +1,11 @@
-"""The evaluation engine: top-1 error of many routes over a dataset, sharing computation.
+"""The evaluation engine: a metric of many routes over a dataset, sharing computation.
 
 Holds:
 - ``PrefixTree``: routes (as explicit steps) merged on their common prefixes, so a prefix shared
   by many routes runs once per batch
-- ``evaluate_routes``: top-1 error per route; ``count_route_mistakes``: the raw counts that
-  distributed sweeps all-reduce
+- ``evaluate_routes``: one value per route of a metric (top-1 error by default, top-5, loss,
+  perplexity for language models, or a callable); ``measure_routes``: the raw (sum, count) per
+  route that distributed sweeps all-reduce; ``count_route_mistakes``: the same for top-1 error
 - ``naive_evaluate_routes``: one full intervened forward per route, the reference the engine is
   tested and benchmarked against
 
@@ -28,13 +29,17 @@ import torch
 from torch import Tensor, nn
 
 from .anatomy import Anatomy, anatomy
-from .interventions import Step, plan_route, route, run_steps
+from .interventions import Step, in_order, plan_route, route, run_steps
+from .metrics import Metric, MetricFn, resolve_metric
 
 __all__ = [
     "PrefixTree",
     "RouteCounts",
+    "RouteMeasures",
     "count_route_mistakes",
     "evaluate_routes",
+    "measure_routes",
+    "model_logits",
     "naive_evaluate_routes",
 ]
 
@@ -90,10 +95,67 @@ class RouteCounts:
         return (self.wrong.double() / max(self.total, 1)).tolist()
 
 
+@dataclass
+class RouteMeasures:
+    """Per route, the metric's sum and count over the data; ``values`` finishes them."""
+
+    metric: Metric
+    sums: Tensor  # (R,) float64
+    counts: Tensor  # (R,) float64
+    images: int
+
+    @property
+    def values(self) -> list[float]:
+        return [
+            self.metric.finish(float(s), float(c))
+            for s, c in zip(self.sums.tolist(), self.counts.tolist(), strict=True)
+        ]
+
+
 def _batches(data: Iterable, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
     for batch in data:
         x, y = batch[0], batch[1]
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _token_batches(data: Iterable, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    """Token ids (B, T), given as a tensor, the first item of a tuple, or ``input_ids``; the
+    targets are the next tokens, which the engine lines up with the logits."""
+    for batch in data:
+        if isinstance(batch, Tensor):
+            ids = batch
+        elif isinstance(batch, dict):
+            ids = batch["input_ids"]
+        else:
+            ids = batch[0]
+        if ids.dim() != 2 or ids.is_floating_point():
+            raise ValueError(
+                f"a language model's data must yield token ids of shape (batch, tokens), got a "
+                f"{ids.dtype} tensor of shape {tuple(ids.shape)}"
+            )
+        if ids.shape[1] < 2:
+            raise ValueError("sequences of one token have no next token to predict")
+        ids = ids.to(device, non_blocking=True)
+        yield ids, ids[:, 1:]
+
+
+def _scored(found: Anatomy, logits: Tensor) -> Tensor:
+    """The logits that the targets line up with: all but the last position for a language
+    model (position t predicts token t + 1)."""
+    return logits[:, :-1] if found.task == "language" else logits
+
+
+def model_logits(output: object) -> Tensor:
+    """The logits in whatever the model's own call returns: a tensor, a ModelOutput with
+    ``logits``, or a tuple whose first item they are."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise ValueError(f"cannot find the logits in a {type(output).__name__} returned by the model")
 
 
 @contextlib.contextmanager
@@ -118,17 +180,27 @@ def _inference(model: nn.Module, amp: bool, channels_last: bool) -> Iterator[tor
 
 
 def _only_deletions(steps: Sequence[Step], n: int) -> bool:
-    return [s.block for s in steps] == list(range(n))
+    return in_order(steps, n)
 
 
 def _choose(
-    strategy: Strategy, step_lists: Sequence[Sequence[Step]], n: int, device: torch.device
+    strategy: Strategy, found: Anatomy, step_lists: Sequence[Sequence[Step]], device: torch.device
 ) -> str:
+    n = len(found.blocks)
     if strategy != "auto":
         if strategy == "mask" and not all(_only_deletions(s, n) for s in step_lists):
             raise ValueError("the mask strategy evaluates deletions only; use strategy='prefix'")
+        if strategy == "mask" and found.context is not None:
+            raise ValueError(
+                f"the mask strategy stacks routes along the batch, which the call context of "
+                f"{found.adapter} models (masks, positions) does not follow; use strategy='prefix'"
+            )
         return strategy
-    masks_fit = device.type == "cuda" and all(_only_deletions(s, n) for s in step_lists)
+    masks_fit = (
+        device.type == "cuda"
+        and found.context is None
+        and all(_only_deletions(s, n) for s in step_lists)
+    )
     return "mask" if masks_fit else "prefix"
 
 
@@ -143,7 +215,9 @@ def _walk_prefix(
     while stack:
         node, h = stack.pop()
         s = node.step
-        if s is not None:
+        if s is not None and s.transition:
+            h = found.transitions[s.block](h)
+        elif s is not None:
             h = blocks[s.block].forward(h) if s.keep else blocks[s.block].skip(h)
         if node.routes:
             visit(node.routes, found.head(h))
@@ -163,7 +237,10 @@ def _walk_masks(
     for start in range(0, len(step_lists), chunk):
         ids = list(range(start, min(start + chunk, len(step_lists))))
         h = h0.repeat(len(ids), *([1] * (h0.dim() - 1)))  # (len(ids) * B, ...)
+        pending = list(found.transitions)
         for j, blk in enumerate(found.blocks):
+            while pending and pending[0].before <= j:
+                h = pending.pop(0)(h)
             mask = keep[ids, j].repeat_interleave(b).to(h.dtype)  # one entry per sample
             if blk.shortcut is None:
                 m = mask.view(-1, *([1] * (h.dim() - 1)))
@@ -173,7 +250,10 @@ def _walk_masks(
             else:
                 r = blk.residual(h) * mask.view(-1, *([1] * (h.dim() - 1)))
                 h = blk.merge(blk.shortcut(h), r)
-        logits = found.head(h).view(len(ids), b, -1)
+        while pending:
+            h = pending.pop(0)(h)
+        out = found.head(h)
+        logits = out.view(len(ids), b, *out.shape[1:])
         for k, i in enumerate(ids):
             visit([i], logits[k])
 
@@ -190,53 +270,62 @@ def _non_finite_message(routes: Sequence[Sequence[int]], bad: Tensor, seen: int,
     )
 
 
-def count_route_mistakes(
+def measure_routes(
     model: nn.Module,
     data: Iterable,
     routes: Sequence[Sequence[int]],
     *,
+    metric: str | MetricFn | Metric | None = None,
     strategy: Strategy = "auto",
     amp: bool = False,
     channels_last: bool = False,
     mask_chunk: int = 16,
     on_batch: Callable[[int], None] | None = None,
     on_logits: LogitsCallback | None = None,
-) -> RouteCounts:
-    """Count top-1 mistakes of every route over ``data`` (an iterable of (images, labels)).
-
-    All routes are validated before any image is touched.
+) -> RouteMeasures:
+    """The metric's (sum, count) for every route over ``data``: (images, labels) batches for
+    a classifier, token ids (B, T) for a language model. All routes and the metric are
+    validated before any data is touched.
 
     Raises:
-        ValueError: a route out of range or whose shapes do not fit (before any image), or a
-            route whose outputs are NaN or infinite (at the first batch where they are).
+        ValueError: a route out of range or whose shapes do not fit, or an unknown metric
+            (before any data), or a route whose outputs are NaN or infinite (at the first batch
+            where they are).
     """
     found = anatomy(model)
+    scorer = resolve_metric(metric, found.task)
     step_lists = [plan_route(found, r) for r in routes]
-    wrong = torch.zeros(len(routes), dtype=torch.int64)
+    sums = torch.zeros(len(routes), dtype=torch.float64)
+    counts = torch.zeros(len(routes), dtype=torch.float64)
     total = 0
+    batches = _token_batches if found.task == "language" else _batches
     with _inference(model, amp, channels_last) as device:
-        chosen = _choose(strategy, step_lists, len(found.blocks), device)
+        chosen = _choose(strategy, found, step_lists, device)
         tree = PrefixTree(step_lists) if chosen == "prefix" else None
-        for x, y in _batches(data, device):
+        for x, y in batches(data, device):
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            batch_wrong = torch.zeros(len(routes), dtype=torch.int64, device=device)
+            batch_sum = torch.zeros(len(routes), dtype=torch.float64, device=device)
+            batch_count = torch.zeros(len(routes), dtype=torch.float64, device=device)
             batch_bad = torch.zeros(len(routes), dtype=torch.bool, device=device)
 
             def visit(
                 ids: list[int],
                 logits: Tensor,
                 y: Tensor = y,
-                acc: Tensor = batch_wrong,
+                acc: Tensor = batch_sum,
+                cnt: Tensor = batch_count,
                 bad: Tensor = batch_bad,
             ) -> None:
-                miss = (logits.argmax(dim=1) != y).sum()
+                scored = _scored(found, logits)
+                value, count = scorer(scored, y)
                 broken = ~torch.isfinite(logits).all()  # argmax of NaN is garbage, not an answer
                 for i in ids:
-                    acc[i] += miss
+                    acc[i] += value.to(device)
+                    cnt[i] += count.to(device)
                     bad[i] |= broken
                     if on_logits is not None:
-                        on_logits(i, logits.float(), y)
+                        on_logits(i, scored.float(), y)
 
             if tree is not None:
                 _walk_prefix(found, tree, x, visit)
@@ -244,24 +333,54 @@ def count_route_mistakes(
                 _walk_masks(found, step_lists, x, mask_chunk, visit)
             if bool(batch_bad.any()):
                 raise ValueError(_non_finite_message(routes, batch_bad.cpu(), total, amp))
-            wrong += batch_wrong.cpu()
+            sums += batch_sum.cpu()
+            counts += batch_count.cpu()
             total += int(y.shape[0])
             if on_batch is not None:
                 on_batch(int(y.shape[0]))
-    return RouteCounts(wrong, total)
+    return RouteMeasures(scorer, sums, counts, total)
+
+
+def count_route_mistakes(
+    model: nn.Module,
+    data: Iterable,
+    routes: Sequence[Sequence[int]],
+    **kwargs: object,
+) -> RouteCounts:
+    """Count top-1 mistakes of every route over ``data`` (an iterable of (images, labels));
+    the keywords are ``measure_routes``'s (strategy, amp, channels_last, mask_chunk, on_batch,
+    on_logits).
+
+    Raises:
+        ValueError: as ``measure_routes``.
+    """
+    kwargs.pop("metric", None)
+    measured = measure_routes(model, data, routes, metric="error", **kwargs)  # type: ignore[arg-type]
+    return RouteCounts(measured.sums.round().to(torch.int64), measured.images)
 
 
 def evaluate_routes(
-    model: nn.Module, data: Iterable, routes: Sequence[Sequence[int]], **kwargs: object
+    model: nn.Module,
+    data: Iterable,
+    routes: Sequence[Sequence[int]],
+    *,
+    metric: str | MetricFn | Metric | None = None,
+    **kwargs: object,
 ) -> list[float]:
-    """Top-1 error (a fraction) of each route, in order; routes as in ``route``.
+    """One value of ``metric`` per route, in order; routes as in ``route``.
+
+    ``metric``: "error" (top-1, a fraction; the default for classifiers), "top5", "loss" (mean
+    cross-entropy), "perplexity" (language models, their default: exp of the mean next-token
+    loss, with ``data`` yielding token ids (B, T)), or a callable(outputs, targets) ->
+    (sum, count) whose value is sum / count.
 
     Example:
         >>> n = len(residual_blocks(model))
         >>> without_3 = [i for i in range(n) if i != 3]
         >>> full, lesioned = evaluate_routes(model, loader, [range(n), without_3])
+        >>> evaluate_routes(gpt2, token_batches, [range(n)], metric="perplexity")
     """
-    return count_route_mistakes(model, data, routes, **kwargs).errors  # type: ignore[arg-type]
+    return measure_routes(model, data, routes, metric=metric, **kwargs).values  # type: ignore[arg-type]
 
 
 def naive_evaluate_routes(
@@ -276,7 +395,7 @@ def naive_evaluate_routes(
             wrong = total = 0
             with route(model, r):
                 for x, y in batches:
-                    wrong += int((model(x).argmax(dim=1) != y).sum())
+                    wrong += int((model_logits(model(x)).argmax(dim=1) != y).sum())
                     total += int(y.shape[0])
             errors.append(wrong / max(total, 1))
     return errors

@@ -11,29 +11,45 @@ Route semantics: the listed blocks run whole, in the listed order, and may repea
 out is deleted, which keeps its shortcut and whatever follows the addition. A deleted block whose
 deleted form is not the identity (a projection shortcut, a post-addition ReLU) runs where it
 stands in the network: just before the first listed block with a larger index, or at the end.
+A transition (a module between blocks, such as a stage's downsampling) runs in place by the
+same rule: once, just before the first step whose block index is at least its own place.
+
+The ``with`` forms follow the model's own call: an owner called with keyword arguments (masks,
+positions) hands them to its blocks through the anatomy's ``CallContext``, and KV caches are
+turned off while an intervention is active (a cache written by re-ordered or deleted layers
+would be stale or mis-indexed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import numbers
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
 from .anatomy import Anatomy, Block, anatomy, block_shapes, describe_shape
 
-__all__ = ["Step", "lesion", "plan_route", "reorder", "route", "run_steps"]
+__all__ = ["Step", "in_order", "lesion", "plan_route", "reorder", "route", "run_steps"]
 
 
 @dataclass(frozen=True)
 class Step:
-    """Run block ``block`` whole (``keep``) or deleted (residual branch zero)."""
+    """Run block ``block`` whole (``keep``) or deleted (residual branch zero); with
+    ``transition``, run the anatomy's transition number ``block`` instead."""
 
     block: int
     keep: bool = True
+    transition: bool = False
+
+
+def in_order(steps: Sequence[Step], n: int) -> bool:
+    """True where the steps run every block once, in the network's order (deletions only)."""
+    return [s.block for s in steps if not s.transition] == list(range(n))
 
 
 def _as_indices(values: Iterable[object] | int, n: int, what: str) -> list[int]:
@@ -85,9 +101,34 @@ def plan_route(found: Anatomy, sequence: Iterable[int]) -> tuple[Step, ...]:
                 f"{_label(blk)} has no shortcut and changes the tensor shape, so it cannot be "
                 "deleted; delete only blocks that keep the shape"
             )
-    if [s.block for s in steps] != list(range(n)):
+    _check_shared_inputs(found, steps)
+    steps = _with_transitions(found, steps)
+    if not in_order(steps, n):
         _check_route_shapes(found, steps)
     return tuple(steps)
+
+
+def _check_shared_inputs(found: Anatomy, steps: Sequence[Step]) -> None:
+    for prev, s in zip([None, *steps], steps, strict=False):
+        blk = found.blocks[s.block]
+        j = blk.shares_input_with
+        if j is not None and (prev is None or prev.block != j):
+            raise ValueError(
+                f"{_label(blk)} reads the input of block {j} (their layer adds both branches "
+                f"to the same input), so it must run right after block {j}; move them together"
+            )
+
+
+def _with_transitions(found: Anatomy, steps: list[Step]) -> list[Step]:
+    """Insert each transition just before the first step whose block index reaches its place."""
+    pending = list(enumerate(found.transitions))
+    out: list[Step] = []
+    for s in steps:
+        while pending and pending[0][1].before <= s.block:
+            out.append(Step(pending.pop(0)[0], transition=True))
+        out.append(s)
+    out.extend(Step(i, transition=True) for i, _ in pending)
+    return out
 
 
 def _check_route_shapes(found: Anatomy, steps: Sequence[Step]) -> None:
@@ -95,6 +136,17 @@ def _check_route_shapes(found: Anatomy, steps: Sequence[Step]) -> None:
     current = shapes.stem_out
     position = 0
     for s in steps:
+        if s.transition:
+            t = found.transitions[s.block]
+            need, made = shapes.transitions[s.block]
+            if need != current:
+                raise ValueError(
+                    f"transition {t.name} (before block {t.before}) would run on a "
+                    f"{describe_shape(current)} tensor at position {position} but needs "
+                    f"{describe_shape(need)}: a block moved across it changes the shape"
+                )
+            current = made
+            continue
         blk = found.blocks[s.block]
         need = shapes.inputs[s.block]
         if need != current:
@@ -121,7 +173,10 @@ def run_steps(found: Anatomy, steps: Iterable[Step], h: Tensor) -> Tensor:
     """Apply ``steps`` to a block input ``h`` (the stem's output for a whole route)."""
     blocks = found.blocks
     for s in steps:
-        h = blocks[s.block].forward(h) if s.keep else blocks[s.block].skip(h)
+        if s.transition:
+            h = found.transitions[s.block](h)
+        else:
+            h = blocks[s.block].forward(h) if s.keep else blocks[s.block].skip(h)
     return h
 
 
@@ -135,18 +190,72 @@ def _runner_plans(
     """Which runner runs which steps; None passes its input through.
 
     A position-preserving route (deletions only) patches just the runners that hold a deleted
-    block, each running its own blocks, so it works even where blocks are not back to back. Any
-    other route runs whole from the first runner and the others pass their input on.
+    block, each running its own blocks, so it works even where blocks are not back to back, and
+    blocks without an owner are left to the model unless they are the ones deleted. Any other
+    route runs whole (transitions included) from the first runner, and the other runners and
+    the transitions' modules pass their input on.
     """
-    runners = found.runners
-    if [s.block for s in steps] == list(range(len(found.blocks))):
+    blocks = [s for s in steps if not s.transition]
+    if in_order(steps, len(found.blocks)):
         plans: dict[nn.Module, tuple[Step, ...] | None] = {}
-        for runner in runners:
-            mine = tuple(s for s in steps if found.blocks[s.block].runner is runner)
+        for s in blocks:
+            if not s.keep:
+                found.blocks[s.block].runner  # noqa: B018 - raises for a block with no owner
+        for runner in found.runners:
+            mine = tuple(s for s in blocks if found.blocks[s.block].owner is runner)
             if not all(s.keep for s in mine):
                 plans[runner] = mine
         return plans
-    return {runner: (steps if i == 0 else None) for i, runner in enumerate(runners)}
+    runners = [b.runner for b in found.blocks]  # raises for the first block with no owner
+    for t in found.transitions:
+        if t.module is None:
+            raise ValueError(
+                f"transition {t.name} names no module that runs it, so model(x) cannot follow "
+                "a route that moves blocks; use evaluate_routes, or deletions only"
+            )
+    movers = list(dict.fromkeys(runners)) + [t.module for t in found.transitions]
+    return {m: (steps if i == 0 else None) for i, m in enumerate(movers)}  # type: ignore[misc]
+
+
+def _split_call(
+    signature: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """An owner's call as (its hidden state, every other argument by name)."""
+    if signature is not None:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            bound = None
+        if bound is not None and bound.arguments:
+            arguments = dict(bound.arguments)
+            first = next(iter(arguments))
+            x = arguments.pop(first)
+            extra: dict[str, Any] = {}
+            for name, value in arguments.items():
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    extra.update(value)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    extra[name] = value
+            return x, extra
+    if args:
+        return args[0], dict(kwargs)
+    name = next(iter(kwargs))
+    return kwargs[name], {k: v for k, v in kwargs.items() if k != name}
+
+
+@contextlib.contextmanager
+def _caches_off(model: nn.Module) -> Iterator[None]:
+    """A model with a KV cache (``config.use_cache``) runs without one while patched."""
+    config = getattr(model, "config", None)
+    old = getattr(config, "use_cache", None)
+    if old:
+        config.use_cache = False  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if old:
+            config.use_cache = old  # type: ignore[union-attr]
 
 
 @contextlib.contextmanager
@@ -159,15 +268,25 @@ def _patched(
             "into one route instead of nesting"
         )
     handoff: dict[str, Tensor | None] = {"out": None}
+    context = found.context
 
-    def running(my_steps: tuple[Step, ...]) -> Callable[[Tensor], Tensor]:
-        def forward(x: Tensor) -> Tensor:
+    def running(runner: nn.Module, my_steps: tuple[Step, ...]) -> Callable[..., Tensor]:
+        try:
+            signature: inspect.Signature | None = inspect.signature(runner.forward)
+        except (TypeError, ValueError):
+            signature = None
+
+        def forward(*args: Any, **kwargs: Any) -> Tensor:
+            x, extra = _split_call(signature, args, kwargs)
+            if context is not None:
+                context.set(extra)
             handoff["out"] = out = run_steps(found, my_steps, x)
             return out
 
         return forward
 
-    def pass_through(x: Tensor) -> Tensor:
+    def pass_through(*args: Any, **kwargs: Any) -> Tensor:
+        x = args[0] if args else next(iter(kwargs.values()))
         if x is not handoff["out"]:
             raise RuntimeError(
                 "the blocks are not run back to back in this model's forward, so a route that "
@@ -175,14 +294,17 @@ def _patched(
             )
         return x
 
+    plans = _runner_plans(found, steps)  # refuses before anything is patched
     saved: dict[nn.Module, object] = {}
     _ACTIVE[model] = what
     try:
-        for runner, plan in _runner_plans(found, steps).items():
+        for runner, plan in plans.items():
+            patched = pass_through if plan is None else running(runner, plan)
             saved[runner] = runner.__dict__.get("forward", _MISSING)
             # An instance attribute shadows the class's forward; nn.Module.__call__ looks it up.
-            runner.__dict__["forward"] = pass_through if plan is None else running(plan)
-        yield model
+            runner.__dict__["forward"] = patched
+        with _caches_off(model):
+            yield model
     finally:
         for runner, old in saved.items():
             if old is _MISSING:

@@ -42,6 +42,6 @@ def test_worked_example_runs_and_engine_matches_a_hand_written_loop() -> None:
 
 def test_without_an_owner_the_with_forms_refuse_instead_of_guessing() -> None:
     model = _doc_example()["model"]
-    with pytest.raises(ValueError, match=r"block 0 \(fs\.0\) names no owner module"):
+    with pytest.raises(ValueError, match=r"block 1 \(fs\.1\) names no owner module"):
         with lesion(model, drop=[1]):
             pass
