@@ -114,7 +114,8 @@ class Sizes:
     sampled_full: int
     paper_depth: int
     paper_scale: dict[str, Any]
-    test_amp: bool
+    test_files: tuple[str, ...]
+    test_selection: str
 
 
 GPU = Sizes(
@@ -147,13 +148,14 @@ GPU = Sizes(
     # The paper's scale (reproduce without --quick) on 10,000 test images, except the sampled
     # estimator: 100 paths per length here (section gradients times it at 1,000).
     paper_scale={"test_images": 10_000, "samples_per_length": 100},
-    test_amp=True,
+    test_files=TEST_FILES,
+    test_selection=TEST_SELECTION,
 )
 
 DRY = Sizes(
-    budget_s=110,
-    budgets={"env": 10, "tests": 30, "training": 15, "sweeps": 20, "gradients": 10, "paper": 25},
-    train_models=("resnet8", "resnet14"),
+    budget_s=115,
+    budgets={"env": 10, "tests": 25, "training": 15, "sweeps": 25, "gradients": 15, "paper": 25},
+    train_models=("resnet8",),
     train_batch=4,
     train_image=16,
     train_warmup=1,
@@ -189,7 +191,10 @@ DRY = Sizes(
         "subnetwork_samples": 8,
         "max_exhaustive": 3,
     },
-    test_amp=False,  # its two CPU sweeps take 20 s; the dry run checks it is still collected
+    # pytest's start-up costs most here; the AMP test's two CPU sweeps take 20 s more. The dry
+    # run checks that the GPU selection's tests still exist, and runs one.
+    test_files=("tests/test_checkpoints.py",),
+    test_selection="resolve_device",
 )
 
 
@@ -357,8 +362,8 @@ def section_env(sec: Section) -> None:
             "cuda_runtime": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(),
             "cuda_available": torch.cuda.is_available(),
-            "tf32_conv": torch.backends.cudnn.allow_tf32,
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_conv": getattr(torch.backends.cudnn, "allow_tf32", None),
+            "tf32_matmul": getattr(torch.backends.cuda.matmul, "allow_tf32", None),
         }
         if torch.cuda.is_available():
             p = torch.cuda.get_device_properties(0)
@@ -434,12 +439,15 @@ def section_tests(sec: Section) -> None:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     }
-    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", *TEST_FILES]
-    selection = TEST_SELECTION if sec.sizes.test_amp else f"({TEST_SELECTION}) and not amp_stays"
+    if sec.device == "cpu":
+        env["OMP_NUM_THREADS"] = "1"  # as child_main: tiny work, maybe a busy machine
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts="]
+    base += sec.sizes.test_files
+    selection = sec.sizes.test_selection
 
     def selection_check() -> dict[str, Any]:
         """The tests this section exists for are still there (a rename would silently shrink
-        the selection; the dry run deselects the 20-second AMP test but still checks it)."""
+        the selection; the dry run runs one cheap test but still checks them all)."""
         text = "".join((ROOT / f).read_text() for f in TEST_FILES)
         missing = [t for t in TEST_MUST_COLLECT if f"def {t}(" not in text]
         if missing:
@@ -466,6 +474,25 @@ def section_tests(sec: Section) -> None:
             raise RuntimeError(f"{len(failed)} failed ({first['id']}: {first['message']})")
         return {"summary": summary, "tests": tests}
 
+    def refusal() -> dict[str, Any]:
+        """The refusal a machine WITH CUDA can give (the pytest cases cover those without):
+        a GPU index past the last one, in one line, exit 1, before any work."""
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        device = f"cuda:{count}" if count else "cuda"
+        res = subprocess.run(
+            [sys.executable, "-m", "resnet_ensemble", "--drop-block", "1", "--limit", "8",
+             "--device", device],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(5, sec.left() - 3),
+        )  # fmt: skip
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        expected = "CUDA device(s)" if count else "CUDA is not available"
+        if res.returncode != 1 or len(lines) != 1 or expected not in lines[0]:
+            raise RuntimeError(f"--device {device}: exit {res.returncode}, stderr {lines[-2:]}")
+        return {"device": device, "exit": res.returncode, "message": lines[0]}
+
+    sec.item("refusal of a missing GPU", refusal)
     if sec.item("selection", selection_check) is not None:
         sec.item("run", run)
 
@@ -958,7 +985,9 @@ def child_main(args: argparse.Namespace) -> int:
     if options["device"] == "cpu":
         import torch
 
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        # Toy sizes: one thread; several would spin at every tiny op's barrier, badly so on a
+        # busy machine (measured: 3-5x slower here with 2 threads and a training job beside).
+        torch.set_num_threads(1)
     RUNNERS[args.child](sec)
     return 0
 
@@ -1121,6 +1150,8 @@ def _md_env(items: list[dict[str, Any]]) -> list[str]:
 def _md_tests(items: list[dict[str, Any]]) -> list[str]:
     tests = [t for v in _ok(items) for t in v.get("tests", [])]
     rows = [[t["id"], t["outcome"], f"{t['seconds']:.1f}", t.get("message", "")] for t in tests]
+    rows += [[f"`--device {v['device']}` refused", "passed", "", v["message"]]
+             for v in _ok(items, "refusal")]  # fmt: skip
     return _table(["test", "outcome", "s", "message"], rows) if rows else []
 
 
