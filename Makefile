@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    install into .venv, then lesion block 3 of the embedded default ResNet
-#   make test   install into .venv (with the test extra) and Fashion-MNIST, lint, run the tests
+#   make test   install into .venv (with the test, timm and hf extras) and Fashion-MNIST, lint,
+#               run the tests
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -17,7 +18,7 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 
 install-test: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,timm,hf]'
 
 fashion-mnist:
 	@[ -d $(FMNIST) ] || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; }

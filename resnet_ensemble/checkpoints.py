@@ -2,8 +2,9 @@
 
 Holds:
 - ``LoadedModel``: a ready model (eval mode, on its device) and what is known about it
-- ``load_model``: every ``--model`` spec ("embedded", a checkpoint path, ``torchvision:NAME``, a
-  built-in name such as ``resnet56``) to a ``LoadedModel``, failing with one clear line
+- ``load_model``: every ``--model`` spec ("embedded", a checkpoint path, ``torchvision:NAME``,
+  ``timm:NAME``, ``hf:PATH``, ``package.module:callable`` (``model_specs``), a built-in name
+  such as ``resnet56``) to a ``LoadedModel``, failing with one clear line
 - ``save_checkpoint`` / ``load_checkpoint``: the toolkit's checkpoint format, written atomically
   and read with ``torch.load(weights_only=True)`` so that a file can never run code
 - ``atomic_write`` (re-exported from ``atomic``): write bytes or text so that a crash never
@@ -431,9 +432,11 @@ def load_model(
 
     Args:
         spec: None or "embedded" (the shipped checkpoint), a path to a checkpoint written by this
-            toolkit, "torchvision:NAME" (random init, or ``weights_file`` / ``weights``), or a
-            built-in name such as "resnet56" (random init).
-        weights_file: a state dict for torchvision:NAME.
+            toolkit, "torchvision:NAME" (random init, or ``weights_file`` / ``weights``),
+            "timm:NAME", "hf:PATH" (a local Hugging Face folder), "package.module:callable" (a
+            user's factory), or a built-in name such as "resnet56" (random init).
+        weights_file: a state dict (.safetensors or a torch file) for any spec but a toolkit
+            checkpoint or a built-in name; classes and channels are read from it.
         weights: a torchvision weights enum name (DEFAULT, IMAGENET1K_V2, ...); downloads.
         num_classes, in_channels: for random init; checked against a checkpoint if given.
     Raises:
@@ -454,8 +457,15 @@ def load_model(
             in_channels,
             device,
         )
+    zoo = _load_zoo(text, stripped, weights_file, weights, num_classes, in_channels, device)
+    if zoo is not None:
+        return zoo
     if weights_file is not None or weights is not None:
-        raise ValueError("--weights-file and --weights apply only to --model torchvision:NAME")
+        raise ValueError(
+            "--weights-file and --weights apply only to --model torchvision:NAME, timm:NAME, "
+            "hf:PATH or package.module:callable (--weights to torchvision:NAME alone); a "
+            "toolkit checkpoint already holds its weights"
+        )
     if stripped.lower() == "embedded":
         if not EMBEDDED_CHECKPOINT.is_file():
             raise FileNotFoundError(
@@ -480,6 +490,42 @@ def load_model(
             f"'embedded', torchvision:NAME, or a built-in {BUILTIN_ARCH_PATTERN}"
         ) from err
     return _load_builtin(text, stripped.lower(), num_classes, in_channels, device)
+
+
+def _load_zoo(
+    text: str,
+    stripped: str,
+    weights_file: str | os.PathLike[str] | None,
+    weights: str | None,
+    num_classes: int | None,
+    in_channels: int | None,
+    device: torch.device,
+) -> LoadedModel | None:
+    """timm:NAME, hf:PATH or package.module:callable (``model_specs``); None for other specs."""
+    from . import model_specs
+
+    lower = stripped.lower()
+    kinds = (
+        (model_specs.TIMM_PREFIX, "timm:NAME"),
+        (model_specs.HF_PREFIX, "hf:PATH"),
+    )
+    is_factory = model_specs.is_factory_spec(stripped)
+    for prefix, form in kinds:
+        if lower.startswith(prefix) and weights is not None:
+            raise ValueError(
+                f"--weights applies to torchvision:NAME; for {form} use --weights-file"
+            )
+    if is_factory and weights is not None:
+        raise ValueError("--weights applies to torchvision:NAME; for a factory use --weights-file")
+    if lower.startswith(model_specs.TIMM_PREFIX):
+        name = stripped[len(model_specs.TIMM_PREFIX) :].strip()
+        return model_specs.load_timm(text, name, weights_file, num_classes, in_channels, device)
+    if lower.startswith(model_specs.HF_PREFIX):
+        folder = stripped[len(model_specs.HF_PREFIX) :].strip()
+        return model_specs.load_hf(text, folder, weights_file, num_classes, in_channels, device)
+    if is_factory:
+        return model_specs.load_factory(stripped, weights_file, num_classes, in_channels, device)
+    return None
 
 
 def _load_builtin(
@@ -603,20 +649,10 @@ def _load_torchvision(
         dataset = "imagenet"
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     elif weights_file is not None:
+        from .model_specs import read_state_dict  # .safetensors or a torch file
+
         path = Path(weights_file).expanduser()
-        data = _read_file(path, "state dict")
-        sha = hashlib.sha256(data).hexdigest()
-        state = _torch_load_bytes(data, path)
-        if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
-            state = state.get("state_dict")
-        elif isinstance(state, dict):
-            for key in ("state_dict", "model", "model_state_dict"):
-                if isinstance(state.get(key), dict):
-                    state = state[key]
-                    break
-        if not isinstance(state, dict) or not state:
-            raise ValueError(f"{path} does not hold a state dict (a dict of tensors)")
-        state = _strip_prefix(dict(state))
+        state, sha = read_state_dict(path)
         classes = num_classes or _infer_num_classes(name, state)
         model = torchvision.models.get_model(name, weights=None, num_classes=classes)
         _load_into(model, state, str(path), arch)

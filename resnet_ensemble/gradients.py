@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .anatomy import Anatomy, Block, anatomy
+from .anatomy import Anatomy, Block, anatomy, fold_transitions
 from .paths import format_blocks, path_fraction, path_length_counts, shortest_range_holding
 
 __all__ = [
@@ -122,7 +122,9 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _paths_anatomy(model: nn.Module) -> Anatomy:
-    found = anatomy(model)
+    # Transitions (a stage's downsampling between blocks) run in place: folded into the block
+    # after them, which keeps every path's length.
+    found = fold_transitions(anatomy(model))
     plain = [b.index for b in found.blocks if b.shortcut is None]
     if plain:
         raise ValueError(

@@ -23,8 +23,9 @@ import torch
 
 from .anatomy import Anatomy, block_shapes
 from .distributed import Distributed
-from .engine import count_route_mistakes
+from .engine import measure_routes
 from .experiment import Experiment
+from .metrics import resolve_metric
 from .results import ResultsTable
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "random_swaps",
     "run_sweep",
     "single_deletions",
+    "sweep_columns",
 ]
 
 SWEEP_COLUMNS = [
@@ -55,6 +57,14 @@ SWEEP_COLUMNS = [
     "wrong",
     "images",
 ]
+
+
+def sweep_columns(metric: str = "error") -> list[str]:
+    """The table's columns: ``SWEEP_COLUMNS`` for top-1 error; for another metric its value
+    column is named after it and ``wrong`` becomes ``sum`` (the metric's sum over images)."""
+    if metric == "error":
+        return list(SWEEP_COLUMNS)
+    return [{"error": metric, "wrong": "sum"}.get(c, c) for c in SWEEP_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -210,30 +220,44 @@ def run_sweep(
     amp: bool = False,
     channels_last: bool = False,
     progress: Callable[[int], None] | None = None,
+    metric: str = "error",
 ) -> list[dict[str, Any]]:
     """Evaluate every configuration not yet in ``table`` and append its row when its chunk
     finishes. Rows come out in the order of ``specs``, whether or not the sweep was resumed.
 
     ``table`` is None on ranks other than 0; ranks evaluate disjoint shards of the images and
-    sum their counts, so the result equals a single-process run.
+    sum their counts, so the result equals a single-process run. ``metric`` names the score
+    (error, top5, loss); the table's columns follow ``sweep_columns(metric)``.
     """
     dist = dist or Distributed()
+    scorer = resolve_metric(metric)
     done = dist.from_main(table.done if table is not None else set())
     todo = [s for s in specs if s.config not in done]
     written: list[dict[str, Any]] = []
     for start in range(0, len(todo), max(chunk, 1)):
         part = todo[start : start + chunk]
-        counts = count_route_mistakes(
+        measured = measure_routes(
             exp.model,
             exp.loader(dist.rank, dist.world),
             [s.route for s in part],
+            metric=scorer,
             strategy=strategy,  # type: ignore[arg-type]
             amp=amp,
             channels_last=channels_last,
             on_batch=(lambda b, m=len(part): progress(b * m)) if progress else None,
         )
-        totals = dist.sum_(torch.cat([counts.wrong, torch.tensor([counts.total])]))
-        wrong, images = totals[:-1].tolist(), int(totals[-1])
+        k = len(part)
+        totals = dist.sum_(
+            torch.cat(
+                [
+                    measured.sums,
+                    measured.counts,
+                    torch.tensor([measured.images], dtype=torch.float64),
+                ]
+            )
+        )
+        sums, counts, images = totals[:k].tolist(), totals[k : 2 * k].tolist(), int(totals[-1])
+        value_key, sum_key = ("error", "wrong") if scorer.name == "error" else (scorer.name, "sum")
         rows = [
             {
                 **s.fields,
@@ -241,11 +265,11 @@ def run_sweep(
                 "variant": exp.variant,
                 "config": s.config,
                 "route": format_route(s.route),
-                "error": w / images if images else math.nan,
-                "wrong": w,
+                value_key: scorer.finish(total, count) if images else math.nan,
+                sum_key: int(round(total)) if scorer.counts_mistakes else total,
                 "images": images,
             }
-            for s, w in zip(part, wrong, strict=True)
+            for s, total, count in zip(part, sums, counts, strict=True)
         ]
         if table is not None:
             table.append(rows)

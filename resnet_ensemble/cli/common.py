@@ -1,8 +1,8 @@
 """What every subcommand shares: the one-line error contract and the model/data options.
 
 Holds ``fail_cleanly`` (exceptions -> one line on stderr and exit 1, traceback only with
-``--debug``), ``model_options`` / ``data_options`` (the same flags, spelled the same, in every
-command) and ``positive_int``.
+``--debug``), ``model_options`` / ``data_options`` / ``metric_option`` (the same flags, spelled
+the same, in every command) and ``positive_int``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,19 @@ def fail_cleanly() -> Iterator[None]:
 
 positive_int = click.IntRange(min=1)
 
+METRIC_CHOICES = ["error", "top5", "loss"]
+
+
+def metric_option(func: F) -> F:
+    """--metric: what each route is scored by."""
+    return click.option(
+        "--metric",
+        type=click.Choice(METRIC_CHOICES),
+        default="error",
+        show_default=True,
+        help="error (top-1), top5 (top-5 error) or loss (mean cross-entropy).",
+    )(func)
+
 
 def model_options(func: F) -> F:
     """--model, --weights-file, --weights: which network to take apart."""
@@ -64,15 +77,17 @@ def model_options(func: F) -> F:
         "--weights-file",
         type=click.Path(dir_okay=False),
         default=None,
-        help="A state dict for torchvision:NAME.",
+        help="Weights (.safetensors or a torch state dict) for torchvision:, timm:, hf: or a "
+        "factory; classes and input channels are read from them.",
     )(func)
     func = click.option(
         "--model",
         "model_spec",
         default=None,
         metavar="SPEC",
-        help="A checkpoint written by this toolkit, torchvision:NAME, or a built-in name such as "
-        "resnet56 (random init). Default: the embedded Fashion-MNIST ResNet.",
+        help="A checkpoint written by this toolkit, torchvision:NAME, timm:NAME, hf:PATH (a local "
+        "Hugging Face folder), package.module:callable (your factory), or a built-in name such "
+        "as resnet56 (random init). Default: the embedded Fashion-MNIST ResNet.",
     )(func)
     return func
 

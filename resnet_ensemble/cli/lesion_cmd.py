@@ -11,13 +11,14 @@ import click
 from ..engine import evaluate_routes
 from ..experiment import open_experiment
 from ..interventions import plan_route
-from .common import data_options, model_options
+from .common import data_options, metric_option, model_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def lesion_options(func: F) -> F:
     func = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(func)
+    func = metric_option(func)
     func = data_options(func)
     func = model_options(func)
     func = click.option(
@@ -31,7 +32,9 @@ def lesion_options(func: F) -> F:
     return func
 
 
-def run_lesion(drop_blocks: tuple[int, ...], as_json: bool, **options: Any) -> None:
+def run_lesion(
+    drop_blocks: tuple[int, ...], as_json: bool, metric: str = "error", **options: Any
+) -> None:
     """Evaluate the full network and the lesioned one on the same images in one pass."""
     if len(set(drop_blocks)) != len(drop_blocks):
         raise click.BadParameter("a block is given twice", param_hint="--drop-block")
@@ -46,15 +49,23 @@ def run_lesion(drop_blocks: tuple[int, ...], as_json: bool, **options: Any) -> N
                 param_hint="--drop-block",
             )
     plan_route(exp.anatomy, kept)  # refuses what cannot run before any image is read
-    full, lesioned = evaluate_routes(exp.model, exp.loader(), [range(n), kept])
+    full, lesioned = evaluate_routes(exp.model, exp.loader(), [range(n), kept], metric=metric)
     record = {
         **exp.describe(),
+        "metric": metric,
         "dropped_blocks": list(drop_blocks),
         "dropped_names": [exp.blocks[i].name for i in drop_blocks],
-        "error_full_pct": 100 * full,
-        "error_lesioned_pct": 100 * lesioned,
-        "difference_pct": 100 * (lesioned - full),
     }
+    percent = metric != "loss"  # error rates print as percentages, a loss as it is
+    scale, unit = (100, "%") if percent else (1, "")
+    if metric == "error":
+        keys = ("error_full_pct", "error_lesioned_pct", "difference_pct")
+    elif percent:
+        keys = (f"{metric}_full_pct", f"{metric}_lesioned_pct", "difference_pct")
+    else:
+        keys = ("loss_full", "loss_lesioned", "difference")
+    values = (scale * full, scale * lesioned, scale * (lesioned - full))
+    record.update(dict(zip(keys, values, strict=True)))
     if as_json:
         click.echo(json.dumps(record))
         return
@@ -64,10 +75,12 @@ def run_lesion(drop_blocks: tuple[int, ...], as_json: bool, **options: Any) -> N
         dataset += " (held-out Fashion-MNIST test images shipped with the package)"
     click.echo(f"dataset:  {dataset}")
     click.echo(f"images:   {record['images']}")
-    click.echo(f"error, full network:  {record['error_full_pct']:6.2f}%")
+    label = {"error": "error", "top5": "top-5 error", "loss": "loss"}[metric]
+    click.echo(f"{label}, full network:  {record[keys[0]]:6.2f}{unit}")
     if drop_blocks:
         names = ", ".join(f"{i} ({exp.blocks[i].name})" for i in drop_blocks)
-        click.echo(f"error, without {names}: {record['error_lesioned_pct']:6.2f}%")
-        click.echo(f"difference: {record['difference_pct']:+.2f} points")
+        click.echo(f"{label}, without {names}: {record[keys[1]]:6.2f}{unit}")
+        points = " points" if percent else ""
+        click.echo(f"difference: {record[keys[2]]:+.2f}{points}")
     else:
         click.echo("no --drop-block given: pass --drop-block INDEX to delete a block")

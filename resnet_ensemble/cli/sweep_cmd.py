@@ -12,8 +12,8 @@ import click
 from ..distributed import from_environment
 from ..experiment import open_experiment
 from ..results import ResultsTable, check_writable, run_metadata
-from ..sweeps import SWEEP_COLUMNS, multi_deletions, random_swaps, run_sweep, single_deletions
-from .common import data_options, model_options, positive_int
+from ..sweeps import multi_deletions, random_swaps, run_sweep, single_deletions, sweep_columns
+from .common import data_options, metric_option, model_options, positive_int
 
 KINDS = {
     "single": "every block deleted alone (paper Fig. 3)",
@@ -74,6 +74,7 @@ KINDS = {
 )
 @click.option("--amp", is_flag=True, help="bf16 autocast (GPU); full precision is the default.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format (GPU).")
+@metric_option
 def sweep(
     kind: str,
     out: str | None,
@@ -87,6 +88,7 @@ def sweep(
     strategy: str,
     amp: bool,
     channels_last: bool,
+    metric: str,
     **options: Any,
 ) -> None:
     """Run a lesion sweep: single, multi or reorder. Under torchrun the images are sharded
@@ -132,13 +134,14 @@ def sweep(
             "max_swaps": max_swaps if kind == "reorder" else None,
             "world_size": dist.world,
             "amp": amp,
+            "metric": metric,
         }
         if dist.is_main and overwrite:
             # Only now that the model, the data and the configurations are known to be good:
             # a run refused above must not cost the user the table it was told to replace.
             ResultsTable.overwrite(path)
         table = (
-            ResultsTable(path, SWEEP_COLUMNS, metadata=metadata, resume=resume)
+            ResultsTable(path, sweep_columns(metric), metadata=metadata, resume=resume)
             if dist.is_main
             else None
         )
@@ -168,14 +171,20 @@ def sweep(
                 amp=amp,
                 channels_last=channels_last,
                 progress=bar.update if dist.is_main else None,
+                metric=metric,
             )
         if table is not None:
             table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
             frame = table.frame
-            base = frame.loc[frame["config"] == "baseline", "error"]
-            click.echo(
-                f"wrote {len(frame)} rows to {path}; full-network error "
+            base = frame.loc[frame["config"] == "baseline", metric]
+            shown = (
                 f"{100 * float(base.iloc[0]):.2f}%"
+                if metric != "loss" and len(base)
+                else (f"{float(base.iloc[0]):.4f}" if len(base) else "")
+            )
+            name = {"error": "error", "top5": "top-5 error", "loss": "loss"}[metric]
+            click.echo(
+                f"wrote {len(frame)} rows to {path}; full-network {name} {shown}"
                 if len(base)
                 else f"wrote {path}"
             )
