@@ -141,6 +141,10 @@ class Transition:
     module: nn.Module | None = field(default=None, repr=False)
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self.fn is self.module and self.module is not None:
+            # The module's own computation, also while a route has patched its forward to pass
+            # its input on.
+            return type(self.module).forward(self.module, x)
         return self.fn(x)
 
 
