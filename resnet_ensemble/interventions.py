@@ -244,6 +244,20 @@ def _split_call(
     return kwargs[name], {k: v for k, v in kwargs.items() if k != name}
 
 
+_CACHE_KEYS = ("cache", "past_key_values", "past_key_value", "layer_past")
+
+
+def _refuse_cache(call: dict[str, Any], runner: nn.Module) -> None:
+    """A KV cache handed to a patched layer would be written by deleted or moved layers (or
+    not at all), and be stale or mis-indexed at the next step: refuse it."""
+    if call.get("use_cache") or any(call.get(k) is not None for k in _CACHE_KEYS):
+        raise ValueError(
+            f"a KV cache reached {type(runner).__name__} while blocks are deleted or moved; such "
+            "a cache would be stale or mis-indexed, so call the model with use_cache=False "
+            "(generate(..., use_cache=False))"
+        )
+
+
 @contextlib.contextmanager
 def _caches_off(model: nn.Module) -> Iterator[None]:
     """A model with a KV cache (``config.use_cache``) runs without one while patched."""
@@ -278,6 +292,7 @@ def _patched(
 
         def forward(*args: Any, **kwargs: Any) -> Tensor:
             x, extra = _split_call(signature, args, kwargs)
+            _refuse_cache(extra, runner)
             if context is not None:
                 context.set(extra)
             handoff["out"] = out = run_steps(found, my_steps, x)

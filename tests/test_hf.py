@@ -1,0 +1,247 @@
+"""Hugging Face ResNet, ViT and decoder LMs against forward hooks that zero the residual branch
+inside transformers' own forward, called as users call them (keywords, attention masks,
+ModelOutputs), and perplexity against a hand computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from resnet_ensemble import evaluate_routes, lesion, residual_blocks, route
+from resnet_ensemble.anatomy import anatomy
+
+from .zoo_reference import no_patches, randomize_norms, same_state, state_copy, zeroed
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+
+VOCAB = 61
+
+
+def _decoder(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    T = transformers
+    small = {
+        "vocab_size": VOCAB,
+        "num_hidden_layers": 3,
+        "hidden_size": 32,
+        "num_attention_heads": 4,
+        "intermediate_size": 48,
+    }
+    if kind == "gpt2":
+        model = T.GPT2LMHeadModel(
+            T.GPT2Config(
+                vocab_size=VOCAB,
+                n_layer=3,
+                n_embd=32,
+                n_head=4,
+                n_positions=64,
+                bos_token_id=0,
+                eos_token_id=0,
+            )
+        )
+    elif kind == "llama":
+        model = T.LlamaForCausalLM(T.LlamaConfig(num_key_value_heads=2, **small))
+    elif kind == "mistral":
+        model = T.MistralForCausalLM(T.MistralConfig(num_key_value_heads=2, **small))
+    elif kind == "qwen2":
+        model = T.Qwen2ForCausalLM(T.Qwen2Config(num_key_value_heads=2, **small))
+    elif kind == "neox":
+        model = T.GPTNeoXForCausalLM(T.GPTNeoXConfig(**small))
+    elif kind == "neox-sequential":
+        model = T.GPTNeoXForCausalLM(T.GPTNeoXConfig(use_parallel_residual=False, **small))
+    else:
+        raise AssertionError(kind)
+    return randomize_norms(model).eval()
+
+
+def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    base = model.base_model
+    return list(base.h if hasattr(base, "h") else base.layers)
+
+
+def _branch_ends(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Unit 2i: the attention module (its output tuple's first item); 2i + 1: the MLP."""
+    ends = []
+    for layer in _layers(model):
+        attn = next(
+            getattr(layer, a) for a in ("self_attn", "attn", "attention") if hasattr(layer, a)
+        )
+        ends += [attn, layer.mlp]
+    return ends
+
+
+def _tokens(seed: int, batch: int = 2, length: int = 7) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+DECODERS = ["gpt2", "llama", "mistral", "qwen2", "neox", "neox-sequential"]
+
+
+@pytest.mark.parametrize("kind", DECODERS)
+def test_decoder_units_and_lesion_under_the_models_own_call(kind: str) -> None:
+    model = _decoder(kind)
+    blocks = residual_blocks(model)
+    ends = _branch_ends(model)
+    assert [b.module for b in blocks] == ends  # unit 2i attention, 2i + 1 MLP
+    assert anatomy(model).task == "language"
+    ids = _tokens(1)
+    mask = torch.ones_like(ids)
+    mask[0, -2:] = 0  # padding at the end of the first row
+    before, state = model(input_ids=ids, attention_mask=mask).logits.detach(), state_copy(model)
+    for drop in ([0], [3], [1, 2, 5]):
+        with torch.no_grad(), zeroed([ends[i] for i in drop]):
+            expected = model(input_ids=ids, attention_mask=mask).logits
+        with torch.no_grad(), lesion(model, drop=drop):
+            out = model(input_ids=ids, attention_mask=mask)
+        assert isinstance(out, transformers.utils.ModelOutput)
+        assert not torch.allclose(expected, before, atol=1e-4)
+        torch.testing.assert_close(out.logits, expected, atol=1e-5, rtol=1e-5)
+    after = model(input_ids=ids, attention_mask=mask).logits.detach()
+    assert torch.equal(after, before) and same_state(model, state) and no_patches(model)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "neox"])
+def test_decoder_engine_equals_the_hooked_model(kind: str) -> None:
+    model = _decoder(kind)
+    ends = _branch_ends(model)
+    data = [_tokens(2), _tokens(3, batch=3, length=5)]
+    kept = [0, 2, 3, 4, 5]  # unit 1 (layer 0's MLP) deleted
+    with torch.no_grad(), zeroed([ends[1]]):
+        logits = [model(ids).logits for ids in data]
+    nll = sum(
+        F.cross_entropy(
+            lg[:, :-1].reshape(-1, VOCAB).double(), ids[:, 1:].reshape(-1), reduction="sum"
+        )
+        for lg, ids in zip(logits, data, strict=True)
+    )
+    tokens = sum(ids[:, 1:].numel() for ids in data)
+    loss, ppl = (evaluate_routes(model, data, [kept], metric=m)[0] for m in ("loss", "perplexity"))
+    assert loss == pytest.approx(float(nll) / tokens, rel=1e-6)
+    assert ppl == pytest.approx(math.exp(float(nll) / tokens), rel=1e-6)
+
+
+def test_gpt2_perplexity_with_a_unit_deleted_equals_a_hand_computation() -> None:
+    model = _decoder("gpt2")
+    ends = _branch_ends(model)
+    ids = _tokens(4, batch=3, length=9)
+    with torch.no_grad(), zeroed([ends[2]]):  # layer 1's attention
+        logits = model(ids).logits.double()
+    logp = logits.log_softmax(dim=-1)
+    total, count = 0.0, 0
+    for b in range(ids.shape[0]):
+        for t in range(ids.shape[1] - 1):
+            total -= float(logp[b, t, ids[b, t + 1]])
+            count += 1
+    (ppl,) = evaluate_routes(model, [ids], [[0, 1, 3, 4, 5]])  # perplexity: the LM default
+    assert ppl == pytest.approx(math.exp(total / count), rel=1e-6)
+
+
+def test_route_that_repeats_a_layer_equals_running_that_layer_twice() -> None:
+    model = _decoder("llama")
+    layer0 = model.model.layers[0]
+
+    def again(module, args, kwargs, out):  # noqa: ANN001, ANN202
+        return type(module).forward(module, out, **kwargs)
+
+    ids = _tokens(5)
+    handle = layer0.register_forward_hook(again, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            expected = model(ids, use_cache=False).logits  # a cache would grow on the rerun
+    finally:
+        handle.remove()
+    with torch.no_grad(), route(model, [0, 1, 0, 1, 2, 3, 4, 5]):
+        got = model(ids).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"block 1 .* must run right after block 0"):
+        with route(_decoder("neox"), [1, 0, 2, 3, 4, 5]):
+            pass
+
+
+def _cache(out: object) -> object:
+    return out.get("cache", out.get("past_key_values"))  # type: ignore[attr-defined]
+
+
+def test_kv_caches_are_off_under_an_intervention_and_come_back_after() -> None:
+    model = _decoder("qwen2")
+    assert model.config.use_cache
+    ids = _tokens(6)
+    with torch.no_grad(), lesion(model, drop=[2]):
+        assert _cache(model(ids)) is None
+        with pytest.raises(ValueError, match="use_cache=False"):
+            model(ids, use_cache=True)
+    assert model.config.use_cache and _cache(model(ids)) is not None
+    assert no_patches(model)
+
+
+def _hf_resnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = transformers.ResNetConfig(
+        num_channels=1,
+        embedding_size=8,
+        hidden_sizes=[16, 24, 32],
+        depths=[2, 1, 2],
+        layer_type="bottleneck",
+        num_labels=10,
+    )
+    return randomize_norms(transformers.ResNetForImageClassification(config)).eval()
+
+
+def test_hf_resnet_lesion_equals_zeroed_branches() -> None:
+    model = _hf_resnet()
+    layers = [layer for st in model.resnet.encoder.stages for layer in st.layers]
+    blocks = residual_blocks(model)
+    assert [b.module for b in blocks] == layers
+    assert [b.downsamples for b in blocks] == [True, False, True, True, False]
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(7))
+    before = model(pixel_values=x).logits.detach()
+    for drop in ([1], [0, 4], [3]):
+        with torch.no_grad(), zeroed([layers[i].layer for i in drop]):
+            expected = model(pixel_values=x).logits
+        with torch.no_grad(), lesion(model, drop=drop):
+            got = model(pixel_values=x).logits
+        assert not torch.allclose(expected, before, atol=1e-4)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(model(pixel_values=x).logits.detach(), before) and no_patches(model)
+    y = torch.tensor([1, 2, 3])
+    with torch.no_grad(), zeroed([layers[4].layer]):
+        top1 = (model(x).logits.argmax(1) != y).float().mean().item()
+    assert evaluate_routes(model, [(x, y)], [[0, 1, 2, 3]]) == pytest.approx([top1])
+
+
+def test_hf_vit_units_and_lesion_equal_zeroed_branches() -> None:
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        image_size=16,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        num_labels=5,
+    )
+    model = randomize_norms(transformers.ViTForImageClassification(config)).eval()
+    ends = [m for layer in model.vit.layers for m in (layer.attention, layer.mlp)]
+    assert [b.module for b in residual_blocks(model)] == ends
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    for drop in ([0], [3], [1, 2]):
+        with torch.no_grad(), zeroed([ends[i] for i in drop]):
+            expected = model(pixel_values=x).logits
+        with torch.no_grad(), lesion(model, drop=drop):
+            got = model(pixel_values=x, return_dict=True).logits
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        (loss,) = evaluate_routes(
+            model,
+            [(x, torch.tensor([0, 4]))],
+            [[i for i in range(4) if i not in drop]],
+            metric="loss",
+        )
+        assert loss == pytest.approx(
+            F.cross_entropy(expected, torch.tensor([0, 4])).item(), rel=1e-5
+        )
+    assert no_patches(model)
