@@ -131,7 +131,7 @@ GPU = Sizes(
     sweep_depth=110,
     sweep_images=10_000,
     sweep_batch=256,
-    sweep_repeats=2,
+    sweep_repeats=1,  # after a warm-up, on a GPU of its own: time goes to 10,000 images instead
     multi_images=2_000,
     multi_max_k=10,
     multi_samples=4,
@@ -154,7 +154,7 @@ GPU = Sizes(
 
 DRY = Sizes(
     budget_s=115,
-    budgets={"env": 10, "tests": 25, "training": 15, "sweeps": 25, "gradients": 15, "paper": 25},
+    budgets={"env": 8, "tests": 35, "training": 15, "sweeps": 20, "gradients": 12, "paper": 25},
     train_models=("resnet8",),
     train_batch=4,
     train_image=16,
@@ -712,43 +712,69 @@ def exhaustive_series(sec: Section) -> None:
         sec.save()
 
 
+def forward_cost(depth: int, batch: int, device: str) -> float:
+    """Seconds per image of one full forward of a ResNet-``depth`` (best of 3, after a warm-up):
+    what one route costs the naive loop, to size the cases to the budget before they start."""
+    import torch
+    from bench_engine import _batches, _model
+
+    model = _model(depth, device)
+    x = _batches(batch, batch, device)[0][0]
+    with torch.inference_mode():
+        model(x)
+        return min(_timed(lambda: model(x), device)[1] for _ in range(3)) / batch
+
+
+def _fit(sec: Section, wanted: int, per_image_s: float, share: float) -> int:
+    """The most images, in whole batches and at most ``wanted``, whose predicted time fits
+    ``share`` of the section's time left."""
+    batch = sec.sizes.sweep_batch
+    fits = int(share * sec.left() / max(per_image_s, 1e-12)) // batch * batch
+    images = min(wanted, max(batch, fits))
+    if images < wanted:
+        sec.note(f"{wanted:,} images would not fit the budget: {images:,} instead")
+    return images
+
+
 def section_sweeps(sec: Section) -> None:
-    sz = sec.sizes
-    sec.item(
-        f"single, resnet{sz.sweep_depth}, {sz.sweep_images} images",
-        lambda: _case(sec, "single", sz.sweep_depth, sz.sweep_images),
+    sz, device = sec.sizes, sec.device
+    depth, n = sz.sweep_depth, 3 * ((sz.sweep_depth - 2) // 6)
+    d_ex = sz.naive_exhaustive_depth
+    n_ex = 3 * ((d_ex - 2) // 6)
+    costs = sec.item(
+        "forward cost probe",
+        lambda: {
+            f"resnet{d}_s_per_image": forward_cost(d, sz.sweep_batch, device) for d in (depth, d_ex)
+        },
     )
+    # Predicted seconds per image of each case (best of `repeats`, naive, auto, prefix and mask
+    # interleaved, then bench_engine's 6 timed calls per piece for the timed limit); rough, only
+    # to keep one case from taking the whole section.
+    c = costs[f"resnet{depth}_s_per_image"] if costs else 0.0
+    c_ex = costs[f"resnet{d_ex}_s_per_image"] if costs else 0.0
+    reps = sz.sweep_repeats
+    single = _fit(sec, sz.sweep_images, c * (reps * (n + 1) * 3.5 + 12), 0.5)
     sec.item(
-        f"multi, resnet{sz.sweep_depth}, {sz.multi_images} images",
-        lambda: _case(
-            sec,
-            "multi",
-            sz.sweep_depth,
-            sz.multi_images,
-            max_k=sz.multi_max_k,
-            samples=sz.multi_samples,
-        ),
+        f"single, resnet{depth}, {single} images",
+        lambda: _case(sec, "single", depth, single),
     )
-    d = sz.naive_exhaustive_depth
+    routes = sz.multi_max_k * sz.multi_samples + 1
+    multi = _fit(sec, sz.multi_images, c * (reps * routes * 3.5 + 12), 0.25)
     sec.item(
-        f"exhaustive, resnet{d}, {sz.naive_exhaustive_images} images",
-        lambda: _case(sec, "exhaustive", d, sz.naive_exhaustive_images, compare_mask=False),
+        f"multi, resnet{depth}, {multi} images",
+        lambda: _case(sec, "multi", depth, multi, max_k=sz.multi_max_k, samples=sz.multi_samples),
+    )
+    ex = _fit(sec, sz.naive_exhaustive_images, c_ex * (reps * 2**n_ex + 12), 0.25)
+    sec.item(
+        f"exhaustive, resnet{d_ex}, {ex} images",
+        lambda: _case(sec, "exhaustive", d_ex, ex, compare_mask=False),
     )
     exhaustive_series(sec)
-    single = next((i for i in sec.items if i["name"].startswith("single") and "values" in i), None)
-    need = 0.6 * single["seconds"] if single else 0.0
+    done = next((i for i in sec.items if i["name"].startswith("single") and "values" in i), None)
     sec.item(
-        f"single bf16, resnet{sz.sweep_depth}, {sz.sweep_images} images",
-        lambda: _case(
-            sec,
-            "single",
-            sz.sweep_depth,
-            sz.sweep_images,
-            dtype="bf16",
-            compare_mask=False,
-            repeats=1,
-        ),
-        need=need,
+        f"single bf16, resnet{depth}, {single} images",
+        lambda: _case(sec, "single", depth, single, dtype="bf16", compare_mask=False, repeats=1),
+        need=0.6 * done["seconds"] / reps if done else 0.0,
     )
 
 
@@ -977,6 +1003,10 @@ def child_main(args: argparse.Namespace) -> int:
         args.child, Path(args.partial), float(args.deadline), sizes, options["device"], options
     )
     sec.save()
+    with contextlib.suppress(Exception):  # Linux: die with the parent, whatever kills it
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     fault = os.environ.get(FAULT_ENV, "")
     if fault == f"{args.child}:crash":
         raise SystemExit(f"RuntimeError: injected crash in section {args.child}")
@@ -1064,14 +1094,18 @@ def run_section(name: str, report: Report, deadline: float, argv0: str) -> None:
             json.dumps(report.options),
         ]
         stderr = Path(tmp) / "stderr.txt"
-        with open(stderr, "w") as err_file:
+        with open(stderr, "w") as err_file, open(stderr, errors="replace") as follow:
+            # Its own process group (not a session: the run tool's kill must still reach it),
+            # so that a timeout ends the section's children (pytest) too.
             proc = subprocess.Popen(
-                cmd, cwd=ROOT, stdout=err_file, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, cwd=ROOT, stdout=err_file, stderr=subprocess.STDOUT, preexec_fn=os.setpgrp
             )
+            _CHILDREN.add(proc.pid)
             seen = 0.0
             timed_out = False
             while proc.poll() is None:
                 time.sleep(0.5)
+                sys.stderr.write(follow.read())  # the section's progress, live, into the log
                 with contextlib.suppress(OSError):
                     mtime = partial.stat().st_mtime
                     if mtime != seen:
@@ -1080,11 +1114,12 @@ def run_section(name: str, report: Report, deadline: float, argv0: str) -> None:
                         report.write()
                 if time.time() > now + timeout:
                     timed_out = True
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+                    _kill(proc.pid)
                     proc.wait()
+            _kill(proc.pid)  # whatever it left behind
+            _CHILDREN.discard(proc.pid)
+            sys.stderr.write(follow.read())
         tail = stderr.read_text(errors="replace")
-        sys.stderr.write(tail)
         _merge(entry, partial)
         entry["seconds"] = round(time.time() - now, 1)
         if timed_out:
@@ -1105,6 +1140,22 @@ def run_section(name: str, report: Report, deadline: float, argv0: str) -> None:
             if bad:
                 entry["error"] = f"{bad[0]['name']}: {bad[0].get('error')}"
     report.write()
+
+
+_CHILDREN: set[int] = set()
+
+
+def _kill(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    """Killed from outside (the run tool's timeout, ^C): end the running section's processes;
+    the reports already hold everything that finished."""
+    for pgid in list(_CHILDREN):
+        _kill(pgid)
+    sys.exit(128 + signum)
 
 
 def _merge(entry: dict[str, Any], partial: Path) -> None:
@@ -1400,7 +1451,10 @@ def main(argv: list[str] | None = None) -> int:
         "sections": sections,
         "checkpoint": args.checkpoint,
         "data_dir": args.data_dir,
+        "out": str(args.out),
     }
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     report = Report(args.out, "dry run, CPU, toy sizes" if args.dry_run else "GPU", options, sizes)
     deadline = report.started + sizes.budget_s
     report.write()

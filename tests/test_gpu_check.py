@@ -92,3 +92,46 @@ def test_a_hung_section_is_stopped_at_its_budget_and_the_reports_are_written(
     env = report["sections"]["env"]
     assert env["status"] == "timed out" and "budget" in env["error"]
     assert took < 30
+
+
+def test_killed_from_outside_it_ends_its_section_and_keeps_the_reports(tmp_path: Path) -> None:
+    """The run tool's timeout kills the command: no section process may live on."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPU_CHECK_FAULT": "env:hang"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--dry-run",
+            "--out",
+            str(tmp_path),
+            "--sections",
+            "env",
+            "--budget",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    report = tmp_path / "gpu_check.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the hung section has started
+        if report.exists() and "env" in json.loads(report.read_text())["sections"]:
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.terminate()
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    time.sleep(0.5)
+    left = [p for p in Path("/proc").glob("[0-9]*") if str(tmp_path) in _cmdline(p)]
+    assert not left, "a section's process outlived the run"
+    assert json.loads(report.read_text())["sections"]["env"]["status"] == "running"
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
