@@ -207,6 +207,19 @@ def _hf_auto_class(config: Any, folder: Path) -> Any:
     )
 
 
+def _quietly(load: Callable[[], Any]) -> Any:
+    """Run a transformers load without its progress bar, which would break one-line output."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return load()
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def load_hf(
     spec: str,
     folder_text: str,
@@ -239,7 +252,7 @@ def load_hf(
     has_own = any((folder / f).is_file() for f in _HF_WEIGHTS)
     sha = None
     if weights_file is None and has_own:
-        model = auto.from_pretrained(folder, local_files_only=True)
+        model = _quietly(lambda: auto.from_pretrained(folder, local_files_only=True))
     else:
         model = auto.from_config(config)
         if weights_file is not None:
