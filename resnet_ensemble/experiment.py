@@ -82,9 +82,16 @@ class Experiment:
 
     def gradient_split(self, split: str = "auto") -> str:
         """The split gradient batches come from: the paper's training split where the dataset
-        has one ("auto"); the embedded and synthetic data have only a test split."""
+        has one ("auto"); the embedded and synthetic data have only a test split, and an
+        ImageNet folder often only ``val/``."""
         if split == "auto":
-            return "test" if self.dataset_name in ("embedded", "synthetic") else "train"
+            if self.dataset_name in ("embedded", "synthetic"):
+                return "test"
+            try:
+                load_dataset(self.dataset_name, "train", data_dir=self.data_dir, limit=1)
+            except FileNotFoundError:
+                return "test"
+            return "train"
         if split == "train" and self.dataset_name == "embedded":
             raise ValueError(
                 "the embedded data are a held-out test subset with no training split: use "

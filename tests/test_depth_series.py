@@ -96,3 +96,52 @@ def test_a_folder_without_analyses_is_refused_in_one_line(tmp_path: Path) -> Non
     result = _invoke("depth", str(tmp_path))
     assert result.exit_code == 1
     assert "no analysed networks under" in result.stderr
+
+
+def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import torch
+
+    from resnet_ensemble.checkpoints import load_checkpoint, load_model
+    from resnet_ensemble.training import TrainConfig, train
+
+    train_dir, out = tmp_path / "train", tmp_path / "checkpoints"
+    train_dir.mkdir()
+    config = TrainConfig(
+        arch="resnet8", dataset="fashion-mnist", out=train_dir / "r8.pt", epochs=1, limit=64,
+        test_limit=64, batch_size=32, device="cpu", num_workers=0, active_blocks=2,
+    )  # fmt: skip
+    result = train(config, progress=False)
+    unfinished = TrainConfig(**{**config.__dict__, "out": train_dir / "late.pt", "epochs": 2})
+    with pytest.raises(KeyboardInterrupt):  # a run stopped after its first epoch
+        train(
+            TrainConfig(**{**unfinished.__dict__, "log": _interrupt_after_epoch_1}),
+            progress=False,
+        )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "experiments" / "depth_series_export.py"), "--train",
+         str(train_dir), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "skip" in proc.stdout and not (out / "late.pt").exists()  # unfinished: left alone
+    raw = load_checkpoint(out / "r8.pt")
+    assert raw["optimizer_state"] is None and "extra" not in raw
+    floats = [v for v in raw["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    exported = load_model(str(out / "r8.pt"), device="cpu").model.state_dict()
+    for key, value in result.model.state_dict().items():
+        expected = value.half().float() if value.is_floating_point() else value
+        assert torch.equal(exported[key].float() if value.is_floating_point() else exported[key],
+                           expected), key  # fmt: skip
+    meta = raw["metadata"]
+    assert meta["weights_dtype"] == "float16" and meta["trained_sha256"]
+    assert 0 <= meta["test_error_float16"] <= 1 and 0 <= meta["test_error_float16_unscaled"] <= 1
+
+
+def _interrupt_after_epoch_1(line: str) -> None:
+    if line.startswith("epoch 1/2"):
+        raise KeyboardInterrupt

@@ -77,3 +77,20 @@ def test_subnetworks_runs_on_the_embedded_default(env: dict[str, str], tmp_path:
     table = pd.read_csv(tmp_path / "out" / "paths.subnetworks.csv")
     assert table.num_kept.between(0, 15).all()
     assert (tmp_path / "out" / "figures" / "subnetworks.png").is_file()
+
+
+def test_depth_series_analysis_runs_on_a_tiny_series(env: dict[str, str], tmp_path: Path) -> None:
+    from .conftest import save_tiny_checkpoint
+
+    (tmp_path / "series" / "checkpoints").mkdir(parents=True)
+    save_tiny_checkpoint(tmp_path / "series" / "checkpoints" / "resnet14.pt", 14, 1)
+    _run(
+        "depth_series_analyse.sh", env, tmp_path, ROOT="series", NETWORKS="resnet14 resnet20",
+        TEST_IMAGES="40", SAMPLES="1", GRADIENT_IMAGES="4", GRADIENT_BATCHES="2",
+        SAMPLES_PER_LENGTH="1", MAX_EXHAUSTIVE="3", SUBNETWORK_IMAGES="10",
+    )  # fmt: skip
+    multi = pd.read_csv(tmp_path / "series" / "resnet14" / "tables" / "multi_resnet.csv")
+    assert multi.k.max() == 3  # k up to n / 2 for 6 blocks
+    depth = pd.read_csv(tmp_path / "series" / "depth.csv")
+    assert depth.network.tolist() == ["resnet14"]  # resnet20 has no checkpoint: skipped
+    assert (tmp_path / "series" / "figures" / "depth_single_block.png").is_file()

@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_ensemble.models import build_builtin, cifar_resnet, plain_net, survival_probabilities
+from resnet_ensemble.models import (
+    build_builtin,
+    cifar_resnet,
+    plain_net,
+    survival_probabilities,
+    unscaled_residuals,
+)
 from resnet_ensemble.models.cifar import BasicBlock, PlainBlock, PreActBlock
 
 from .conftest import randomize_batchnorm
@@ -120,3 +126,20 @@ def test_builtin_names(name: str) -> None:
 def test_bad_builtin_names(bad: str) -> None:
     with pytest.raises(ValueError, match="6n"):
         build_builtin(bad)
+
+
+def test_unscaled_residuals_drops_the_test_time_scaling_and_restores_it() -> None:
+    torch.manual_seed(0)
+    model = randomize_batchnorm(cifar_resnet(8, active_blocks=2)).eval()  # K/n = 2/3
+    blk = model.layer1[0]
+    x = torch.randn(2, 16, 8, 8)
+    full = blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x)))))
+    torch.testing.assert_close(blk.residual(x), full * (2 / 3))
+    with unscaled_residuals(model):
+        torch.testing.assert_close(blk.residual(x), full)
+    torch.testing.assert_close(blk.residual(x), full * (2 / 3))
+    with pytest.raises(RuntimeError), unscaled_residuals(model):
+        raise RuntimeError("the body fails")
+    assert all(
+        m.survival == pytest.approx(2 / 3) for m in model.modules() if hasattr(m, "survival")
+    )

@@ -12,7 +12,13 @@ from typing import Any
 
 from torch import nn
 
-from .cifar import CifarResNet, cifar_resnet, plain_net, survival_probabilities
+from .cifar import (
+    CifarResNet,
+    cifar_resnet,
+    plain_net,
+    survival_probabilities,
+    unscaled_residuals,
+)
 
 __all__ = [
     "BUILTIN_ARCH_PATTERN",
@@ -22,6 +28,7 @@ __all__ = [
     "parse_arch",
     "plain_net",
     "survival_probabilities",
+    "unscaled_residuals",
 ]
 
 BUILTIN_ARCH_PATTERN = (

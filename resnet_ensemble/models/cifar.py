@@ -15,6 +15,8 @@ delete, reorder and decompose it without guessing (the native adapter in ``anato
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -32,6 +34,7 @@ __all__ = [
     "cifar_resnet",
     "plain_net",
     "survival_probabilities",
+    "unscaled_residuals",
 ]
 
 
@@ -235,6 +238,26 @@ class PlainBlock(_CifarBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.residual(x)
+
+
+@contextlib.contextmanager
+def unscaled_residuals(model: nn.Module) -> Iterator[nn.Module]:
+    """Evaluate a stochastic-depth or effective-path network without the test-time scaling of
+    its residuals (survival probability, or K/n), restoring it afterwards.
+
+    The paper does not say how it evaluated its effective-path network; the scaled evaluation
+    (the default, as stochastic depth does) matches the activations its BatchNorm statistics
+    saw in training, and this gives the other reading for comparison.
+    """
+    scales = [m for m in model.modules() if isinstance(m, _ResidualScale)]
+    before = [m.survival for m in scales]
+    try:
+        for m in scales:
+            m.survival = 1.0
+        yield model
+    finally:
+        for m, value in zip(scales, before, strict=True):
+            m.survival = value
 
 
 def survival_probabilities(num_blocks: int, final: float | None) -> list[float]:

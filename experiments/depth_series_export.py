@@ -1,0 +1,107 @@
+"""Export the finished runs of the depth series as committed inference checkpoints.
+
+``ensemble-lesion train`` writes the optimizer's momentum, the RNG states and the history into
+its checkpoint so that ``--resume`` continues exactly. The analyses need only the weights and
+what rebuilds the model. To keep the whole series (eleven networks, 9 to 54 blocks) under the
+30 MB the repository allows, the weights are stored in float16 (BatchNorm statistics included);
+they are loaded back into float32, and every committed analysis runs from these files, so the
+committed tables are exactly what the files give. The float16 rounding moves test error by at
+most a few images: each file's metadata gives the test error before and after it.
+
+    python experiments/depth_series_export.py [--train results/depth/train] \\
+        [--out results/depth/checkpoints]
+
+A run is exported once its history holds all its epochs; unfinished runs are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+from pathlib import Path
+
+import torch
+
+from resnet_ensemble.checkpoints import file_sha256, load_checkpoint, load_model, save_checkpoint
+from resnet_ensemble.data import load_dataset
+from resnet_ensemble.experiment import open_experiment
+from resnet_ensemble.models import unscaled_residuals
+
+
+def _test_error(spec: str, dataset: str, *, unscaled: bool = False) -> float:
+    """Top-1 error on the whole test split; ``unscaled``: without the residual scaling of a
+    stochastic-depth or effective-path network (``models.unscaled_residuals``)."""
+    exp = open_experiment(spec, dataset=dataset, device="cpu")
+    wrong = total = 0
+    scaling = unscaled_residuals(exp.model) if unscaled else contextlib.nullcontext()
+    with torch.no_grad(), scaling:
+        for x, y in exp.loader():
+            wrong += int((exp.model(x).argmax(1) != y).sum())
+            total += len(y)
+    return wrong / total
+
+
+def export(train_ckpt: Path, out: Path) -> bool:
+    raw = load_checkpoint(train_ckpt)
+    metadata = dict(raw["metadata"])
+    history = train_ckpt.with_name(f"{train_ckpt.stem}.history.csv")
+    rows = list(csv.DictReader(history.open())) if history.exists() else []
+    if len(rows) < int(metadata["epochs"]):
+        print(f"skip {train_ckpt}: {len(rows)} of {metadata['epochs']} epochs")
+        return False
+    loaded = load_model(str(train_ckpt), device="cpu")
+    load_dataset(raw["dataset"], "test", limit=1)  # the data must be there to measure
+    metadata["trained_sha256"] = loaded.sha256
+    metadata["weights_dtype"] = "float16"
+    metadata["test_error_float32"] = _test_error(str(train_ckpt), raw["dataset"])
+    save_checkpoint(
+        out,
+        loaded.model.half(),
+        arch=raw["arch"],
+        arch_kwargs=raw["arch_kwargs"],
+        dataset=raw["dataset"],
+        metadata=metadata,
+        epoch=raw.get("epoch"),
+        normalization=(raw["normalization"]["mean"], raw["normalization"]["std"]),
+    )
+    after = _test_error(str(out), raw["dataset"])
+    metadata["test_error_float16"] = after
+    if (raw.get("arch_kwargs") or {}).get("active_blocks"):  # the paper does not say which
+        metadata["test_error_float16_unscaled"] = _test_error(
+            str(out), raw["dataset"], unscaled=True
+        )
+    save_checkpoint(
+        out,
+        load_model(str(out), device="cpu").model.half(),
+        arch=raw["arch"],
+        arch_kwargs=raw["arch_kwargs"],
+        dataset=raw["dataset"],
+        metadata=metadata,
+        epoch=raw.get("epoch"),
+        normalization=(raw["normalization"]["mean"], raw["normalization"]["std"]),
+    )
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, sha256 {file_sha256(out)[:12]}): test "
+        f"error {100 * metadata['test_error_float32']:.2f}% in float32, {100 * after:.2f}% from "
+        "the float16 file"
+    )
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, default=Path("results/depth/train"))
+    parser.add_argument("--out", type=Path, default=Path("results/depth/checkpoints"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for ckpt in sorted(args.train.glob("*.pt")):
+        target = args.out / ckpt.name
+        if target.exists():
+            print(f"have {target}")
+            continue
+        export(ckpt, target)
+
+
+if __name__ == "__main__":
+    main()
