@@ -482,10 +482,23 @@ def section_tests(sec: Section) -> None:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         device = f"cuda:{count}" if count else "cuda"
         res = subprocess.run(
-            [sys.executable, "-m", "resnet_ensemble", "--drop-block", "1", "--limit", "8",
-             "--device", device],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(5, sec.left() - 3),
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "resnet_ensemble",
+                "--drop-block",
+                "1",
+                "--limit",
+                "8",
+                "--device",
+                device,
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=max(5, sec.left() - 3),
+        )
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         expected = "CUDA device(s)" if count else "CUDA is not available"
         if res.returncode != 1 or len(lines) != 1 or expected not in lines[0]:
@@ -705,10 +718,14 @@ def exhaustive_series(sec: Section) -> None:
         (n1, t1), (n2, t2) = sorted(best_by_n.items())[-2:]
         factor = (t2 / t1) ** (1 / (n2 - n1))
         at20 = t2 * factor ** (20 - n2) * 10_000 / sz.exhaustive_images
-        values = {"per_block_factor": round(factor, 3), "from_n": [n1, n2],
-                  "n20_10000_images_s": round(at20)}  # fmt: skip
-        sec.items.append({"name": "extrapolation", "status": "ok", "seconds": 0.0,
-                          "values": values})  # fmt: skip
+        values = {
+            "per_block_factor": round(factor, 3),
+            "from_n": [n1, n2],
+            "n20_10000_images_s": round(at20),
+        }
+        sec.items.append(
+            {"name": "extrapolation", "status": "ok", "seconds": 0.0, "values": values}
+        )
         sec.save()
 
 
@@ -938,9 +955,20 @@ def paper_inputs(sec: Section, tmp: Path) -> dict[str, Any]:
     if dataset == "fashion-mnist":
         if fashion is False or sec.options.get("dry_run"):
             dataset = "embedded"  # the 2,000 Fashion-MNIST test images shipped in the package
-            label += "; data: the 2,000 embedded Fashion-MNIST test images (no Fashion-MNIST files)"
+            why = "dry run" if sec.options.get("dry_run") else "no Fashion-MNIST files found"
+            label += f"; data: the 2,000 embedded Fashion-MNIST test images ({why})"
         else:
+            from resnet_ensemble.data import load_dataset
+
             data_dir = fashion or None
+            sizes = {
+                sp: len(load_dataset(dataset, sp, data_dir=data_dir)) for sp in ("test", "train")
+            }
+            label += (
+                f"; data: Fashion-MNIST from {_rel(Path(data_dir)) if data_dir else 'the system'}"
+                f", {sizes['test']:,} test images, {sizes['train']:,} training images (the "
+                "gradient batches are drawn from these)"
+            )
     return {"spec": spec, "dataset": dataset, "data_dir": data_dir, "label": label}
 
 
@@ -1201,8 +1229,10 @@ def _md_env(items: list[dict[str, Any]]) -> list[str]:
 def _md_tests(items: list[dict[str, Any]]) -> list[str]:
     tests = [t for v in _ok(items) for t in v.get("tests", [])]
     rows = [[t["id"], t["outcome"], f"{t['seconds']:.1f}", t.get("message", "")] for t in tests]
-    rows += [[f"`--device {v['device']}` refused", "passed", "", v["message"]]
-             for v in _ok(items, "refusal")]  # fmt: skip
+    rows += [
+        [f"`--device {v['device']}` refused", "passed", "", v["message"]]
+        for v in _ok(items, "refusal")
+    ]
     return _table(["test", "outcome", "s", "message"], rows) if rows else []
 
 

@@ -2,9 +2,10 @@
 # Run HERE (the machine with internet and the repo), before a GPU session: puts into .gpu_carry/
 # (ignored by git) what the GPU machine lacks, for the run tool's `carry`:
 #   commit.txt       the commit (and whether the tree was dirty) the reports will name
-#   fashion-mnist/   the 10,000 Fashion-MNIST test images (t10k-*.gz, 4.3 MB); the train split is
-#                    a valid one-image stand-in (the paper section analyses and never trains,
-#                    and the real 26 MB would crowd the 64 MiB the working tree may take)
+#   fashion-mnist/   the 10,000 Fashion-MNIST test images (t10k-*.gz, 4.3 MB) and the first
+#                    10,000 training images (FASHION_TRAIN_IMAGES; 4.4 MB): the paper section
+#                    never trains, but draws its gradient batches from the train split, and all
+#                    60,000 (26 MB) would crowd the 64 MiB the working tree may take
 #   checkpoints/     resnet110.pt of the depth series, only when git ignores it (tracked and
 #                    untracked-but-not-ignored files travel with the working tree anyway)
 #   wheels/          pure-Python wheels of dependencies the GPU machine does not have
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 CARRY=.gpu_carry
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 FMNIST=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+TRAIN=${FASHION_TRAIN_IMAGES:-10000}  # reproduce's gradient batches are drawn from the train split
 KINDS=${DEVICE_KINDS:-/work/.library/device/KINDS.md}
 rm -rf "$CARRY"
 mkdir -p "$CARRY"
@@ -25,20 +27,24 @@ mkdir -p "$CARRY"
 { git rev-parse HEAD; [ -z "$(git status --porcelain --untracked-files=no)" ] || echo dirty; } \
   | paste -sd' ' >"$CARRY/commit.txt"
 
-# -- Fashion-MNIST: the test split as it is, the train split as a one-image stand-in ----------
-if [ -f "$FMNIST/t10k-images-idx3-ubyte.gz" ] && [ -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ]; then
+# -- Fashion-MNIST: the test split as it is, the first $TRAIN training images ---------------
+if [ -f "$FMNIST/t10k-images-idx3-ubyte.gz" ] && [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
   mkdir -p "$CARRY/fashion-mnist"
   cp "$FMNIST"/t10k-images-idx3-ubyte.gz "$FMNIST"/t10k-labels-idx1-ubyte.gz "$CARRY/fashion-mnist/"
-  "$PY" - "$CARRY/fashion-mnist" <<'EOF'
+  "$PY" - "$FMNIST" "$CARRY/fashion-mnist" "$TRAIN" <<'EOF'
 import gzip, struct, sys
 from pathlib import Path
-out = Path(sys.argv[1])
-# IDX: magic (0x0803 images / 0x0801 labels), counts, then the bytes: one blank image, label 0.
-(out / "train-images-idx3-ubyte.gz").write_bytes(
-    gzip.compress(struct.pack(">IIII", 2051, 1, 28, 28) + bytes(28 * 28)))
-(out / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(struct.pack(">II", 2049, 1) + b"\0"))
+src, out, keep = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+# IDX files: a big-endian header (magic, count[, rows, cols]) and then one byte per pixel/label.
+for name, header in (("train-images-idx3-ubyte", 16), ("train-labels-idx1-ubyte", 8)):
+    data = gzip.decompress((src / f"{name}.gz").read_bytes())
+    count = struct.unpack(">I", data[4:8])[0]
+    keep = min(keep, count)
+    item = (len(data) - header) // count
+    head = data[:4] + struct.pack(">I", keep) + data[8:header]
+    (out / f"{name}.gz").write_bytes(gzip.compress(head + data[header:header + keep * item], 6))
+print(f"fashion-mnist: the 10,000 test images and the first {keep:,} training images")
 EOF
-  echo "fashion-mnist: test split from $FMNIST (train split: a one-image stand-in)"
 else
   echo "fashion-mnist: not found in $FMNIST (set FASHION_MNIST_DIR); the paper section will use" \
        "the 2,000 embedded test images instead" >&2
