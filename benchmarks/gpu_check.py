@@ -809,17 +809,22 @@ def section_gradients(sec: Section) -> None:
     sz, device = sec.sizes, sec.device
     depth = sz.grad_depth
     n = 3 * ((depth - 2) // 6)
-    bgm._measure("ordinary", depth, 2, device)  # warm-up: CUDA context, cuDNN
+    sec.item("warm-up", lambda: bgm._measure("ordinary", depth, 2, device))  # CUDA, cuDNN
+    done: dict[str, tuple[int, float]] = {}  # way: (images, seconds) of its last measurement
     for images in sz.grad_images:
         for way in ("ordinary", "exact"):
-            sec.item(
+            last = done.get(way)
+            got = sec.item(
                 f"{way}, resnet{depth}, {images} images",
                 lambda w=way, i=images: {
                     "way": w,
                     "images": i,
                     **bgm._measure(w, depth, i, device),
                 },
+                need=1.2 * last[1] * images / last[0] if last else 0.0,
             )
+            if got:
+                done[way] = (images, got["seconds"])
 
     torch.manual_seed(0)
     model = randomize_batchnorm(cifar_resnet(depth)).eval().to(device)
@@ -1346,7 +1351,7 @@ def _md_sweeps(items: list[dict[str, Any]]) -> list[str]:
 
 
 def _md_gradients(items: list[dict[str, Any]]) -> list[str]:
-    mem = [v for v in _ok(items) if "peak_gib" in v]
+    mem = [v for v in _ok(items) if "way" in v]
     lines = _table(
         ["way", "images", "output shape", "seconds", "peak GiB"],
         [

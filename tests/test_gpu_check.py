@@ -74,6 +74,7 @@ def test_dry_run_runs_every_section_on_the_cpu_in_under_two_minutes(tmp_path: Pa
     ):
         assert f"## {title}" in markdown
     assert "random images" in markdown  # the synthetic data are said to be synthetic
+    assert "could not render" not in markdown
 
 
 def test_a_crashed_section_is_recorded_and_the_next_one_runs(tmp_path: Path) -> None:
