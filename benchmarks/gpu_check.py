@@ -1261,8 +1261,9 @@ def _md_training(items: list[dict[str, Any]]) -> list[str]:
         )
         rows.append(row)
     lines = _table(["model", *[f"{m} img/s" for m in TRAIN_MODES], "first step"], rows)
+    batch = next((v["batch"] for m in got.values() for v in m.values()), "?")
     return [
-        "Batch of 128 random images resident on the device; SGD step (forward, backward, "
+        f"Batch of {batch} random images resident on the device; SGD step (forward, backward, "
         "update); img/s after warm-up, ratio against fp32 in brackets.",
         "",
         *lines,
