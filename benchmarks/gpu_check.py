@@ -599,6 +599,7 @@ def train_throughput(name: str, mode: str, sizes: Sizes, device: str) -> dict[st
         "model": name,
         "mode": mode,
         "batch": batch,
+        "image": size,
         "steps": steps,
         "img_per_s": round(steps * batch / elapsed, 1),
         "step_ms": round(1000 * elapsed / steps, 3),
@@ -1261,9 +1262,11 @@ def _md_training(items: list[dict[str, Any]]) -> list[str]:
         )
         rows.append(row)
     lines = _table(["model", *[f"{m} img/s" for m in TRAIN_MODES], "first step"], rows)
-    batch = next((v["batch"] for m in got.values() for v in m.values()), "?")
+    first = next((v for m in got.values() for v in m.values()), {})
+    shape = f"3x{first.get('image', '?')}x{first.get('image', '?')}"
     return [
-        f"Batch of {batch} random images resident on the device; SGD step (forward, backward, "
+        f"Batch of {first.get('batch', '?')} random {shape} images resident on "
+        "the device; SGD step (forward, backward, "
         "update); img/s after warm-up, ratio against fp32 in brackets.",
         "",
         *lines,
