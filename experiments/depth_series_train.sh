@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The depth series (issue 11): ResNet-20, 32, 44, 56 and 110 (9 to 54 blocks) on the full
-# Fashion-MNIST with one recipe, plus stochastic depth at 20, 56 and 110 and the plain control.
+# Paper Fig. 3, 5a, 6 and 8 at the paper's own depth, as curves over depth (issue 11): train the
+# depth series, ResNet-20, 32, 44, 56 and 110 (9 to 54 blocks) on the full Fashion-MNIST with one
+# recipe, plus stochastic depth at 20, 56 and 110 and the plain control.
 # Effective-path training at 110 is trained by depth_series_effective_paths.sh, because its K
 # comes from the effective range measured on the trained ResNet-110.
 #
@@ -9,6 +10,10 @@
 # iterations), then a cosine schedule, for 15 epochs (not 164: a 2-core CPU, no GPU); seed 0.
 # Speed: bf16 autocast, channels_last and whole-batch tensor augmentation (benchmarks/README.md,
 # "Training"); ResNet-20 is also trained in fp32 with the same seed to check that bf16 matches.
+#
+# Expected: the paper's claims (robustness to one deletion, short effective paths) grow with depth.
+# On a CPU shared with other work, set OMP_NUM_THREADS to the cores that are free: an
+# oversubscribed OpenMP pool makes each step many times slower.
 #
 # Every run writes its checkpoint (with optimizer state) after each epoch and continues with
 # --resume, so re-running this script picks up where a killed run stopped and skips finished runs.
