@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .paths import summarize_paths
-from .results import atomic_write_text, run_metadata, sidecar_path
+from .results import atomic_write_text, check_writable, run_metadata, sidecar_path
 
 __all__ = ["DEPTH_COLUMNS", "DEPTH_K_COLUMNS", "collect_series", "write_series"]
 
@@ -232,9 +231,10 @@ def write_series(
     ``out/figures``. Returns the files written."""
     from .plots import plot_all  # seaborn is slow to import; only this step draws
 
+    table, curve = collect_series(root)  # refuses before anything is created
     out = Path(out) if out is not None else Path(root)
+    check_writable(out / "depth.csv")
     out.mkdir(parents=True, exist_ok=True)
-    table, curve = collect_series(root)
     written: list[Path] = []
     for name, frame, kind in (("depth", table, "depth"), ("depth_k", curve, "depth_k")):
         path = out / f"{name}.csv"
@@ -247,8 +247,3 @@ def write_series(
     written.append(summary)
     written += [Path(p) for p in plot_all(written[:2], out / "figures")]
     return written
-
-
-def networks_in(table: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
-    """The rows of ``variants``, in order of blocks (figures draw one line per variant)."""
-    return table[table["variant"].isin(variants)].sort_values("blocks")

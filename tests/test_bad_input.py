@@ -360,6 +360,10 @@ CASES: dict[str, Case] = {
         "Fashion-MNIST not found",
     ),
     # -- plot ----------------------------------------------------------------------------------
+    # -- depth -----------------------------------------------------------------------------------
+    "depth-nothing-analysed": C("depth {F}/emptydir", 1, "no analysed networks under"),
+    "depth-missing-folder": C("depth {F}/missing", 2, "does not exist"),
+    "depth-folder-is-file": C("depth {F}/afile", 2, "is a file"),
     "plot-wrong-columns": C("plot {F}/wrongcols.csv --out figs", 1, "not a results table"),
     "plot-empty-table": C("plot {F}/empty.csv --out figs", 1, "not a readable CSV"),
     "plot-random-bytes": C("plot {F}/random.csv --out figs", 1, "not a readable CSV"),
