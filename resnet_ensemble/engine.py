@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .anatomy import Anatomy, anatomy
-from .interventions import Step, in_order, plan_route, route, run_steps
+from .interventions import Step, in_order, plan_route, route, run_step, run_steps
 from .metrics import Metric, MetricFn, resolve_metric
 
 __all__ = [
@@ -210,15 +210,11 @@ def _walk_prefix(
     # Each stack entry holds a node and its parent's output; a node's own output is computed
     # only when it is popped, so live tensors are those on the current path plus the (shared)
     # parent outputs of pending siblings: memory grows with depth, not with the number of routes.
-    blocks = found.blocks
     stack: list[tuple[_Node, Tensor]] = [(tree.root, found.stem(x))]
     while stack:
         node, h = stack.pop()
-        s = node.step
-        if s is not None and s.transition:
-            h = found.transitions[s.block](h)
-        elif s is not None:
-            h = blocks[s.block].forward(h) if s.keep else blocks[s.block].skip(h)
+        if node.step is not None:
+            h = run_step(found, node.step, h)
         if node.routes:
             visit(node.routes, found.head(h))
         stack.extend((child, h) for child in node.children.values())

@@ -7,6 +7,10 @@ Holds:
 - ``route``, ``lesion``, ``reorder``: context managers that make ``model(x)`` follow a route and
   restore the model exactly on exit, also when the body raises
 
+Also ``Parallel`` (a group of branches that read one input, outputs averaged) and
+``parse_route`` (a route as text, ``"0-3,5x2,[6|7|8],9"``); ``painters`` builds the operations
+of "Transformer Layers as Painters" (skip, repeat, reverse, shuffle, parallel) on top of them.
+
 Route semantics: the listed blocks run whole, in the listed order, and may repeat; a block left
 out is deleted, which keeps its shortcut and whatever follows the addition. A deleted block whose
 deleted form is not the identity (a projection shortcut, a post-addition ReLU) runs where it
@@ -28,28 +32,139 @@ import numbers
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import torch
 from torch import Tensor, nn
 
 from .anatomy import Anatomy, Block, anatomy, block_shapes, describe_shape
 
-__all__ = ["Step", "in_order", "lesion", "plan_route", "reorder", "route", "run_steps"]
+__all__ = [
+    "Parallel",
+    "Step",
+    "format_route_item",
+    "in_order",
+    "lesion",
+    "parse_route",
+    "plan_route",
+    "reorder",
+    "route",
+    "run_step",
+    "run_steps",
+]
 
 
 @dataclass(frozen=True)
 class Step:
     """Run block ``block`` whole (``keep``) or deleted (residual branch zero); with
-    ``transition``, run the anatomy's transition number ``block`` instead."""
+    ``transition``, run the anatomy's transition number ``block`` instead; with ``branches``,
+    run each branch (a tuple of steps) on the same input and average their outputs (a parallel
+    group; ``block`` is then its smallest block index)."""
 
     block: int
     keep: bool = True
     transition: bool = False
+    branches: tuple[tuple[Step, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """A parallel group in a route: every branch reads the same input, and the group's output
+    is the mean of the branches' outputs, ``h + mean_b f_b(h)`` for residual branches with
+    identity shortcuts (Sun et al. 2024, "Transformer Layers as Painters"). A branch is one
+    block index or a sequence of them run in order (a whole transformer layer: ``(2i, 2i+1)``).
+
+    Example:
+        >>> with route(model, [0, 1, Parallel([2, 3, 4]), 5]):   # blocks 2-4 side by side
+        ...     logits = model(x)
+    """
+
+    branches: tuple[tuple[int, ...], ...]
+
+    def __init__(self, branches: Iterable[int | Iterable[int]]) -> None:
+        items = []
+        for b in branches:
+            if isinstance(b, numbers.Integral) and not isinstance(b, bool):
+                items.append((int(b),))
+            elif isinstance(b, (str, bytes)) or not isinstance(b, Iterable):
+                raise ValueError(
+                    f"a parallel branch must be a block index or a sequence of them, got {b!r}"
+                )
+            else:
+                items.append(tuple(b))  # checked as indices by plan_route
+        object.__setattr__(self, "branches", tuple(items))
+
+    def __repr__(self) -> str:
+        parts = "|".join(",".join(str(i) for i in br) for br in self.branches)
+        return f"[{parts}]"
+
+
+RouteItem = int | Parallel
 
 
 def in_order(steps: Sequence[Step], n: int) -> bool:
     """True where the steps run every block once, in the network's order (deletions only)."""
+    if any(s.branches for s in steps):
+        return False
     return [s.block for s in steps if not s.transition] == list(range(n))
+
+
+def format_route_item(item: RouteItem) -> str:
+    return repr(item) if isinstance(item, Parallel) else str(item)
+
+
+def parse_route(text: str, n: int | None = None) -> list[RouteItem]:
+    """A route written as text: comma-separated block indices and ranges (``0-3``, and
+    ``5-2`` for a reversed range), a block repeated with ``x`` (``4x3`` runs block 4 three
+    times), and parallel groups in brackets whose branches are separated by ``|`` (``[2|3|4]``;
+    ``[2-3|4-5]`` runs two two-unit layers side by side).
+
+    Example:
+        >>> parse_route("0-2,4x2,[5|6-7],9")
+        [0, 1, 2, 4, 4, [5|6,7], 9]
+    """
+
+    def indices(part: str) -> list[int]:
+        part = part.strip()
+        try:
+            if "x" in part:
+                block, times = part.split("x", 1)
+                return [int(block)] * int(times)
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else ("", part)
+                a, b = int(lo), int(hi)
+                return list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))
+            return [int(part)]
+        except ValueError:
+            raise ValueError(
+                f"cannot read {part!r} in the route {text!r}: write indices (3), ranges (0-3 or "
+                "3-0 reversed), repeats (4x2) and parallel groups ([2|3|4]), comma-separated"
+            ) from None
+
+    out: list[RouteItem] = []
+    rest = text.strip()
+    while rest:
+        rest = rest.lstrip(", ")
+        if not rest:
+            break
+        if rest.startswith("["):
+            end = rest.find("]")
+            if end < 0:
+                raise ValueError(f"unclosed parallel group '[' in the route {text!r}")
+            branches = [
+                [i for p in br.split(",") if p.strip() for i in indices(p)]
+                for br in rest[1:end].split("|")
+            ]
+            out.append(Parallel(branches))
+            rest = rest[end + 1 :]
+        else:
+            part, _, rest = rest.partition(",")
+            if "[" in part or "]" in part:
+                raise ValueError(f"put a comma before the parallel group in the route {text!r}")
+            out.extend(indices(part))
+    if n is not None:
+        _as_items(out, n, "the route")
+    return out
 
 
 def _as_indices(values: Iterable[object] | int, n: int, what: str) -> list[int]:
@@ -58,7 +173,7 @@ def _as_indices(values: Iterable[object] | int, n: int, what: str) -> list[int]:
     if isinstance(values, (str, bytes)):
         raise ValueError(f"{what} must be a sequence of block indices, got {values!r}")
     try:
-        items = list(values)  # type: ignore[arg-type]
+        items = list(cast(Iterable[object], values))
     except TypeError:
         raise ValueError(f"{what} must be a sequence of block indices, got {values!r}") from None
     out = []
@@ -77,22 +192,71 @@ def _label(b: Block) -> str:
     return f"block {b.index} ({b.name})"
 
 
-def plan_route(found: Anatomy, sequence: Iterable[int]) -> tuple[Step, ...]:
+def _as_items(values: Iterable[object] | int, n: int, what: str) -> list[RouteItem]:
+    """A route's items: block indices, and ``Parallel`` groups (a tuple or list inside the
+    route is read as one) whose branches hold valid indices."""
+    if isinstance(values, Parallel):
+        values = [values]
+    if isinstance(values, (numbers.Integral, str, bytes)):
+        return list(_as_indices(values, n, what))
+    try:
+        raw = list(cast(Iterable[object], values))
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of block indices, got {values!r}") from None
+    out: list[RouteItem] = []
+    for v in raw:
+        if isinstance(v, (tuple, list)):
+            v = Parallel(v)
+        if isinstance(v, Parallel):
+            if len(v.branches) < 2:
+                raise ValueError(
+                    f"the parallel group {v!r} in {what} has {len(v.branches)} branch; a "
+                    "parallel group needs two or more (a single block runs as a plain index)"
+                )
+            for br in v.branches:
+                if not br:
+                    raise ValueError(f"the parallel group {v!r} in {what} has an empty branch")
+                _as_indices(br, n, f"the parallel group {v!r}")
+            out.append(v)
+        else:
+            out.extend(_as_indices([v], n, what))
+    return out
+
+
+def _first_block(item: RouteItem) -> int:
+    return min(min(br) for br in item.branches) if isinstance(item, Parallel) else item
+
+
+def plan_route(found: Anatomy, sequence: Iterable[object]) -> tuple[Step, ...]:
     """Make a route explicit: whole and deleted steps in execution order, checked for shapes.
+
+    A route lists block indices (omit = delete, permute = reorder, repeat = run again) and
+    ``Parallel`` groups (branches that read the same input, outputs averaged). A deleted block
+    runs in place: before the first listed item whose smallest block index is larger.
 
     Raises:
         ValueError: an index out of range, a block without shortcut deleted where the shape
-            changes, or a block moved to where its input shape does not fit.
+            changes, a block moved to where its input shape does not fit, or a parallel group
+            whose branches do not all keep the same shape.
     """
     n = len(found.blocks)
-    seq = _as_indices(sequence, n, "the route")
-    listed = set(seq)
+    seq = _as_items(sequence, n, "the route")
+    listed = {
+        i
+        for item in seq
+        for i in ([i for br in item.branches for i in br] if isinstance(item, Parallel) else [item])
+    }
     pending = [i for i in range(n) if i not in listed]
     steps: list[Step] = []
-    for b in seq:
+    for item in seq:
+        b = _first_block(item)
         while pending and pending[0] < b:
             steps.append(Step(pending.pop(0), keep=False))
-        steps.append(Step(b))
+        if isinstance(item, Parallel):
+            branches = tuple(tuple(Step(i) for i in br) for br in item.branches)
+            steps.append(Step(b, branches=branches))
+        else:
+            steps.append(Step(item))
     steps.extend(Step(i, keep=False) for i in pending)
     for s in steps:
         blk = found.blocks[s.block]
@@ -102,14 +266,35 @@ def plan_route(found: Anatomy, sequence: Iterable[int]) -> tuple[Step, ...]:
                 "deleted; delete only blocks that keep the shape"
             )
     _check_shared_inputs(found, steps)
+    _check_groups_and_transitions(found, steps)
     steps = _with_transitions(found, steps)
     if not in_order(steps, n):
         _check_route_shapes(found, steps)
     return tuple(steps)
 
 
+def _check_groups_and_transitions(found: Anatomy, steps: Sequence[Step]) -> None:
+    """A parallel group runs its branches from one input, so no transition may fall inside
+    the range of blocks it spans."""
+    for s in steps:
+        if not s.branches:
+            continue
+        members = [t.block for br in s.branches for t in br]
+        lo, hi = min(members), max(members)
+        for t in found.transitions:
+            if lo < t.before <= hi:
+                raise ValueError(
+                    f"the parallel group of blocks {lo}..{hi} spans transition {t.name} "
+                    f"(before block {t.before}); a parallel group must lie within one stage"
+                )
+
+
 def _check_shared_inputs(found: Anatomy, steps: Sequence[Step]) -> None:
     for prev, s in zip([None, *steps], steps, strict=False):
+        if s.branches:
+            for branch in s.branches:  # each branch starts afresh from the group's input
+                _check_shared_inputs(found, branch)
+            continue
         blk = found.blocks[s.block]
         j = blk.shares_input_with
         if j is not None and (prev is None or prev.block != j):
@@ -147,6 +332,10 @@ def _check_route_shapes(found: Anatomy, steps: Sequence[Step]) -> None:
                 )
             current = made
             continue
+        if s.branches:
+            current = _group_shape(found, shapes, s, current, position)
+            position += 1
+            continue
         blk = found.blocks[s.block]
         need = shapes.inputs[s.block]
         if need != current:
@@ -169,14 +358,49 @@ def _check_route_shapes(found: Anatomy, steps: Sequence[Step]) -> None:
         )
 
 
+def _group_shape(
+    found: Anatomy, shapes: Any, group: Step, current: tuple[int, ...], position: int
+) -> tuple[int, ...]:
+    """The shape a parallel group hands on; every branch must start from ``current`` and all
+    must end at the same shape (their outputs are averaged)."""
+    ends = []
+    for branch in group.branches:
+        shape = current
+        for t in branch:
+            blk = found.blocks[t.block]
+            if shapes.inputs[t.block] != shape:
+                raise ValueError(
+                    f"{_label(blk)} cannot run in the parallel group at position {position}, "
+                    f"where the tensor is {describe_shape(shape)} and it needs "
+                    f"{describe_shape(shapes.inputs[t.block])}"
+                )
+            shape = shapes.outputs[t.block]
+        ends.append(shape)
+    if len(set(ends)) > 1:
+        detail = ", ".join(describe_shape(e) for e in ends)
+        raise ValueError(
+            f"the branches of the parallel group at position {position} end with different "
+            f"shapes ({detail}), so their outputs cannot be averaged; put only blocks that "
+            "keep the shape (no downsampling block) in a parallel group"
+        )
+    return ends[0]
+
+
+def run_step(found: Anatomy, s: Step, h: Tensor) -> Tensor:
+    """One step on ``h``: a transition, a block whole or deleted, or a parallel group."""
+    if s.transition:
+        return found.transitions[s.block](h)
+    if s.branches:
+        outs = [run_steps(found, branch, h) for branch in s.branches]
+        return torch.stack(outs).mean(dim=0)
+    blk = found.blocks[s.block]
+    return blk.forward(h) if s.keep else blk.skip(h)
+
+
 def run_steps(found: Anatomy, steps: Iterable[Step], h: Tensor) -> Tensor:
     """Apply ``steps`` to a block input ``h`` (the stem's output for a whole route)."""
-    blocks = found.blocks
     for s in steps:
-        if s.transition:
-            h = found.transitions[s.block](h)
-        else:
-            h = blocks[s.block].forward(h) if s.keep else blocks[s.block].skip(h)
+        h = run_step(found, s, h)
     return h
 
 
@@ -213,8 +437,9 @@ def _runner_plans(
                 f"transition {t.name} names no module that runs it, so model(x) cannot follow "
                 "a route that moves blocks; use evaluate_routes, or deletions only"
             )
-    movers = list(dict.fromkeys(runners)) + [t.module for t in found.transitions]
-    return {m: (steps if i == 0 else None) for i, m in enumerate(movers)}  # type: ignore[misc]
+    movers: list[nn.Module] = list(dict.fromkeys(runners))
+    movers += [t.module for t in found.transitions if t.module is not None]
+    return {m: (steps if i == 0 else None) for i, m in enumerate(movers)}
 
 
 def _split_call(
@@ -264,12 +489,12 @@ def _caches_off(model: nn.Module) -> Iterator[None]:
     config = getattr(model, "config", None)
     old = getattr(config, "use_cache", None)
     if old:
-        config.use_cache = False  # type: ignore[union-attr]
+        setattr(config, "use_cache", False)  # noqa: B010 - config is typed as object
     try:
         yield
     finally:
         if old:
-            config.use_cache = old  # type: ignore[union-attr]
+            setattr(config, "use_cache", old)  # noqa: B010
 
 
 @contextlib.contextmanager
@@ -329,16 +554,17 @@ def _patched(
         _ACTIVE.pop(model, None)
 
 
-def _plan(model: nn.Module, sequence: Iterable[int]) -> tuple[Anatomy, tuple[Step, ...]]:
+def _plan(model: nn.Module, sequence: Iterable[object]) -> tuple[Anatomy, tuple[Step, ...]]:
     found = anatomy(model)
     steps = plan_route(found, sequence)
     return found, steps
 
 
 @contextlib.contextmanager
-def route(model: nn.Module, sequence: Iterable[int]) -> Iterator[nn.Module]:
+def route(model: nn.Module, sequence: Iterable[object]) -> Iterator[nn.Module]:
     """Run the model through any sequence of its blocks: omit to delete, permute to reorder,
-    repeat to run a block again.
+    repeat to run a block again, and ``Parallel`` groups (or a tuple inside the route) to run
+    blocks side by side on one input with their outputs averaged.
 
     Example:
         >>> with route(model, [0, 1, 1, 3]):   # block 2 deleted, block 1 twice
