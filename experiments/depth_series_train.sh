@@ -43,10 +43,10 @@ run() {  # run NAME ARGS...: one training run, logged beside its checkpoint
 run resnet20 --arch resnet20 "${fast[@]}"
 run resnet20_fp32 --arch resnet20 --no-amp --no-channels-last --batch-augment
 run resnet32 --arch resnet32 "${fast[@]}"
+run sd20 --arch resnet20 --stochastic-depth 0.5 "${fast[@]}"
+run plain20 --arch plain20 "${fast[@]}"
 run resnet44 --arch resnet44 "${fast[@]}"
 run resnet56 --arch resnet56 "${fast[@]}"
-run sd20 --arch resnet20 --stochastic-depth 0.5 "${fast[@]}"
 run sd56 --arch resnet56 --stochastic-depth 0.5 "${fast[@]}"
-run plain20 --arch plain20 "${fast[@]}"
 run resnet110 --arch resnet110 "${fast[@]}"
 run sd110 --arch resnet110 --stochastic-depth 0.5 "${fast[@]}"
