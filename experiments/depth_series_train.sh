@@ -36,6 +36,11 @@ fast=(--amp --channels-last --batch-augment)
 
 run() {  # run NAME ARGS...: one training run, logged beside its checkpoint
     local name=$1; shift
+    local history="$OUT/$name.history.csv"
+    # A finished run's resume state is removed once it is exported: its history says it is done.
+    if [ -f "$history" ] && [ "$(($(wc -l < "$history") - 1))" -ge "$EPOCHS" ]; then
+        echo "== $name: done ($EPOCHS epochs in $history)"; return
+    fi
     echo "== $name: $BIN train ${recipe[*]} $* --out $OUT/$name.pt"
     "$BIN" train "${recipe[@]}" "$@" --out "$OUT/$name.pt" 2>&1 | tee -a "$OUT/$name.log"
 }
