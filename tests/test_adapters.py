@@ -1,4 +1,4 @@
-"""The adapter protocol, with the worked example of docs/adapters.md run for real."""
+"""The adapter protocol, with the worked example of the package's docs/adapters.md run for real."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from resnet_ensemble import lesion, residual_blocks
 from resnet_ensemble.engine import evaluate_routes
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "adapters.md"
+DOC = Path(__file__).resolve().parents[1] / "resnet_ensemble" / "docs" / "adapters.md"
 
 
 def _doc_example() -> dict:
