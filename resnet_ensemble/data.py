@@ -157,7 +157,12 @@ def _canonical(name: str) -> str:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The classes, shape and normalisation of dataset ``name`` (one of ``DATASETS``)."""
+    """The classes, shape and normalisation of dataset ``name`` (one of ``DATASETS``, or
+    ``text:PATH`` for a language model: its classes are the model's vocabulary, unknown here)."""
+    from .text_data import DEFAULT_WINDOW, is_text_spec
+
+    if is_text_spec(name):
+        return DatasetInfo(str(name).strip(), 0, 0, DEFAULT_WINDOW, (), (), False)
     return _INFO[_canonical(name)]
 
 
@@ -619,6 +624,13 @@ def load_dataset(
         FileNotFoundError: the dataset is not where it was looked for (the message says where
             and how to get it).
     """
+    from .text_data import is_text_spec
+
+    if is_text_spec(name):
+        raise ValueError(
+            f"{name} is tokenised with a language model's tokenizer: open it with "
+            "text_data.load_text(name, model_folder), or --model hf:PATH --dataset text:PATH"
+        )
     key = _canonical(name)
     split = _check_split(split)
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
@@ -666,7 +678,8 @@ def random_batches(
         picks = torch.randperm(n, generator=generator)[:batch_size].tolist()
         items = [dataset[i] for i in picks]
         images = torch.stack([item[0] for item in items])
-        labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
+        # Integer labels, or per-item target tensors (the token ids of text windows).
+        labels = torch.stack([torch.as_tensor(item[1]) for item in items]).long()
         batches.append((images, labels))
     return batches
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -298,9 +298,13 @@ def measure_routes(
     with _inference(model, amp, channels_last) as device:
         chosen = _choose(strategy, found, step_lists, device)
         tree = PrefixTree(step_lists) if chosen == "prefix" else None
+        full_steps = plan_route(found, range(len(found.blocks))) if scorer.reference else None
         for x, y in batches(data, device):
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
+            full = (
+                None if full_steps is None else _scored(found, route_output(found, full_steps, x))
+            )
             batch_sum = torch.zeros(len(routes), dtype=torch.float64, device=device)
             batch_count = torch.zeros(len(routes), dtype=torch.float64, device=device)
             batch_bad = torch.zeros(len(routes), dtype=torch.bool, device=device)
@@ -312,9 +316,10 @@ def measure_routes(
                 acc: Tensor = batch_sum,
                 cnt: Tensor = batch_count,
                 bad: Tensor = batch_bad,
+                full: Tensor | None = full,
             ) -> None:
                 scored = _scored(found, logits)
-                value, count = scorer(scored, y)
+                value, count = scorer(scored, y, full)
                 broken = ~torch.isfinite(logits).all()  # argmax of NaN is garbage, not an answer
                 for i in ids:
                     acc[i] += value.to(device)
@@ -341,7 +346,7 @@ def count_route_mistakes(
     model: nn.Module,
     data: Iterable,
     routes: Sequence[Sequence[int]],
-    **kwargs: object,
+    **kwargs: Any,
 ) -> RouteCounts:
     """Count top-1 mistakes of every route over ``data`` (an iterable of (images, labels));
     the keywords are ``measure_routes``'s (strategy, amp, channels_last, mask_chunk, on_batch,
@@ -351,7 +356,7 @@ def count_route_mistakes(
         ValueError: as ``measure_routes``.
     """
     kwargs.pop("metric", None)
-    measured = measure_routes(model, data, routes, metric="error", **kwargs)  # type: ignore[arg-type]
+    measured = measure_routes(model, data, routes, metric="error", **kwargs)
     return RouteCounts(measured.sums.round().to(torch.int64), measured.images)
 
 
@@ -361,7 +366,7 @@ def evaluate_routes(
     routes: Sequence[Sequence[int]],
     *,
     metric: str | MetricFn | Metric | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> list[float]:
     """One value of ``metric`` per route, in order; routes as in ``route``.
 
@@ -376,7 +381,7 @@ def evaluate_routes(
         >>> full, lesioned = evaluate_routes(model, loader, [range(n), without_3])
         >>> evaluate_routes(gpt2, token_batches, [range(n)], metric="perplexity")
     """
-    return measure_routes(model, data, routes, metric=metric, **kwargs).values  # type: ignore[arg-type]
+    return measure_routes(model, data, routes, metric=metric, **kwargs).values
 
 
 def naive_evaluate_routes(

@@ -1,4 +1,5 @@
-"""What a route is scored by: top-1 error, top-5 error, cross-entropy, perplexity, or yours.
+"""What a route is scored by: top-1 error, top-5 error, cross-entropy, perplexity, the KL
+divergence from the full network's predictions (Lad et al. 2024), or yours.
 
 Holds ``Metric`` and ``resolve_metric``. A metric turns one batch of outputs and targets into a
 (sum, count) pair; sums and counts add up over batches (and over torchrun ranks), and
@@ -51,17 +52,41 @@ def _cross_entropy(outputs: Tensor, targets: Tensor) -> tuple[Tensor, int]:
     return F.cross_entropy(logits.double(), y, reduction="sum"), y.numel()
 
 
+def _kl_from_full(outputs: Tensor, targets: Tensor, reference: Tensor) -> tuple[Tensor, int]:  # noqa: ARG001 - the targets play no part
+    """KL(p_full || p_route) of the predicted distributions, summed over positions (each
+    image of a classifier; each next-token prediction of a language model), in nats."""
+    logits, _ = _flat(outputs, targets)
+    ref = reference.reshape(-1, reference.shape[-1])
+    log_q = logits.double().log_softmax(dim=-1)
+    log_p = ref.double().log_softmax(dim=-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    return kl.sum(), kl.numel()
+
+
 @dataclass(frozen=True)
 class Metric:
-    """A named score: ``batch(outputs, targets) -> (sum, count)``, ``finish(sum, count)``."""
+    """A named score: ``batch(outputs, targets) -> (sum, count)``, ``finish(sum, count)``.
+
+    A metric with ``reference`` compares each route with the full network:
+    ``batch(outputs, targets, full_outputs)``; the engine runs the full network on each batch
+    to provide ``full_outputs``.
+    """
 
     name: str
-    batch: MetricFn
+    batch: Callable[..., tuple[Tensor | float, Tensor | float]]
     finish: Callable[[float, float], float] = _mean
     counts_mistakes: bool = False  # sums are whole numbers of wrong answers
+    reference: bool = False
 
-    def __call__(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        total, count = self.batch(outputs, targets)
+    def __call__(
+        self, outputs: Tensor, targets: Tensor, reference: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if self.reference:
+            if reference is None:
+                raise ValueError(f"the {self.name} metric needs the full network's outputs")
+            total, count = self.batch(outputs, targets, reference)
+        else:
+            total, count = self.batch(outputs, targets)
         return torch.as_tensor(total, dtype=torch.float64), torch.as_tensor(
             count, dtype=torch.float64
         )
@@ -72,11 +97,13 @@ METRICS: dict[str, Metric] = {
     "top5": Metric("top5", _top5_wrong, counts_mistakes=True),
     "loss": Metric("loss", _cross_entropy),
     "perplexity": Metric("perplexity", _cross_entropy, _perplexity),
+    "kl": Metric("kl", _kl_from_full, reference=True),
 }
 
 
 def resolve_metric(metric: str | MetricFn | Metric | None, task: str = "classification") -> Metric:
-    """A metric by name (error, top5, loss, perplexity), a callable(outputs, targets) ->
+    """A metric by name (error, top5, loss, perplexity, kl: the mean KL(p_full || p_route) per
+    prediction, in nats), a callable(outputs, targets) ->
     (sum, count) whose value is sum / count, or None for the task's default (error for
     classifiers, perplexity for language models).
 
