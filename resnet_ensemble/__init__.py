@@ -7,23 +7,73 @@ Relatively Shallow Networks": delete, reorder and route residual blocks, count a
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import sys
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from .anatomy import Adapter, Anatomy, Block, anatomy, register_adapter, residual_blocks
-from .engine import evaluate_routes
-from .gradients import path_length_gradients, sample_path_gradients
-from .interventions import lesion, reorder, route
-from .paths import path_length_counts
+from ._version import __version__
 
-try:
-    __version__ = version("resnet-ensemble")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.1.0"
+# The public names and the module each lives in. They load on first use (PEP 562), so that
+# `import resnet_ensemble` and the command line's --help do not import torch.
+_EXPORTS = {
+    "Adapter": "anatomy",
+    "Anatomy": "anatomy",
+    "Block": "anatomy",
+    "anatomy": "anatomy",
+    "register_adapter": "anatomy",
+    "residual_blocks": "anatomy",
+    "evaluate_routes": "engine",
+    "path_length_gradients": "gradients",
+    "sample_path_gradients": "gradients",
+    "lesion": "interventions",
+    "reorder": "interventions",
+    "route": "interventions",
+    "path_length_counts": "paths",
+    "Parallel": "interventions",
+    "block_proxies": "proxies",
+}
+
+if TYPE_CHECKING:
+    from .anatomy import Adapter, Anatomy, Block, anatomy, register_adapter, residual_blocks
+    from .engine import evaluate_routes
+    from .gradients import path_length_gradients, sample_path_gradients
+    from .interventions import Parallel, lesion, reorder, route
+    from .paths import path_length_counts
+    from .proxies import block_proxies
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(ModuleType):
+    """Keeps ``resnet_ensemble.anatomy`` the function: importing the submodule of the same name
+    would otherwise set the package's attribute to the module."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "anatomy" and isinstance(value, ModuleType):
+            value = value.anatomy
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "Adapter",
     "Anatomy",
     "Block",
+    "Parallel",
+    "block_proxies",
     "__version__",
     "anatomy",
     "evaluate_routes",

@@ -9,7 +9,8 @@ Holds:
   downsampling); it belongs to no block and runs in place in every route
 - ``CallContext``: the keyword arguments of the model's current call that blocks read (attention
   masks, rotary positions), so that blocks follow the model's own call
-- ``Adapter`` and ``register_adapter``: how a model family is taken apart (docs/adapters.md)
+- ``Adapter`` and ``register_adapter``: how a model family is taken apart (the package's
+  ``docs/adapters.md``)
 - ``anatomy(model)`` and ``residual_blocks(model)``
 - ``block_shapes(model)``: each block's input and output shape, probed once, for validating orders
 
@@ -24,11 +25,14 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .runtime import eval_mode
 
 __all__ = [
     "Adapter",
@@ -45,7 +49,8 @@ __all__ = [
 ]
 
 TensorFn = Callable[[Tensor], Tensor]
-ADAPTER_DOC = "docs/adapters.md"
+# The adapter guide ships inside the package, so an error can name a file the user has.
+ADAPTER_DOC = str(Path(__file__).resolve().parent / "docs" / "adapters.md")
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -78,6 +83,18 @@ class Block:
     owner: nn.Module | None = field(default=None, repr=False)
     parts: tuple[nn.Module, ...] = field(default=(), repr=False)
     shares_input_with: int | None = None
+
+    def __repr__(self) -> str:
+        # Short: the module's class, not its whole tree (print(residual_blocks(m)) stays legible).
+        shared = (
+            ""
+            if self.shares_input_with is None
+            else f", shares_input_with={self.shares_input_with}"
+        )
+        return (
+            f"Block(index={self.index}, name={self.name!r}, stage={self.stage}, "
+            f"downsamples={self.downsamples}, module={type(self.module).__name__}{shared})"
+        )
 
     @property
     def runner(self) -> nn.Module:
@@ -197,7 +214,7 @@ class Anatomy:
 
 @runtime_checkable
 class Adapter(Protocol):
-    """Takes one family of models apart. See docs/adapters.md for a worked example."""
+    """Takes one family of models apart. See the package's docs/adapters.md for a worked example."""
 
     name: str
 
@@ -430,7 +447,8 @@ def anatomy(model: nn.Module) -> Anatomy:
                 _check_transitions(found)
                 return found if found.model is model else replace(found, model=model)
     raise ValueError(
-        f"no residual blocks found in {type(model).__name__}; supported are the built-in CIFAR "
+        f"no residual blocks found in {type(model).__name__} (from {type(model).__module__}); "
+        "supported are the built-in CIFAR "
         "ResNets, torchvision ResNets and ViTs, timm's ResNets, ConvNeXts and ViTs, Hugging "
         "Face's ResNet, ViT and decoder LMs, and models with an adapter (see "
         f"{ADAPTER_DOC}: register_adapter)"
@@ -509,25 +527,19 @@ def block_shapes(model: nn.Module | None, found: Anatomy | None = None) -> Block
     cached = _SHAPE_CACHE.get(model)
     if cached is not None and cached[0] == key:
         return cached[1]
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            h = found.stem(found.example_input())
-            stem_out = tuple(h.shape[1:])
-            inputs, outputs, moves = [], [], []
-            pending = list(found.transitions)
-            for b in found.blocks:
-                while pending and pending[0].before <= b.index:
-                    before = tuple(h.shape[1:])
-                    h = pending.pop(0)(h)
-                    moves.append((before, tuple(h.shape[1:])))
-                inputs.append(tuple(h.shape[1:]))
-                h = b.forward(h)
-                outputs.append(tuple(h.shape[1:]))
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+    with eval_mode(model), torch.no_grad():
+        h = found.stem(found.example_input())
+        stem_out = tuple(h.shape[1:])
+        inputs, outputs, moves = [], [], []
+        pending = list(found.transitions)
+        for b in found.blocks:
+            while pending and pending[0].before <= b.index:
+                before = tuple(h.shape[1:])
+                h = pending.pop(0)(h)
+                moves.append((before, tuple(h.shape[1:])))
+            inputs.append(tuple(h.shape[1:]))
+            h = b.forward(h)
+            outputs.append(tuple(h.shape[1:]))
     shapes = BlockShapes(stem_out, tuple(inputs), tuple(outputs), tuple(moves))
     _SHAPE_CACHE[model] = (key, shapes)
     return shapes

@@ -9,7 +9,7 @@ Holds:
   and read with ``torch.load(weights_only=True)`` so that a file can never run code
 - ``atomic_write`` (re-exported from ``atomic``): write bytes or text so that a crash never
   leaves a half-written file
-- ``file_sha256``, ``resolve_device``, ``EMBEDDED_CHECKPOINT``
+- ``file_sha256``, ``EMBEDDED_CHECKPOINT`` (``resolve_device`` is ``runtime``'s, re-exported)
 
 A checkpoint is a dict holding only tensors and plain containers of primitives: a format tag and
 version, the state dict, the built-in arch name and its builder arguments, the dataset and its
@@ -38,6 +38,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .models import BUILTIN_ARCH_PATTERN, build_builtin, parse_arch
+from .runtime import model_device, resolve_device
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -90,9 +91,7 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
+        return model_device(self.model)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,13 +99,10 @@ class LoadedModel:
 
 
 def package_version() -> str:
-    """The installed version of this package, or the source tree's."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The installed version of this package, or the source tree's (``_version``)."""
+    from ._version import __version__
 
-    try:
-        return version("resnet-ensemble")
-    except PackageNotFoundError:
-        return "0.1.0"
+    return __version__
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -116,33 +112,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """``auto`` -> CUDA where available, else CPU; refuse a CUDA device this machine lacks."""
-    if isinstance(name, torch.device):
-        name = str(name)
-    text = (name or "auto").strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("CUDA is not available on this machine; use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ValueError(
-                f"{name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
-            )
-    elif device.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ValueError("MPS is not available on this machine; use --device cpu")
-    elif device.type != "cpu":
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
-    return device
 
 
 def _plain(obj: Any, where: str) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from .paths import summarize_paths
-from .results import atomic_write_text, check_writable, run_metadata, sidecar_path
+from .results import atomic_write_text, check_writable, sidecar_path, write_table
 
 __all__ = ["DEPTH_COLUMNS", "DEPTH_K_COLUMNS", "collect_series", "write_series"]
 
@@ -238,9 +238,7 @@ def write_series(
     written: list[Path] = []
     for name, frame, kind in (("depth", table, "depth"), ("depth_k", curve, "depth_k")):
         path = out / f"{name}.csv"
-        atomic_write_text(path, frame.to_csv(index=False))
-        meta = {**run_metadata(), "table": kind, "root": str(root), "networks": len(table)}
-        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, default=str))
+        write_table(path, frame, kind, {"root": str(root), "networks": len(table)})
         written.append(path)
     summary = out / "summary.md"
     atomic_write_text(summary, _summary(table, command))

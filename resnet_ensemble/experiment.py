@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .anatomy import Anatomy, Block, anatomy
-from .checkpoints import LoadedModel, load_model, resolve_device
+from .checkpoints import LoadedModel, load_model
 from .data import (
     DatasetInfo,
     check_data_dir,
@@ -24,6 +24,8 @@ from .data import (
     make_loader,
     random_batches,
 )
+from .runtime import model_device, resolve_device
+from .text_data import is_text_spec, load_text, text_window
 
 __all__ = ["Experiment", "open_experiment"]
 
@@ -55,7 +57,7 @@ class Experiment:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     def shard(self, rank: int = 0, world: int = 1) -> Dataset:
         """Every ``world``-th image from ``rank``: shards cover the set with no image twice."""
@@ -85,7 +87,7 @@ class Experiment:
         has one ("auto"); the embedded and synthetic data have only a test split, and an
         ImageNet folder often only ``val/``."""
         if split == "auto":
-            if self.dataset_name in ("embedded", "synthetic"):
+            if self.dataset_name in ("embedded", "synthetic") or is_text_spec(self.dataset_name):
                 return "test"
             try:
                 load_dataset(self.dataset_name, "train", data_dir=self.data_dir, limit=1)
@@ -181,6 +183,10 @@ def open_experiment(
         ValueError / FileNotFoundError: with one line saying what is wrong and what to do.
     """
     target = resolve_device(device)
+    if dataset is not None and is_text_spec(dataset):
+        return _open_text_experiment(
+            model_spec, dataset, weights_file, weights, limit, batch_size, str(target), data_dir
+        )
     info = dataset_info(dataset) if dataset else None
     loaded = load_model(
         model_spec,
@@ -201,3 +207,30 @@ def open_experiment(
         )
     data = load_dataset(name, "test", data_dir=data_dir, download=download, limit=limit)
     return Experiment(loaded, name, info, data, batch_size, data_dir=data_dir, download=download)
+
+
+def _open_text_experiment(
+    model_spec: str | None,
+    dataset: str,
+    weights_file: str | None,
+    weights: str | None,
+    limit: int | None,
+    batch_size: int,
+    device: str,
+    data_dir: str | None,
+) -> Experiment:
+    """A language model (``hf:PATH``) on ``text:PATH``, tokenised with the folder's tokenizer
+    into fixed windows (``text_data``)."""
+    if data_dir is not None:
+        raise ValueError("text:PATH names its file itself; drop --data-dir")
+    loaded = load_model(model_spec, weights_file=weights_file, weights=weights, device=device)
+    if (loaded.metadata or {}).get("task") != "language":
+        raise ValueError(
+            f"{loaded.arch} is not a language model; text:PATH is for Hugging Face decoder LMs "
+            "(--model hf:PATH)"
+        )
+    folder = (loaded.metadata or {}).get("hf_folder")
+    window = text_window(getattr(loaded.model.config, "max_position_embeddings", None))
+    data = load_text(dataset, folder, window=window, limit=limit)
+    info = DatasetInfo(dataset, loaded.num_classes, 0, window, (), (), False)
+    return Experiment(loaded, dataset, info, data, batch_size)

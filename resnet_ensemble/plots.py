@@ -4,9 +4,9 @@ Plotting only reads tables; it never computes an experiment. Errors in the table
 and are drawn as percentages.
 
 Holds:
-- ``TABLE_COLUMNS`` / ``load_table`` / ``load_tables``: read results CSVs and tell their kind
-  ("sweep", "paths", "gradients", "subnetworks", "training") from the sidecar's ``table`` key,
-  or, without one, from the columns; a table lacking columns is refused with one line
+- ``load_table`` / ``load_tables`` / ``find_tables``: read results CSVs and tell their kind (the
+  kinds are ``results.TABLES``) from the sidecar's ``table`` key, or, without one, from the
+  columns; a table lacking columns is refused with one line; folders are searched for tables
 - ``figure_style``: the one paper style (seaborn "paper" or "talk" context, colour-blind palette)
 - one function per figure, each taking DataFrames and returning a ``Figure``:
   ``plot_single_block`` (paper Fig. 3), ``plot_delete_k`` (Fig. 5a), ``plot_reorder``
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,13 +42,21 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .paths import parse_blocks, summarize_paths
-from .results import atomic_write_bytes, check_writable, read_table, sidecar_path
+from .results import (
+    TABLES,
+    atomic_write_bytes,
+    check_writable,
+    read_sidecar,
+    read_table,
+    table_kind,
+)
 
 __all__ = [
     "FIGURES",
     "TABLE_COLUMNS",
     "TITLES",
     "LoadedTable",
+    "find_tables",
     "figure_style",
     "load_table",
     "load_tables",
@@ -68,21 +75,9 @@ __all__ = [
 
 Style = Literal["paper", "talk"]
 Width = Literal["single", "double"]
-TableKind = Literal["sweep", "paths", "gradients", "subnetworks", "training", "depth", "depth_k"]
-
-# The columns a figure needs from each kind of table; others are drawn when present.
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "sweep": ("variant", "sweep", "config", "deleted", "k", "kendall_tau", "downsampling", "error"),
-    "paths": ("length", "paths", "fraction"),
-    "gradients": ("length", "num_paths"),
-    "subnetworks": ("kept", "num_kept", "error"),
-    "training": ("variant", "epoch", "test_error"),
-    # The depth series (``depth_series``): one row per network, and its k-deletion curves.
-    "depth": ("network", "variant", "blocks", "single_mean", "full_error"),
-    "depth_k": ("network", "variant", "blocks", "k", "k_over_n", "error"),
-}
-# A gradients table must also hold at least one measurement.
-_GRADIENT_MEASURES = ("exact_norm", "sampled_mean", "rms_single_path")
+# The columns a figure needs from each kind of table (``results.TABLES``); others are drawn
+# when present.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {kind: spec.required for kind, spec in TABLES.items()}
 
 FIGURES = (
     "fig3_single_block",
@@ -147,23 +142,11 @@ class LoadedTable:
 
 
 def _missing(kind: str, columns: Sequence[str]) -> list[str]:
-    missing = [c for c in TABLE_COLUMNS[kind] if c not in columns]
-    if kind == "gradients" and not any(c in columns for c in _GRADIENT_MEASURES):
-        missing.append(" or ".join(_GRADIENT_MEASURES))
-    return missing
-
-
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    side = sidecar_path(path)
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # no sidecar, or not JSON: dispatch by columns
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return TABLES[kind].missing(columns)
 
 
 def _kinds_text() -> str:
-    kinds = list(TABLE_COLUMNS)
+    kinds = list(TABLES)
     return f"{', '.join(kinds[:-1])} or {kinds[-1]}"
 
 
@@ -176,19 +159,17 @@ def load_table(path: str | Path) -> LoadedTable:
     """
     path = Path(path)
     frame = read_table(path)
-    meta = _read_sidecar(path)
+    meta = read_sidecar(path)
     columns = list(frame.columns)
     named = meta.get("table")
-    if named in TABLE_COLUMNS:
+    if named in TABLES:
         missing = _missing(named, columns)
         if missing:
             raise ValueError(
                 f"{path}: a {named} table (per its sidecar) but it lacks the columns {missing}"
             )
-        return LoadedTable(path, named, frame, meta)
-    fits = [k for k in TABLE_COLUMNS if not _missing(k, columns)]
-    if fits:  # the most specific kind wins, should two ever fit
-        kind = max(fits, key=lambda k: len(TABLE_COLUMNS[k]))
+    kind = table_kind(columns, meta)  # the most specific kind wins, should two ever fit
+    if kind is not None:
         return LoadedTable(path, kind, frame, meta)
     overlap = {k: len(set(TABLE_COLUMNS[k]) & set(columns)) for k in TABLE_COLUMNS}
     best = max(overlap.values())
@@ -205,6 +186,31 @@ def load_table(path: str | Path) -> LoadedTable:
 def load_tables(paths: Sequence[str | Path]) -> list[LoadedTable]:
     """``load_table`` for every path, refusing the first bad one."""
     return [load_table(p) for p in paths]
+
+
+def find_tables(places: Sequence[str | Path]) -> list[Path]:
+    """The CSV files among ``places``: a file as given, a folder searched through (sorted,
+    hidden files and folders left out)."""
+    found: list[Path] = []
+    for place in map(Path, places):
+        if not place.is_dir():
+            found.append(place)
+            continue
+        found += sorted(
+            p
+            for p in place.rglob("*.csv")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(place).parts)
+        )
+    return list(dict.fromkeys(found))
+
+
+def _history_as_training(table: LoadedTable) -> pd.DataFrame:
+    """A training run's history (``train``'s CKPT.history.csv) as a training table: its variant
+    is the sidecar's, else the checkpoint's name."""
+    name = table.path.name.removesuffix(".csv").removesuffix(".history")
+    variant = str(table.meta.get("variant") or name)
+    columns = [c for c in TABLES["training"].columns if c != "variant" and c in table.frame]
+    return table.frame[columns].assign(variant=variant)[["variant", *columns]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1206,11 +1212,15 @@ def _only_meta(tables: Sequence[LoadedTable]) -> dict[str, Any]:
 
 def _figure_jobs(tables: Sequence[LoadedTable]) -> list[tuple[str, Callable[..., Figure]]]:
     """The figures the tables allow, each as (name, draw) with ``draw(style=, width=)``."""
-    by_kind: dict[str, list[LoadedTable]] = {k: [] for k in TABLE_COLUMNS}
+    by_kind: dict[str, list[LoadedTable]] = {k: [] for k in TABLES}
     for t in tables:
         by_kind[t.kind].append(t)
 
     def frame(kind: str) -> pd.DataFrame:
+        if kind == "training":  # training histories join the training tables
+            parts = [t.frame for t in by_kind[kind]]
+            parts += [_history_as_training(t) for t in by_kind["history"]]
+            return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return pd.concat([t.frame for t in by_kind[kind]], ignore_index=True)
 
     jobs: list[tuple[str, Callable[..., Figure]]] = []
@@ -1256,7 +1266,7 @@ def _figure_jobs(tables: Sequence[LoadedTable]) -> list[tuple[str, Callable[...,
                 effective_share=meta.get("effective_share"),
             )
             jobs.append(("fig6c_total_gradient", fig6c))
-    if by_kind["training"] and not frame("training").empty:
+    if (by_kind["training"] or by_kind["history"]) and not frame("training").empty:
         jobs.append(("effective_paths_training", partial(plot_training, frame("training"))))
     if by_kind["subnetworks"] and not frame("subnetworks").empty:
         meta = _only_meta(by_kind["subnetworks"])
@@ -1315,7 +1325,8 @@ def _depth_jobs(
 _EXPECTED = (
     "sweep tables with 'single' rows (fig3, and fig8 with a stochastic-depth model), 'multi' "
     "rows (fig5a) or 'reorder' rows (fig5b), a paths table (fig6a), a gradients table (fig6b, "
-    "fig6c), a training table (effective_paths_training), a subnetworks table (subnetworks) "
+    "fig6c), a training table or training histories (effective_paths_training), a subnetworks "
+    "table (subnetworks) "
     "or the depth series' depth and depth_k tables (depth_*)"
 )
 
@@ -1326,15 +1337,18 @@ def plot_all(
     style: Style = "paper",
     width: Width = "single",
     formats: Sequence[str] = ("png", "pdf"),
+    *,
+    on_skip: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Draw every figure the tables allow into ``out_dir`` and return the files written.
 
-    Checks, before drawing, that ``out_dir`` can be written and that every table is one the
-    plots can read.
+    ``tables`` are CSV files or folders to search (``find_tables``). Checks, before drawing,
+    that ``out_dir`` can be written. A file that is not a table the plots know is skipped, and
+    ``on_skip`` is told why in one line; with ``on_skip`` None, it is refused.
 
     Raises:
-        ValueError: an unwritable ``out_dir``, a table lacking columns, an unknown style,
-            width or format, or tables from which no figure can be drawn.
+        ValueError: an unwritable ``out_dir``, a table lacking columns (without ``on_skip``),
+            an unknown style, width or format, or tables from which no figure can be drawn.
 
     Example:
         >>> plot_all(sorted(Path("results/tables").glob("*.csv")), "results/figures")
@@ -1348,12 +1362,28 @@ def plot_all(
         raise ValueError(f"unknown figure formats {bad}: choose png, pdf or svg")
     if not tables:
         raise ValueError(f"no results tables given: expected {_EXPECTED}")
+    files = find_tables(tables)
+    if not files:
+        places = ", ".join(map(str, tables))
+        raise ValueError(f"no results tables (CSV files) in {places}: expected {_EXPECTED}")
     out = _check_out_dir(out_dir)
-    loaded = load_tables(tables)
+    loaded: list[LoadedTable] = []
+    skipped: list[str] = []
+    for path in files:
+        if on_skip is None:
+            loaded.append(load_table(path))
+            continue
+        try:
+            loaded.append(load_table(path))
+        except ValueError as err:
+            skipped.append(str(err))
     jobs = _figure_jobs(loaded)
-    if not jobs:
-        names = ", ".join(str(t.path) for t in loaded)
-        raise ValueError(f"no figure can be drawn from {names}: expected {_EXPECTED}")
+    if not jobs:  # the error says why; no separate notes
+        names = ", ".join(str(t.path) for t in loaded) or "the tables given"
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise ValueError(f"no figure can be drawn from {names}{why}: expected {_EXPECTED}")
+    for reason in skipped if on_skip is not None else ():
+        on_skip(f"skipped {reason}")
     written: list[Path] = []
     for name, draw in jobs:
         fig = draw(style=style, width=width)

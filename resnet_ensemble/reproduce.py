@@ -26,13 +26,23 @@ from typing import Any
 import pandas as pd
 
 from .anatomy import residual_blocks
-from .checkpoints import resolve_device
+from .archs import blocks_of_depth, parse_arch
 from .data import check_data_dir, load_dataset
 from .experiment import Experiment, open_experiment
 from .gradient_analysis import analyze_gradients, write_gradient_report
-from .models import parse_arch
-from .paths import evaluate_subnetworks, path_table, summarize_paths
-from .results import ResultsTable, atomic_write_text, check_writable, run_metadata, sidecar_path
+from .paths import path_table, summarize_paths
+from .results import (
+    TABLES,
+    ResultsTable,
+    atomic_write_text,
+    check_writable,
+    history_path,
+    run_metadata,
+    sidecar_path,
+    write_table,
+)
+from .runtime import resolve_device
+from .subnetworks import evaluate_subnetworks
 from .sweeps import (
     SWEEP_COLUMNS,
     multi_deletions,
@@ -212,7 +222,7 @@ class Reproduction:
             return
         s = self.scale
         arch = f"{'plain' if variant == 'plain' else 'resnet'}{s.depth}"
-        n = 3 * ((s.depth - 2) // 6)
+        n = blocks_of_depth(s.depth)
         config = TrainConfig(
             arch=arch,
             dataset=self.dataset,
@@ -289,9 +299,7 @@ class Reproduction:
         frame = path_table(n, exp.describe()["model"])
         path = self.tables / "paths.csv"
         numbers = summarize_paths(n, 0.95).numbers()
-        atomic_write_text(path, frame.to_csv(index=False))
-        meta = {**run_metadata(), **exp.describe(), "table": "paths", "n": n, **numbers}
-        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, default=str))
+        write_table(path, frame, "paths", {**exp.describe(), "n": n, **numbers})
         if n > self.scale.max_exhaustive and self.scale.subnetwork_samples == 0:
             self.log(f"       {n} blocks: above --max-exhaustive, and no sub-networks sampled")
             return
@@ -305,21 +313,8 @@ class Reproduction:
         view = sub.attrs["ensemble"]
         sub.insert(0, "model", exp.describe()["model"])
         sub_path = self.tables / "subnetworks.csv"
-        atomic_write_text(sub_path, sub.to_csv(index=False))
-        atomic_write_text(
-            sidecar_path(sub_path),
-            json.dumps(
-                {
-                    **run_metadata(),
-                    **exp.describe(),
-                    "table": "subnetworks",
-                    "ensemble": view,
-                    "exhaustive": n <= self.scale.max_exhaustive,
-                },
-                indent=2,
-                default=str,
-            ),
-        )
+        meta = {**exp.describe(), "ensemble": view, "exhaustive": n <= self.scale.max_exhaustive}
+        write_table(sub_path, sub, "subnetworks", meta)
 
     def _gradients(self) -> None:
         exp = self._experiment("resnet", limit=self.scale.gradient_images)
@@ -337,11 +332,7 @@ class Reproduction:
             seed=self.seed,
         )
         path = self.tables / "gradients.csv"
-        atomic_write_text(path, analysis.table.to_csv(index=False))
-        atomic_write_text(
-            sidecar_path(path),
-            json.dumps({**run_metadata(), **describe, **analysis.meta}, indent=2, default=str),
-        )
+        write_table(path, analysis.table, "gradients", {**describe, **analysis.meta})
         write_gradient_report(
             analysis,
             self.out / "gradients.md",
@@ -352,18 +343,14 @@ class Reproduction:
     def _training_table(self) -> None:
         rows = []
         for variant in ("resnet", "effective_paths"):
-            history = Path(self.checkpoint(variant)).with_suffix(".history.csv")
+            history = history_path(self.checkpoint(variant))
             if not history.exists():
                 continue
             frame = pd.read_csv(history)
             label = "residual" if variant == "resnet" else "effective paths"
-            rows.append(
-                frame.assign(variant=label)[["variant", "epoch", "train_error", "test_error"]]
-            )
+            rows.append(frame.assign(variant=label)[list(TABLES["training"].columns)])
         if rows:
-            path = self.tables / "training.csv"
-            atomic_write_text(path, pd.concat(rows).to_csv(index=False))
-            atomic_write_text(sidecar_path(path), json.dumps({"table": "training"}, indent=2))
+            write_table(self.tables / "training.csv", pd.concat(rows), "training")
 
     def _plots(self) -> None:
         from .plots import plot_all

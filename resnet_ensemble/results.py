@@ -1,12 +1,19 @@
-"""Results tables: tidy CSV rows appended atomically, a JSON sidecar of metadata, and resume.
+"""Results tables: the one contract for every table the toolkit writes, and how it is written.
 
 Holds:
+- ``TABLES`` / ``TableSpec``: each kind of table (sweep, paths, gradients, subnetworks, training
+  history, training, and the depth series' depth and depth_k) with its columns: those a reader
+  needs, and, where the library fixes them, all of them in order
+- ``write_table``: a finished table and its sidecar (provenance and the table's kind), each
+  written atomically; the only other writer of sidecars is ``ResultsTable``
+- ``table_kind``: which kind a table is, from its sidecar or its columns
 - ``atomic_write_bytes`` / ``atomic_write_text``: write to a temporary file beside the target,
   fsync, then rename, so a reader never sees a half-written file and a kill loses nothing that
   was already there
 - ``ResultsTable``: a CSV that grows one configuration at a time; each append rewrites the file
   atomically, so a sweep killed at any moment leaves a readable table holding every finished
-  configuration; ``done`` tells a resumed sweep what to skip
+  configuration; ``done`` tells a resumed sweep what to skip, and a row it cannot read whole
+  (cut short by a crash, a full disk or a power cut) is dropped, recomputed and noted
 - ``run_metadata``: what every sidecar records (versions, command line, time)
 - ``check_writable``: refuse an unwritable output path before any work starts
 """
@@ -14,6 +21,7 @@ Holds:
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -22,22 +30,153 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
+from ._version import __version__
 from .atomic import atomic_write, remove_stale_temporaries
 
 __all__ = [
+    "HISTORY_COLUMNS",
+    "SWEEP_COLUMNS",
+    "TABLES",
     "ResultsTable",
+    "TableKind",
+    "TableSpec",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_writable",
     "read_table",
     "run_metadata",
     "sidecar_path",
+    "history_path",
+    "sweep_columns",
+    "table_kind",
+    "write_table",
 ]
+
+TableKind = Literal[
+    "sweep", "paths", "gradients", "subnetworks", "history", "training", "depth", "depth_k"
+]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One kind of results table.
+
+    ``required``: the columns every reader may rely on (a table lacking one is refused);
+    ``any_of``: of these, at least one (the gradients table's measurements); ``columns``: all
+    columns in order, where the library fixes them (empty where they follow the analysis).
+    """
+
+    kind: str
+    description: str
+    required: tuple[str, ...]
+    any_of: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+
+    def missing(self, columns: Iterable[str]) -> list[str]:
+        """The required columns that ``columns`` lacks (``a or b`` for an unmet ``any_of``)."""
+        have = set(columns)
+        lacking = [c for c in self.required if c not in have]
+        if self.any_of and not have & set(self.any_of):
+            lacking.append(" or ".join(self.any_of))
+        return lacking
+
+
+SWEEP_COLUMNS = [
+    "model",
+    "variant",
+    "sweep",
+    "config",
+    "route",
+    "deleted",
+    "k",
+    "sample",
+    "seed",
+    "kendall_tau",
+    "deleted_name",
+    "downsampling",
+    "error",
+    "wrong",
+    "images",
+]
+
+#: What ``train`` writes beside a checkpoint (CKPT.history.csv), one row per epoch.
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_error",
+    "test_loss",
+    "test_error",
+    "seconds",
+)
+
+
+def history_path(out: str | os.PathLike[str]) -> Path:
+    """``ckpt.pt`` -> ``ckpt.history.csv``, beside the checkpoint."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.history.csv")
+
+
+def sweep_columns(metric: str = "error") -> list[str]:
+    """The table's columns: ``SWEEP_COLUMNS`` for top-1 error; for another metric its value
+    column is named after it and ``wrong`` becomes ``sum`` (the metric's sum over images)."""
+    if metric == "error":
+        return list(SWEEP_COLUMNS)
+    return [{"error": metric, "wrong": "sum"}.get(c, c) for c in SWEEP_COLUMNS]
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.kind: spec
+    for spec in (
+        TableSpec(
+            "sweep",
+            "lesion sweep: one row per configuration (sweep single, multi or reorder)",
+            ("variant", "sweep", "config", "deleted", "k", "kendall_tau", "downsampling", "error"),
+            columns=tuple(SWEEP_COLUMNS),
+        ),
+        TableSpec("paths", "paths of each length (paths)", ("length", "paths", "fraction")),
+        TableSpec(
+            "gradients",
+            "gradient per path length (gradients)",
+            ("length", "num_paths"),
+            any_of=("exact_norm", "sampled_mean", "rms_single_path"),
+        ),
+        TableSpec(
+            "subnetworks",
+            "one row per evaluated sub-network (paths --exhaustive)",
+            ("kept", "num_kept", "error"),
+        ),
+        TableSpec(
+            "history",
+            "a training run's history, one row per epoch (train)",
+            ("epoch", "lr", "train_error", "test_error"),
+            columns=HISTORY_COLUMNS,
+        ),
+        TableSpec(
+            "training",
+            "training histories side by side, one variant each (reproduce)",
+            ("variant", "epoch", "test_error"),
+            columns=("variant", "epoch", "train_error", "test_error"),
+        ),
+        # The depth series (``depth_series``): one row per network, and its k-deletion curves.
+        TableSpec(
+            "depth",
+            "one row per analysed network (depth)",
+            ("network", "variant", "blocks", "single_mean", "full_error"),
+        ),
+        TableSpec(
+            "depth_k",
+            "error against k deleted blocks, per network (depth)",
+            ("network", "variant", "blocks", "k", "k_over_n", "error"),
+        ),
+    )
+}
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -95,8 +234,6 @@ def run_metadata() -> dict[str, Any]:
     import torch
     import torchvision
 
-    from . import __version__
-
     prog = Path(sys.argv[0]).name
     if prog == "__main__.py":  # python -m resnet_ensemble (and torchrun -m resnet_ensemble)
         prog = f"python -m {Path(sys.argv[0]).parent.name}"
@@ -115,6 +252,52 @@ def run_metadata() -> dict[str, Any]:
         },
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def read_sidecar(table: str | Path) -> dict[str, Any]:
+    """A table's sidecar as a dict; empty where there is none or it is not a JSON object."""
+    try:
+        meta = json.loads(sidecar_path(table).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _write_sidecar(table: Path, metadata: Mapping[str, Any]) -> None:
+    atomic_write_text(sidecar_path(table), json.dumps(dict(metadata), indent=2, default=str))
+
+
+def write_table(
+    path: str | Path, frame: pd.DataFrame, kind: str, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a finished table and its sidecar, each atomically, the sidecar first (so that a
+    table never stands without one).
+
+    The sidecar holds ``run_metadata()`` (versions, command line, time), then ``metadata``,
+    then ``table``: the kind, which ``plot`` reads.
+
+    Raises:
+        ValueError: an unknown kind, or a frame lacking the kind's required columns.
+    """
+    if kind not in TABLES:
+        raise ValueError(f"unknown table kind {kind!r}; known: {', '.join(TABLES)}")
+    missing = TABLES[kind].missing(frame.columns)
+    if missing:
+        raise ValueError(f"a {kind} table needs the columns {missing}")
+    path = Path(path)
+    _write_sidecar(path, {**run_metadata(), **(metadata or {}), "table": kind})
+    atomic_write_text(path, frame.to_csv(index=False))
+    return path
+
+
+def table_kind(columns: Sequence[str], meta: Mapping[str, Any] | None = None) -> str | None:
+    """The kind of a table: its sidecar's ``table`` where that names a known kind, else the
+    most specific kind whose required columns it has; None when none fits."""
+    named = (meta or {}).get("table")
+    if named in TABLES:
+        return str(named)
+    fits = [k for k, spec in TABLES.items() if not spec.missing(columns)]
+    return max(fits, key=lambda k: len(TABLES[k].required)) if fits else None
 
 
 def read_table(path: str | Path, required: Iterable[str] = (), **read_csv: Any) -> pd.DataFrame:
@@ -184,15 +367,11 @@ class ResultsTable:
         self.path = check_writable(path)
         self.columns = list(columns)
         self.key = key
-        self._buffer = io.StringIO()
         self._frame = pd.DataFrame(columns=self.columns)
+        #: What resuming found wrong and did about it, one line each, for the caller to show.
+        self.notes: list[str] = []
         if resume and self.path.exists():
-            # Kept as the text it was written as: re-inferred dtypes would turn an integer
-            # column with gaps into floats ("3" -> "3.0") when the table is written again.
-            existing = read_table(
-                self.path, required=self.columns, dtype=str, keep_default_na=False
-            )
-            self._frame = existing[self.columns].astype(object)
+            self._frame = self._read_whole_rows()
             _check_same_experiment(self.path, dict(metadata or {}))
         elif self.path.exists() and not resume:
             raise ValueError(
@@ -205,6 +384,46 @@ class ResultsTable:
         # The sidecar is written with the first rows, not now: a run that fails before it has
         # any result (a model whose outputs are NaN, say) leaves no file behind.
         self._sidecar_written = resume and sidecar_path(self.path).exists()
+
+    def _read_whole_rows(self) -> pd.DataFrame:
+        """The table's rows that were written whole, as the text they were written as
+        (re-inferred dtypes would turn an integer column with gaps into floats, "3" -> "3.0",
+        when the table is written again).
+
+        A row is whole when it has a field for every column and ends with its line break. A
+        configuration with any other row is dropped entirely, so that it is recomputed, and
+        ``notes`` says so: a row cut short by a crash, a full disk or a power cut (or one
+        written by something other than this class) is never taken as done.
+        """
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+            records = list(csv.reader(io.StringIO(text, newline="")))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise ValueError(f"{self.path} is not a readable CSV table ({err})") from None
+        if not records:
+            raise ValueError(f"{self.path} is not a readable CSV table (it is empty)")
+        header, rows = records[0], records[1:]
+        missing = [c for c in self.columns if c not in header]
+        if missing:
+            raise ValueError(f"{self.path} lacks the columns {missing}; it has {header}")
+        cut = bool(rows) and not text.endswith(("\n", "\r"))  # the last row never finished
+        whole, broken = [], []
+        for number, row in enumerate(rows, start=2):
+            if len(row) == len(header) and not (cut and number == len(rows) + 1):
+                whole.append(row)
+            elif any(field.strip() for field in row):
+                broken.append((number, row))
+        frame = pd.DataFrame(whole, columns=header, dtype=object)[self.columns]
+        key_at = header.index(self.key)
+        redo = {row[key_at] for _, row in broken if len(row) > key_at}
+        if broken:
+            frame = frame[~frame[self.key].isin(redo)]
+            lines = ", ".join(str(number) for number, _ in broken)
+            self.notes.append(
+                f"{self.path}: dropped {len(broken)} incomplete row(s) (line {lines}), cut short "
+                "by an interrupted write; their configurations will be computed again"
+            )
+        return frame.reset_index(drop=True).astype(object)
 
     @classmethod
     def overwrite(cls, path: str | Path) -> None:
@@ -244,5 +463,5 @@ class ResultsTable:
         self.metadata.update(extra)
         self.metadata["complete"] = complete
         self.metadata["rows"] = len(self._frame)
-        atomic_write_text(sidecar_path(self.path), json.dumps(self.metadata, indent=2, default=str))
+        _write_sidecar(self.path, self.metadata)
         self._sidecar_written = True

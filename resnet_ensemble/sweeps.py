@@ -8,63 +8,55 @@ Holds:
 - ``format_route``: a route as a compact string, e.g. ``0-2,4,6-8``
 - ``run_sweep``: evaluate configurations through the engine in chunks, appending each finished
   chunk to the table; distributed over torchrun ranks by sharding the images
+- ``sweep_to_table``: a whole sweep as the ``sweep`` command runs it: check the output, open the
+  model and data, make the configurations, resume or start the table, run, mark it complete
+- ``summarize_sweep``: a short table of what a sweep found (per block, or per k)
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 import torch
 
 from .anatomy import Anatomy, block_shapes
-from .distributed import Distributed
-from .engine import measure_routes
-from .experiment import Experiment
+from .distributed import Distributed, from_environment
+from .engine import Strategy, measure_routes
+from .experiment import Experiment, open_experiment
 from .metrics import resolve_metric
-from .results import ResultsTable
+from .results import SWEEP_COLUMNS, ResultsTable, check_writable, run_metadata, sweep_columns
 
 __all__ = [
     "SWEEP_COLUMNS",
+    "SWEEP_KINDS",
     "RouteSpec",
+    "SweepKind",
+    "SweepOutcome",
     "format_route",
     "kendall_tau",
     "multi_deletions",
     "random_swaps",
     "run_sweep",
     "single_deletions",
+    "summarize_sweep",
     "sweep_columns",
+    "sweep_to_table",
 ]
 
-SWEEP_COLUMNS = [
-    "model",
-    "variant",
-    "sweep",
-    "config",
-    "route",
-    "deleted",
-    "k",
-    "sample",
-    "seed",
-    "kendall_tau",
-    "deleted_name",
-    "downsampling",
-    "error",
-    "wrong",
-    "images",
-]
-
-
-def sweep_columns(metric: str = "error") -> list[str]:
-    """The table's columns: ``SWEEP_COLUMNS`` for top-1 error; for another metric its value
-    column is named after it and ``wrong`` becomes ``sum`` (the metric's sum over images)."""
-    if metric == "error":
-        return list(SWEEP_COLUMNS)
-    return [{"error": metric, "wrong": "sum"}.get(c, c) for c in SWEEP_COLUMNS]
+SweepKind = Literal["single", "multi", "reorder"]
+SWEEP_KINDS: dict[str, str] = {
+    "single": "every block deleted alone (paper Fig. 3)",
+    "multi": "k random blocks deleted together (paper Fig. 5a)",
+    "reorder": "k random swaps of same-shape blocks (paper Fig. 5b)",
+}
 
 
 @dataclass(frozen=True)
@@ -216,7 +208,7 @@ def run_sweep(
     *,
     chunk: int = 64,
     dist: Distributed | None = None,
-    strategy: str = "auto",
+    strategy: Strategy = "auto",
     amp: bool = False,
     channels_last: bool = False,
     progress: Callable[[int], None] | None = None,
@@ -241,7 +233,7 @@ def run_sweep(
             exp.loader(dist.rank, dist.world),
             [s.route for s in part],
             metric=scorer,
-            strategy=strategy,  # type: ignore[arg-type]
+            strategy=strategy,
             amp=amp,
             channels_last=channels_last,
             on_batch=(lambda b, m=len(part): progress(b * m)) if progress else None,
@@ -275,3 +267,180 @@ def run_sweep(
             table.append(rows)
         written.extend(rows)
     return written
+
+
+@dataclass
+class SweepOutcome:
+    """What ``sweep_to_table`` did. ``frame`` is the whole table (None on ranks other than 0);
+    ``notes`` are what resuming found wrong and did about it."""
+
+    path: Path
+    configurations: int
+    already_done: int
+    frame: pd.DataFrame | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _configurations(
+    kind: SweepKind, exp: Experiment, *, max_k: int, max_swaps: int, samples: int, seed: int
+) -> list[RouteSpec]:
+    if kind == "single":
+        return single_deletions(exp.anatomy)
+    if kind == "multi":
+        return multi_deletions(exp.anatomy, max_k=max_k, samples=samples, seed=seed)
+    return random_swaps(exp.anatomy, max_swaps=max_swaps, samples=samples, seed=seed)
+
+
+def _check_output(path: Path, resume: bool, overwrite: bool, dist: Distributed) -> None:
+    """Refuse, before any work, an output that cannot be written or would be overwritten; every
+    rank learns rank 0's verdict, so that all stop with its message (not with a lost
+    connection when rank 0 leaves the process group)."""
+    problem = None
+    if dist.is_main:
+        try:
+            check_writable(path)
+            if path.exists() and not (resume or overwrite):
+                raise ValueError(
+                    f"{path} already exists; pass --resume to continue it or "
+                    "--overwrite to start again"
+                )
+        except ValueError as err:
+            problem = str(err)
+    problem = dist.from_main(problem)
+    if problem:
+        raise ValueError(problem)
+
+
+def sweep_to_table(
+    kind: SweepKind,
+    path: str | Path,
+    experiment: dict[str, Any],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_k: int = 8,
+    max_swaps: int = 8,
+    samples: int = 3,
+    seed: int = 0,
+    chunk: int = 64,
+    strategy: Strategy = "auto",
+    amp: bool = False,
+    channels_last: bool = False,
+    metric: str = "error",
+    on_start: Callable[[str, int], Callable[[int], None] | None] | None = None,
+) -> SweepOutcome:
+    """Run one lesion sweep into a results table, resumably; distributed under torchrun.
+
+    Args:
+        kind: single (Fig. 3), multi (Fig. 5a) or reorder (Fig. 5b).
+        path: the table (CSV; its sidecar goes beside it).
+        experiment: ``open_experiment``'s keyword arguments (model, data, device).
+        resume, overwrite: continue an earlier table, or replace it; without either an
+            existing table is refused.
+        on_start: called on rank 0 once the work is known, with a line that says what will run
+            and the number of progress units; it may return a function that is told how many
+            units have finished since it was last called.
+
+    Raises:
+        ValueError: an output that cannot be written, an existing table without --resume or
+            --overwrite, a table from another experiment, or configurations that cannot run.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other")
+    path = Path(path)
+    dist = from_environment()
+    try:
+        _check_output(path, resume, overwrite, dist)
+        exp = open_experiment(**{**experiment, "device": dist.device(experiment["device"])})
+        specs = _configurations(
+            kind, exp, max_k=max_k, max_swaps=max_swaps, samples=samples, seed=seed
+        )
+        metadata = {
+            **run_metadata(),
+            **exp.describe(),
+            "table": "sweep",
+            "sweep": kind,
+            "description": SWEEP_KINDS[kind],
+            "seed": seed,
+            "samples": samples,
+            "max_k": max_k if kind == "multi" else None,
+            "max_swaps": max_swaps if kind == "reorder" else None,
+            "world_size": dist.world,
+            "amp": amp,
+            "metric": metric,
+        }
+        if dist.is_main and overwrite:
+            # Only now that the model, the data and the configurations are known to be good:
+            # a run refused above must not cost the user the table it was told to replace.
+            ResultsTable.overwrite(path)
+        table = (
+            ResultsTable(path, sweep_columns(metric), metadata=metadata, resume=resume)
+            if dist.is_main
+            else None
+        )
+        start = time.time()
+        done = table.done if table is not None else set()
+        todo = len([s for s in specs if s.config not in done])
+        progress = None
+        if dist.is_main and on_start is not None:
+            about = exp.describe()
+            line = (
+                f"{kind} sweep of {about['model']} on {about['dataset']}: {len(specs)} "
+                f"configurations ({len(specs) - todo} already done), {about['images']} images "
+                f"-> {path}"
+            )
+            progress = on_start(line, todo * len(exp.shard(dist.rank, dist.world)))
+        run_sweep(
+            exp,
+            specs,
+            table,
+            chunk=chunk,
+            dist=dist,
+            strategy=strategy,
+            amp=amp,
+            channels_last=channels_last,
+            progress=progress,
+            metric=metric,
+        )
+        if table is None:
+            return SweepOutcome(path, len(specs), len(specs) - todo, None)
+        table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
+        return SweepOutcome(path, len(specs), len(specs) - todo, table.frame, table.notes)
+    finally:
+        dist.close()
+
+
+def summarize_sweep(frame: pd.DataFrame, metric: str = "error") -> pd.DataFrame:
+    """What a sweep found, in a few rows: for single deletions the full network and the blocks
+    whose deletion costs most and least; for multi and reorder the mean and range per k.
+
+    Values are in the metric's own unit (error rates as fractions).
+    """
+    value = metric
+    base = frame.loc[frame["config"] == "baseline", value]
+    full = float(base.iloc[0]) if len(base) else math.nan
+    rest = frame.loc[frame["config"] != "baseline"].copy()
+    if rest.empty:
+        return pd.DataFrame({"configuration": ["full network"], value: [full]})
+    rest[value] = pd.to_numeric(rest[value], errors="coerce")
+    if (rest["sweep"] == "single").all():
+        ordered = rest.sort_values(value, ascending=False)
+        shown = pd.concat([ordered.head(3), ordered.tail(3)]).drop_duplicates("config")
+        rows = [{"configuration": "full network", value: full}]
+        rows += [
+            {
+                "configuration": f"without block {int(r['deleted'])} ({r['deleted_name']})",
+                value: r[value],
+            }
+            for _, r in shown.iterrows()
+        ]
+        rows.append(
+            {"configuration": f"mean of {len(rest)} single deletions", value: rest[value].mean()}
+        )
+        return pd.DataFrame(rows)
+    label = "swaps" if (rest["sweep"] == "reorder").all() else "deleted"
+    stats = rest.groupby("k")[value].agg(["mean", "min", "max", "count"]).reset_index()
+    stats.insert(0, "configuration", [f"k = {int(k)} {label}" for k in stats["k"]])
+    head = pd.DataFrame([{"configuration": "full network", "mean": full, "count": 1}])
+    summary = pd.concat([head, stats.drop(columns="k")], ignore_index=True)
+    return summary[["configuration", "mean", "min", "max", "count"]]

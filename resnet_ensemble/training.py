@@ -52,6 +52,7 @@ from torch.utils.data import Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from .anatomy import residual_blocks
+from .archs import num_blocks, parse_arch
 from .atomic import remove_stale_temporaries
 from .checkpoints import (
     CHECKPOINT_FORMAT,
@@ -59,12 +60,13 @@ from .checkpoints import (
     check_state_dict,
     load_checkpoint,
     package_version,
-    resolve_device,
     save_checkpoint,
 )
 from .data import CROP_FLIP_PADDING, DatasetInfo, dataset_info, load_dataset, make_loader
 from .interventions import lesion
-from .models import build_builtin, parse_arch
+from .models import build_builtin
+from .results import HISTORY_COLUMNS, history_path
+from .runtime import resolve_device
 from .tensor_batches import TensorImages
 
 __all__ = [
@@ -78,16 +80,6 @@ __all__ = [
     "lr_factor",
     "train",
 ]
-
-HISTORY_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_error",
-    "test_loss",
-    "test_error",
-    "seconds",
-)
 
 # Recipe fields whose change on --resume alters the run (reported, not refused).
 _RECIPE_FIELDS = (
@@ -173,12 +165,6 @@ class TrainingDiverged(RuntimeError):
 
 # ----------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def history_path(out: str | os.PathLike[str]) -> Path:
-    """``ckpt.pt`` -> ``ckpt.history.csv``, beside the checkpoint."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.history.csv")
 
 
 def check_output_path(out: str | os.PathLike[str]) -> Path:
@@ -487,7 +473,7 @@ class _Run:
         if config.stochastic_depth is not None:  # older checkpoints lack the key: add only here
             self.arch_kwargs["stochastic_depth_draw"] = config.stochastic_depth_draw
         # Checked before building, so that a bad --active-blocks gets the trainer's message.
-        _check_config(config, 3 * ((parse_arch(config.arch)["depth"] - 2) // 6))
+        _check_config(config, num_blocks(config.arch))
         self.core = build_builtin(config.arch, **self.arch_kwargs)
         self.n_blocks = len(residual_blocks(self.core))
         self.core.to(device)

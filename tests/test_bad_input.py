@@ -369,7 +369,7 @@ CASES: dict[str, Case] = {
     "plot-random-bytes": C("plot {F}/random.csv --out figs", 1, "not a readable CSV"),
     "plot-a-checkpoint": C("plot {F}/good.pt --out figs/deeper", 1, "not a readable CSV"),
     "plot-missing-table": C("plot {F}/missing.csv --out figs", 2, "does not exist"),
-    "plot-table-is-folder": C("plot {F}/emptydir --out figs", 2, "is a directory"),
+    "plot-table-is-folder": C("plot {F}/emptydir --out figs", 1, "no results tables"),
     "plot-no-tables": C("plot --out figs", 2, "Missing argument"),
     "plot-no-out": C("plot {F}/wrongcols.csv", 2, "Missing option '--out'"),
     "plot-out-is-file": C("plot {F}/wrongcols.csv --out {F}/afile", 1, "is a file"),

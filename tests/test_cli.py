@@ -285,7 +285,7 @@ def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the sweep started work")
 
-    monkeypatch.setattr("resnet_ensemble.cli.sweep_cmd.open_experiment", refuse)
+    monkeypatch.setattr("resnet_ensemble.sweeps.open_experiment", refuse)
 
 
 def test_sweep_refuses_an_unwritable_out_before_any_work(

@@ -396,8 +396,9 @@ def test_a_table_lacking_columns_is_refused_in_one_line(tmp_path):
 
 def test_plot_all_writes_png_and_pdf_for_every_figure(tmp_path):
     written = plot_all(make_tables(tmp_path / "tables"), tmp_path / "figs")
+    paper = [name for name in plots.FIGURES if not name.startswith("depth_")]  # no depth tables
     assert sorted(p.name for p in written) == sorted(
-        f"{name}.{fmt}" for name in plots.FIGURES for fmt in ("png", "pdf")
+        f"{name}.{fmt}" for name in paper for fmt in ("png", "pdf")
     )
     for path in written:
         data = path.read_bytes()
@@ -472,3 +473,28 @@ def test_cli_plot_out_under_a_file_exit_1(tmp_path):
     assert result.output.strip() == (
         f"error: cannot write figures to {tables[0] / 'figs'}: {tables[0]} is a file, not a folder"
     )
+
+
+def test_cli_plot_takes_folders_and_skips_what_it_does_not_know(tmp_path):
+    tables = make_tables(tmp_path / "results" / "tables")
+    (tmp_path / "results" / "notes.csv").write_text("a,b\n1,2\n")  # no kind the plots know
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(
+        cli, ["plot", str(tmp_path / "results"), "--out", str(out), "--format", "png"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: skipped" in result.stderr and "notes.csv" in result.stderr
+    direct = plot_all(tables, tmp_path / "direct", formats=["png"])
+    assert sorted(result.stdout.split()) == sorted(str(out / p.name) for p in direct)
+
+
+def test_a_training_history_as_train_writes_it_is_plotted(tmp_path):
+    """``train`` writes CKPT.history.csv beside the checkpoint, without a variant column."""
+    from resnet_ensemble.results import HISTORY_COLUMNS
+
+    path = tmp_path / "r20.history.csv"
+    rows = [dict.fromkeys(HISTORY_COLUMNS, 0.5) | {"epoch": e} for e in (1, 2, 3)]
+    pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).to_csv(path, index=False)
+    assert load_table(path).kind == "history"
+    written = plot_all([path], tmp_path / "figs", formats=["png"])
+    assert [p.name for p in written] == ["effective_paths_training.png"]

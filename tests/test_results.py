@@ -7,6 +7,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -297,3 +298,39 @@ def test_metadata_names_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) ->
     assert {"torch", "pandas", "resnet_ensemble"} <= set(meta["versions"])
     monkeypatch.setattr(sys, "argv", ["/usr/bin/ensemble-lesion", "sweep", "multi"])
     assert run_metadata()["command"] == "ensemble-lesion sweep multi"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda text: text[:-3], id="last-row-cut-mid-value"),
+        pytest.param(lambda text: text.rsplit(",", 1)[0] + "\n", id="last-row-missing-a-field"),
+        pytest.param(lambda text: text.replace(",1,1,0.2\n", ",1\n"), id="middle-row-short"),
+    ],
+)
+def test_resume_drops_a_row_it_cannot_read_whole_and_recomputes_it(
+    tmp_path: Path, damage: Any
+) -> None:
+    """A row cut short (a crash, a full disk, a power cut under a writer that is not atomic) is
+    never taken as done: resume drops it with a note, and the sweep computes it again."""
+    path = tmp_path / "t.csv"
+    meta = {"model": "resnet20", "seed": 0}
+    ResultsTable(path, COLUMNS, metadata=meta).append(
+        _rows("baseline", "k=1,sample=1", "k=1,sample=0")
+    )
+    whole = path.read_text()
+    path.write_text(damage(whole))
+    resumed = ResultsTable(path, COLUMNS, metadata=meta, resume=True)
+    assert len(resumed.done) == 2 and "baseline" in resumed.done
+    assert len(resumed.notes) == 1 and "incomplete row" in resumed.notes[0]
+    assert "\n" not in resumed.notes[0]
+    (redo,) = {"baseline", "k=1,sample=0", "k=1,sample=1"} - resumed.done
+    resumed.append(_rows(redo))
+    assert sorted(path.read_text().splitlines()) == sorted(whole.splitlines())
+
+
+def test_resume_of_a_whole_table_has_no_notes(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    ResultsTable(path, COLUMNS).append(_rows("baseline", "k=1,sample=0"))
+    resumed = ResultsTable(path, COLUMNS, resume=True)
+    assert resumed.notes == [] and resumed.done == {"baseline", "k=1,sample=0"}

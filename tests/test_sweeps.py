@@ -384,3 +384,30 @@ def test_torchrun_ranks_all_stop_with_rank_0s_refusal(checkpoint: Path, tmp_path
     # Both ranks give rank 0's one-line reason (not a lost connection to rank 0).
     assert len(refusals) == 2, proc.stderr
     assert all("afile is a file, not a folder" in ln for ln in refusals)
+
+
+def test_sweep_help_is_per_kind_and_the_kinds_agree_with_the_library() -> None:
+    from resnet_ensemble.cli import sweep_cmd
+    from resnet_ensemble.sweeps import SWEEP_KINDS
+
+    assert sweep_cmd.KINDS == SWEEP_KINDS
+    multi = CliRunner().invoke(cli, ["sweep", "multi", "--help"]).output
+    single = CliRunner().invoke(cli, ["sweep", "single", "--help"]).output
+    assert "--max-k" in multi and "--max-swaps" not in multi
+    assert "--max-k" not in single and "--samples" not in single and "--model" in single
+
+
+def test_sweep_ends_with_what_it_found_and_shows_progress_off_a_terminal(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resnet_ensemble.cli import common
+
+    monkeypatch.setattr(common, "PROGRESS_EVERY_S", 0.0)  # a line at every update
+    out = tmp_path / "multi.csv"
+    args = _sweep_args(checkpoint, out, "multi", 32, "--max-k", "2", "--samples", "2")
+    result = CliRunner().invoke(cli, [*args, "--chunk", "1"])
+    assert result.exit_code == 0, result.output
+    assert "k = 1 deleted" in result.stdout and "k = 2 deleted" in result.stdout
+    assert "full network" in result.stdout and "wrote 5 rows" in result.stdout
+    assert "sweep multi: " in result.stderr and "% )" not in result.stderr
+    assert "s left" in result.stderr

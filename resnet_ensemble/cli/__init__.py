@@ -20,8 +20,38 @@ from .lesion_cmd import lesion_options, run_lesion
 __all__ = ["cli", "main"]
 
 
+# Each subcommand, the module that defines it and its one-line help. A module is imported only
+# when its command runs or shows its own help, so that `--help` does not import torch.
+_SUBCOMMANDS = {
+    "blocks": ("blocks_cmd", "List the blocks: index, name, stage, downsampling, parameter count."),
+    "train": ("train_cmd", "Train a CIFAR-style ResNet (He et al.'s recipe)."),
+    "sweep": ("sweep_cmd", "Run a lesion sweep: single, multi or reorder."),
+    "paths": ("paths_cmd", "Path-length distribution; every sub-network with --exhaustive."),
+    "gradients": ("gradients_cmd", "Gradient per path length: exact decomposition and sampled."),
+    "plot": ("plot_cmd", "Draw every paper figure that results tables allow."),
+    "reproduce": ("reproduce_cmd", "Every paper figure, end to end: train, sweep, analyse, plot."),
+    "depth": ("depth_cmd", "Put analysed networks side by side, against their number of blocks."),
+}
+
+
 class _Group(click.Group):
-    """A group whose errors follow the one-line contract."""
+    """A group whose errors follow the one-line contract and whose subcommands load lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *_SUBCOMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _SUBCOMMANDS and cmd_name not in self.commands:
+            from importlib import import_module
+
+            module = import_module(f"{__name__}.{_SUBCOMMANDS[cmd_name][0]}")
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_module, help_text) in _SUBCOMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         before = os.environ.get(DEBUG_ENV)
@@ -54,26 +84,6 @@ def cli(ctx: click.Context, debug: bool, **lesion_kwargs: Any) -> None:
         os.environ[DEBUG_ENV] = "1"
     if ctx.invoked_subcommand is None:
         run_lesion(**lesion_kwargs)
-
-
-def _register() -> None:
-    from importlib import import_module
-
-    for module_name, attr in _SUBCOMMANDS:
-        cli.add_command(getattr(import_module(f"{__name__}.{module_name}"), attr))
-
-
-_SUBCOMMANDS = [
-    ("blocks_cmd", "blocks"),
-    ("train_cmd", "train"),
-    ("sweep_cmd", "sweep"),
-    ("paths_cmd", "paths"),
-    ("gradients_cmd", "gradients"),
-    ("plot_cmd", "plot"),
-    ("reproduce_cmd", "reproduce"),
-    ("depth_cmd", "depth"),
-]
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

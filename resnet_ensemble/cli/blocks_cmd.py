@@ -3,13 +3,9 @@ them."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from ..anatomy import residual_blocks
-from ..checkpoints import load_model
-from .common import model_options
+from .common import json_line, model_options
 
 
 @click.command()
@@ -31,6 +27,9 @@ def blocks(
     as_json: bool,
 ) -> None:
     """List the blocks: index, name, stage, downsampling, parameter count."""
+    from ..anatomy import residual_blocks
+    from ..checkpoints import load_model
+
     loaded = load_model(
         model_spec,
         weights_file=weights_file,
@@ -52,9 +51,10 @@ def blocks(
     ]
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row))
+            click.echo(json_line(row))
         return
-    click.echo(f"{loaded.arch}: {len(rows)} residual blocks, 2^{len(rows)} paths")
+    label = " (random init)" if loaded.random_init else ""
+    click.echo(f"{loaded.arch}{label}: {len(rows)} residual blocks, 2^{len(rows)} paths")
     width = max(len(r["name"]) for r in rows)
     click.echo(
         f"{'index':>5}  {'name':<{width}}  {'stage':>5}  {'downsamples':<11}  {'parameters':>10}"

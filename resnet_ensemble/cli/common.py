@@ -2,14 +2,19 @@
 
 Holds ``fail_cleanly`` (exceptions -> one line on stderr and exit 1, traceback only with
 ``--debug``), ``model_options`` / ``data_options`` / ``metric_option`` (the same flags, spelled
-the same, in every command) and ``positive_int``.
+the same, in every command), ``positive_int`` and ``progress_bar`` (a bar on a terminal,
+periodic lines elsewhere) and ``json_line`` (a record as one line of JSON, without float
+noise).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -114,3 +119,55 @@ def data_options(func: F) -> F:
         "dataset the checkpoint was trained on, else the embedded test subset.",
     )(func)
     return func
+
+
+#: Seconds between progress lines when stderr is not a terminal (a log file, CI, a notebook).
+PROGRESS_EVERY_S = 10.0
+
+
+@contextlib.contextmanager
+def progress_bar(length: int, label: str) -> Iterator[Callable[[int], None]]:
+    """Show progress on stderr and yield ``update(units)``.
+
+    On a terminal it is click's bar. Elsewhere (nohup, CI, a notebook) a bar drawn with
+    carriage returns shows nothing until the end, so it writes a plain line every
+    ``PROGRESS_EVERY_S`` seconds instead: done, share, elapsed and an estimate of what is left.
+    """
+    if sys.stderr.isatty():
+        with click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True) as bar:
+            yield bar.update
+        return
+    start = last = time.monotonic()
+    done = 0
+
+    def update(units: int) -> None:
+        nonlocal done, last
+        done += units
+        now = time.monotonic()
+        if now - last < PROGRESS_EVERY_S or done >= length:
+            return
+        last = now
+        elapsed = now - start
+        left = elapsed * (length - done) / done if done else float("nan")
+        click.echo(
+            f"{label}: {done:,}/{length:,} ({100 * done / max(length, 1):.0f}%), "
+            f"{elapsed:.0f} s elapsed, about {left:.0f} s left",
+            err=True,
+        )
+
+    yield update
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.12g}")  # 2.600000000000001 -> 2.6: float noise, not precision
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def json_line(record: Any) -> str:
+    """``record`` as one line of JSON, floats rounded to 12 significant digits."""
+    return json.dumps(_rounded(record))

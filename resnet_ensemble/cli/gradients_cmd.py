@@ -7,23 +7,15 @@ Markdown report with its figures (and, without ``--out``, its table beside it).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 
-from ..experiment import open_experiment
-from ..gradient_analysis import (
-    AT_LABELS,
-    NORM_LABELS,
-    RANGE_LABELS,
-    analyze_gradients,
-    write_gradient_report,
-)
-from ..results import atomic_write_text, check_writable, run_metadata, sidecar_path
 from .common import data_options, model_options, positive_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The columns printed, and their headers.
 _PRINTED = {
@@ -48,6 +40,8 @@ def _output_paths(out: str | None, report: str | None) -> tuple[Path | None, Pat
     """The table and report paths, checked writable before any work. With --report and no
     --out the table goes beside the report (REPORT_STEM.csv), since its figures are drawn
     from it."""
+    from ..results import check_writable, sidecar_path
+
     report_path = Path(report) if report else None
     if report_path is not None and report_path.suffix.lower() in (".csv", ".json"):
         raise click.BadParameter(
@@ -173,6 +167,16 @@ def gradients(
     Example:
       ensemble-lesion gradients --model ckpt.pt --report results/gradients.md
     """
+    from ..experiment import open_experiment
+    from ..gradient_analysis import (
+        AT_LABELS,
+        NORM_LABELS,
+        RANGE_LABELS,
+        analyze_gradients,
+        write_gradient_report,
+    )
+    from ..results import write_table
+
     out_path, report_path = _output_paths(out, report)
     exp = open_experiment(**options)
     split = exp.gradient_split(split)
@@ -220,9 +224,7 @@ def gradients(
         )
     if out_path is None:
         return
-    atomic_write_text(out_path, analysis.table.to_csv(index=False))
-    meta = {**run_metadata(), **describe, **analysis.meta}
-    atomic_write_text(sidecar_path(out_path), json.dumps(meta, indent=2, default=str))
+    write_table(out_path, analysis.table, "gradients", {**describe, **analysis.meta})
     click.echo(f"wrote {out_path}")
     if report_path is None:
         return

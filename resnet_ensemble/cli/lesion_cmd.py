@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from ..engine import evaluate_routes
-from ..experiment import open_experiment
-from ..interventions import plan_route
-from .common import data_options, metric_option, model_options
+from .common import data_options, json_line, metric_option, model_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +32,10 @@ def run_lesion(
     drop_blocks: tuple[int, ...], as_json: bool, metric: str = "error", **options: Any
 ) -> None:
     """Evaluate the full network and the lesioned one on the same images in one pass."""
+    from ..engine import evaluate_routes
+    from ..experiment import open_experiment
+    from ..interventions import plan_route
+
     if len(set(drop_blocks)) != len(drop_blocks):
         raise click.BadParameter("a block is given twice", param_hint="--drop-block")
     exp = open_experiment(**options)
@@ -67,7 +67,7 @@ def run_lesion(
     values = (scale * full, scale * lesioned, scale * (lesioned - full))
     record.update(dict(zip(keys, values, strict=True)))
     if as_json:
-        click.echo(json.dumps(record))
+        click.echo(json_line(record))
         return
     click.echo(f"model:    {record['model']}")
     dataset = record["dataset"]

@@ -6,19 +6,15 @@ Prints by default; ``--out`` also writes the tables (CSV, each with a JSON sidec
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 
-from ..anatomy import anatomy
-from ..checkpoints import load_model, resolve_device
-from ..experiment import open_experiment
-from ..paths import evaluate_subnetworks, format_blocks, path_table, summarize_paths
-from ..results import atomic_write_text, check_writable, run_metadata, sidecar_path
 from .common import data_options, model_options, positive_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: ``--max-exhaustive`` when not given: all 2^n subsets up to this n, by device.
 MAX_EXHAUSTIVE = {"cuda": 20, "cpu": 12}
@@ -44,6 +40,9 @@ def _percent(fraction: float) -> str:
 
 def _describe_model(options: dict[str, Any]) -> dict[str, Any]:
     """The model's blocks without loading any data (counting paths needs only n)."""
+    from ..anatomy import anatomy
+    from ..checkpoints import load_model
+
     loaded = load_model(
         options["model_spec"],
         weights_file=options["weights_file"],
@@ -61,6 +60,8 @@ def _describe_model(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _refuse_plain(found: Any) -> None:
+    from ..paths import format_blocks
+
     plain = [b.index for b in found.blocks if b.shortcut is None]
     if plain:
         raise ValueError(
@@ -70,6 +71,8 @@ def _refuse_plain(found: Any) -> None:
 
 
 def _echo_paths(n: int, model: str, share: float, table: pd.DataFrame) -> dict[str, Any]:
+    from ..paths import summarize_paths
+
     summary = summarize_paths(n, share)
     click.echo(
         f"{model}: {n} residual blocks, 2^{n} = {_count(2**n)} paths; "
@@ -162,6 +165,12 @@ def paths(
       ensemble-lesion paths --blocks 54            # the paper's ResNet-110: 19-35 hold 95%
       ensemble-lesion paths --model ckpt.pt --exhaustive --out results/paths.csv
     """
+    from ..experiment import open_experiment
+    from ..paths import path_table
+    from ..results import check_writable, write_table
+    from ..runtime import resolve_device
+    from ..subnetworks import evaluate_subnetworks
+
     if num_blocks is not None and exhaustive:
         raise click.UsageError("--exhaustive evaluates a model: give --model, not --blocks")
     if not exhaustive:
@@ -192,9 +201,7 @@ def paths(
     table = path_table(n, describe["model"])
     numbers = _echo_paths(n, describe["model"], share, table)
     if out_path is not None:
-        atomic_write_text(out_path, table.to_csv(index=False))
-        meta = {**run_metadata(), **describe, "table": "paths", "n": n, **numbers}
-        atomic_write_text(sidecar_path(out_path), json.dumps(meta, indent=2, default=str))
+        write_table(out_path, table, "paths", {**describe, "n": n, **numbers})
         click.echo(f"wrote {out_path}")
     if exp is None:
         return
@@ -232,16 +239,13 @@ def paths(
     if sub_path is None:
         click.echo(f"(give --out FILE.csv to keep the error of each of the {len(frame)} subsets)")
         return
-    atomic_write_text(sub_path, frame.to_csv(index=False))
     sub_meta = {
-        **run_metadata(),
         **describe,
-        "table": "subnetworks",
         "exhaustive": every,
         "max_exhaustive": limit,
         "samples": None if every else samples,
         "seed": seed,
         "ensemble": view,
     }
-    atomic_write_text(sidecar_path(sub_path), json.dumps(sub_meta, indent=2, default=str))
+    write_table(sub_path, frame, "subnetworks", sub_meta)
     click.echo(f"wrote {sub_path}")

@@ -10,7 +10,7 @@ from .common import fail_cleanly
 
 
 @click.command()
-@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(
     "--out",
     "out_dir",
@@ -44,11 +44,17 @@ from .common import fail_cleanly
 def plot(
     results: tuple[str, ...], out_dir: str, style: str, width: str, formats: tuple[str, ...]
 ) -> None:
-    """Draw every paper figure that the RESULTS tables (CSV) allow, and list the files.
+    """Draw every paper figure that the RESULTS tables (CSV files, or folders holding them)
+    allow, and list the files.
 
     Sweep tables give Fig. 3, 5a, 5b and 8, a paths table Fig. 6a, a gradients table Fig. 6b
-    and 6c; training and subnetworks tables give their own figures. Each table's kind comes
-    from its JSON sidecar, or from its columns.
+    and 6c; training tables and the histories `train` writes, subnetworks tables and the depth
+    series give their own figures. Each table's kind comes from its JSON sidecar, or from its
+    columns; a CSV of no known kind is skipped with a note.
+
+    \b
+    Example:
+      ensemble-lesion plot results/quick/ --out figures/
     """
     with fail_cleanly():
         import matplotlib
@@ -62,6 +68,7 @@ def plot(
             style=style,  # type: ignore[arg-type]
             width=width,  # type: ignore[arg-type]
             formats=formats,
+            on_skip=lambda note: click.echo(f"note: {note}", err=True),
         )
         for path in written:
             click.echo(str(path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..reproduce import Reproduction, scale_for
+from ..archs import check_depth
 from .common import positive_int
 
 
@@ -135,8 +135,10 @@ def reproduce(
     figure and write summary.md. Finished stages are skipped on a re-run."""
     if model_spec and any((resnet_ckpt, plain_ckpt, sd_ckpt, effective_ckpt)):
         raise click.UsageError("--model analyses one given model; drop the checkpoint options")
-    if depth is not None and (depth - 2) % 6:
-        raise click.BadParameter(f"depth must be 6n + 2, got {depth}", param_hint="--depth")
+    from ..reproduce import Reproduction, scale_for
+
+    if depth is not None and check_depth(depth):
+        raise click.BadParameter(str(check_depth(depth)), param_hint="--depth")
     scale = scale_for(
         quick,
         depth=depth,

@@ -1,20 +1,25 @@
-"""``ensemble-lesion sweep single|multi|reorder``: the paper's lesion experiments, to a table."""
+"""``ensemble-lesion sweep single|multi|reorder``: the paper's lesion experiments, to a table.
+
+One subcommand per kind, each with its own options (``sweep multi --help`` lists --max-k, not
+--max-swaps); the work is ``sweeps.sweep_to_table``. Ends with a short table of what it found.
+"""
 
 from __future__ import annotations
 
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from ..distributed import from_environment
-from ..experiment import open_experiment
-from ..results import ResultsTable, check_writable, run_metadata
-from ..sweeps import multi_deletions, random_swaps, run_sweep, single_deletions, sweep_columns
-from .common import data_options, metric_option, model_options, positive_int
+from .common import data_options, metric_option, model_options, positive_int, progress_bar
 
+__all__ = ["sweep"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The kinds and their one-line help; ``sweeps.SWEEP_KINDS`` says the same, and a test checks
+# that they agree (this module must not import the library, so that --help stays fast).
 KINDS = {
     "single": "every block deleted alone (paper Fig. 3)",
     "multi": "k random blocks deleted together (paper Fig. 5a)",
@@ -22,171 +27,193 @@ KINDS = {
 }
 
 
-@click.command()
-@click.argument("kind", type=click.Choice(list(KINDS)))
-@model_options
-@data_options
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Results CSV (a JSON sidecar goes beside it). Default: results/sweep_KIND.csv",
+class _Kinds(click.Group):
+    """``sweep KIND``: an unknown or missing kind is a usage error that lists the kinds."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            choices = ", ".join(repr(k) for k in self.commands)
+            raise click.UsageError(f"'{args[0]}' is not one of {choices}.", ctx)
+        return super().resolve_command(ctx, args)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args:
+            raise click.UsageError(f"Missing argument 'KIND': one of {', '.join(KINDS)}.", ctx)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Kinds)
+def sweep() -> None:
+    """Run a lesion sweep: single, multi or reorder. Under torchrun the images are sharded
+    across ranks and rank 0 writes the table."""
+
+
+def _common_options(func: F) -> F:
+    """The options every kind has: model, data, output, resume and the engine's."""
+    for option in reversed(
+        [
+            click.option(
+                "--out",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Results CSV (a JSON sidecar goes beside it). Default: results/sweep_KIND.csv",
+            ),
+            click.option(
+                "--resume",
+                is_flag=True,
+                help="Continue a killed sweep: skip finished configurations.",
+            ),
+            click.option("--overwrite", is_flag=True, help="Replace an existing table."),
+            click.option(
+                "--chunk",
+                type=positive_int,
+                default=64,
+                show_default=True,
+                help="Configurations evaluated together; a kill loses at most one chunk.",
+            ),
+            click.option(
+                "--strategy",
+                type=click.Choice(["auto", "prefix", "mask"]),
+                default="auto",
+                show_default=True,
+                help="Share prefixes, or batch deletion masks (GPU).",
+            ),
+            click.option(
+                "--amp", is_flag=True, help="bf16 autocast (GPU); full precision is the default."
+            ),
+            click.option(
+                "--channels-last", is_flag=True, help="channels_last memory format (GPU)."
+            ),
+            metric_option,
+        ]
+    ):
+        func = option(func)
+    return model_options(data_options(func))
+
+
+_SAMPLES = click.option(
+    "--samples", type=positive_int, default=3, show_default=True, help="Random draws per k."
 )
-@click.option(
-    "--resume", is_flag=True, help="Continue a killed sweep: skip finished configurations."
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing table.")
+_SEED = click.option("--seed", type=int, default=0, show_default=True)
+
+
+def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
+    """Parse, one call, print: the sweep into its table, then what it found."""
+    from ..sweeps import summarize_sweep, sweep_to_table
+
+    settings = {
+        key: options.pop(key)
+        for key in (
+            "resume",
+            "overwrite",
+            "chunk",
+            "strategy",
+            "amp",
+            "channels_last",
+            "max_k",
+            "max_swaps",
+            "samples",
+            "seed",
+        )
+        if key in options
+    }
+    if settings.get("resume") and settings.get("overwrite"):
+        raise click.UsageError("--resume and --overwrite contradict each other")
+    with _Progress(f"sweep {kind}") as progress:
+        outcome = sweep_to_table(
+            kind,  # type: ignore[arg-type]  # click checked it against KINDS
+            Path(out or f"results/sweep_{kind}.csv"),
+            options,
+            metric=metric,
+            on_start=progress.start,
+            **settings,
+        )
+    if outcome.frame is None:  # not rank 0
+        return
+    for note in outcome.notes:
+        click.echo(f"note: {note}", err=True)
+    _echo_summary(summarize_sweep(outcome.frame, metric), metric)
+    frame = outcome.frame
+    base = frame.loc[frame["config"] == "baseline", metric]
+    if not len(base):
+        click.echo(f"wrote {outcome.path}")
+        return
+    shown = (
+        f"{float(base.iloc[0]):.4f}" if metric == "loss" else f"{100 * float(base.iloc[0]):.2f}%"
+    )
+    name = {"error": "error", "top5": "top-5 error", "loss": "loss"}[metric]
+    click.echo(f"wrote {len(frame)} rows to {outcome.path}; full-network {name} {shown}")
+
+
+class _Progress:
+    """The sweep's start line and progress bar, opened when the work is known."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+
+    def start(self, line: str, units: int) -> Callable[[int], None]:
+        click.echo(line, err=True)
+        self._bar = progress_bar(units, self.label)
+        return self._bar.__enter__()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _echo_summary(summary: Any, metric: str) -> None:
+    from tabulate import tabulate
+
+    def show(column: str, value: Any) -> str:
+        if value != value:  # NaN: not measured for this row
+            return ""
+        if column == "count":
+            return str(int(value))
+        if column == "configuration":
+            return str(value)
+        return f"{value:.4f}" if metric == "loss" else f"{100 * value:.2f}%"
+
+    rows = [[show(c, v) for c, v in row.items()] for _, row in summary.iterrows()]
+    colalign = ["left"] + ["right"] * (len(summary.columns) - 1)
+    click.echo(tabulate(rows, headers=list(summary.columns), colalign=colalign))
+
+
+@sweep.command()
+@_common_options
+def single(**options: Any) -> None:
+    """Every block deleted alone (paper Fig. 3)."""
+    _run("single", **options)
+
+
+@sweep.command()
+@_common_options
 @click.option(
     "--max-k",
     type=positive_int,
     default=8,
     show_default=True,
-    help="multi: delete up to this many blocks (the paper went to 20).",
+    help="Delete up to this many blocks (the paper went to 20).",
 )
+@_SAMPLES
+@_SEED
+def multi(**options: Any) -> None:
+    """k random blocks deleted together, k = 1..--max-k (paper Fig. 5a)."""
+    _run("multi", **options)
+
+
+@sweep.command()
+@_common_options
 @click.option(
-    "--max-swaps",
-    type=positive_int,
-    default=8,
-    show_default=True,
-    help="reorder: up to this many swaps.",
+    "--max-swaps", type=positive_int, default=8, show_default=True, help="Up to this many swaps."
 )
-@click.option(
-    "--samples",
-    type=positive_int,
-    default=3,
-    show_default=True,
-    help="multi/reorder: random draws per k.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--chunk",
-    type=positive_int,
-    default=64,
-    show_default=True,
-    help="Configurations evaluated together; a kill loses at most one chunk.",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(["auto", "prefix", "mask"]),
-    default="auto",
-    show_default=True,
-    help="Share prefixes, or batch deletion masks (GPU).",
-)
-@click.option("--amp", is_flag=True, help="bf16 autocast (GPU); full precision is the default.")
-@click.option("--channels-last", is_flag=True, help="channels_last memory format (GPU).")
-@metric_option
-def sweep(
-    kind: str,
-    out: str | None,
-    resume: bool,
-    overwrite: bool,
-    max_k: int,
-    max_swaps: int,
-    samples: int,
-    seed: int,
-    chunk: int,
-    strategy: str,
-    amp: bool,
-    channels_last: bool,
-    metric: str,
-    **options: Any,
-) -> None:
-    """Run a lesion sweep: single, multi or reorder. Under torchrun the images are sharded
-    across ranks and rank 0 writes the table."""
-    if resume and overwrite:
-        raise click.UsageError("--resume and --overwrite contradict each other")
-    path = Path(out or f"results/sweep_{kind}.csv")
-    dist = from_environment()
-    try:
-        problem = None
-        if dist.is_main:
-            try:
-                check_writable(path)
-                if path.exists() and not (resume or overwrite):
-                    raise ValueError(
-                        f"{path} already exists; pass --resume to continue it or "
-                        "--overwrite to start again"
-                    )
-            except ValueError as err:
-                problem = str(err)
-        # Every rank learns rank 0's verdict, so that all stop with its message (not with a
-        # lost connection when rank 0 leaves the process group).
-        problem = dist.from_main(problem)
-        if problem:
-            raise ValueError(problem)
-        options["device"] = dist.device(options["device"])
-        exp = open_experiment(**options)
-        if kind == "single":
-            specs = single_deletions(exp.anatomy)
-        elif kind == "multi":
-            specs = multi_deletions(exp.anatomy, max_k=max_k, samples=samples, seed=seed)
-        else:
-            specs = random_swaps(exp.anatomy, max_swaps=max_swaps, samples=samples, seed=seed)
-        metadata = {
-            **run_metadata(),
-            **exp.describe(),
-            "table": "sweep",
-            "sweep": kind,
-            "description": KINDS[kind],
-            "seed": seed,
-            "samples": samples,
-            "max_k": max_k if kind == "multi" else None,
-            "max_swaps": max_swaps if kind == "reorder" else None,
-            "world_size": dist.world,
-            "amp": amp,
-            "metric": metric,
-        }
-        if dist.is_main and overwrite:
-            # Only now that the model, the data and the configurations are known to be good:
-            # a run refused above must not cost the user the table it was told to replace.
-            ResultsTable.overwrite(path)
-        table = (
-            ResultsTable(path, sweep_columns(metric), metadata=metadata, resume=resume)
-            if dist.is_main
-            else None
-        )
-        start = time.time()
-        todo = len([s for s in specs if table is None or s.config not in table.done])
-        shard = len(exp.shard(dist.rank, dist.world))
-        if dist.is_main:
-            click.echo(
-                f"{kind} sweep of {exp.describe()['model']} on {exp.describe()['dataset']}: "
-                f"{len(specs)} configurations ({len(specs) - todo} already done), "
-                f"{exp.describe()['images']} images -> {path}",
-                err=True,
-            )
-        with click.progressbar(
-            length=todo * shard,
-            label=f"sweep {kind}",
-            file=sys.stderr,
-            show_eta=True,
-        ) as bar:
-            run_sweep(
-                exp,
-                specs,
-                table,
-                chunk=chunk,
-                dist=dist,
-                strategy=strategy,
-                amp=amp,
-                channels_last=channels_last,
-                progress=bar.update if dist.is_main else None,
-                metric=metric,
-            )
-        if table is not None:
-            table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
-            frame = table.frame
-            base = frame.loc[frame["config"] == "baseline", metric]
-            shown = (
-                f"{100 * float(base.iloc[0]):.2f}%"
-                if metric != "loss" and len(base)
-                else (f"{float(base.iloc[0]):.4f}" if len(base) else "")
-            )
-            name = {"error": "error", "top5": "top-5 error", "loss": "loss"}[metric]
-            click.echo(
-                f"wrote {len(frame)} rows to {path}; full-network {name} {shown}"
-                if len(base)
-                else f"wrote {path}"
-            )
-    finally:
-        dist.close()
+@_SAMPLES
+@_SEED
+def reorder(**options: Any) -> None:
+    """k random swaps of same-shape blocks, with their Kendall tau (paper Fig. 5b)."""
+    _run("reorder", **options)

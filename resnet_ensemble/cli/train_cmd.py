@@ -12,10 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..data import check_data_dir
-from ..models import BUILTIN_ARCH_PATTERN, parse_arch
-from ..training import TrainConfig, check_output_path, history_path
-from ..training import train as run_training
+from ..archs import BUILTIN_ARCH_PATTERN, num_blocks, parse_arch
 from .common import positive_int
 
 __all__ = ["train"]
@@ -169,9 +166,13 @@ def train(
     Writes --out atomically after every epoch (with optimizer state, for --resume) and a CSV
     history beside it. Under torchrun it trains with DistributedDataParallel.
     """
+    from ..data import check_data_dir
+    from ..training import TrainConfig, check_output_path, history_path
+    from ..training import train as run_training
+
     out = check_output_path(out)
     check_data_dir(dataset, data_dir)
-    n_blocks = 3 * (parse_arch(arch)["depth"] - 2) // 6
+    n_blocks = num_blocks(arch)
     if active_blocks is not None and active_blocks > n_blocks:
         raise ValueError(
             f"--active-blocks {active_blocks} is more than the {n_blocks} residual blocks of {arch}"

@@ -1,17 +1,15 @@
 """Built-in models: He et al.'s CIFAR ResNets and the plain control, and a name registry.
 
-Holds ``cifar_resnet``, ``plain_net``, ``build_builtin`` (arch name -> model) and
-``parse_arch`` (arch name -> builder arguments), so that checkpoints can store an arch name
-and its arguments and rebuild the exact model.
+Holds ``cifar_resnet``, ``plain_net`` and ``build_builtin`` (arch name -> model), so that
+checkpoints can store an arch name and its arguments and rebuild the exact model; the names
+themselves (``parse_arch``) are ``archs``'.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from torch import nn
 
+from ..archs import BUILTIN_ARCH_PATTERN, parse_arch
 from .cifar import (
     CifarResNet,
     cifar_resnet,
@@ -30,22 +28,6 @@ __all__ = [
     "survival_probabilities",
     "unscaled_residuals",
 ]
-
-BUILTIN_ARCH_PATTERN = (
-    "resnetD, preresnetD or plainD with D = 6n + 2 (e.g. resnet20, resnet56, resnet110)"
-)
-_ARCH = re.compile(r"^(resnet|preresnet|plain)(\d+)$")
-
-
-def parse_arch(name: str) -> dict[str, Any]:
-    """Split a built-in arch name such as ``preresnet110`` into builder arguments."""
-    match = _ARCH.match(name.strip().lower())
-    if not match:
-        raise ValueError(f"unknown built-in architecture {name!r}; expected {BUILTIN_ARCH_PATTERN}")
-    family, depth = match.group(1), int(match.group(2))
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"{name}: depth must be 6n + 2 (20, 32, 56, 110, ...), got {depth}")
-    return {"family": family, "depth": depth}
 
 
 def build_builtin(

@@ -1,0 +1,49 @@
+"""The built-in architecture names and their block counts, in one place (no torch).
+
+Holds:
+- ``BUILTIN_ARCH_PATTERN``: the names, as a user reads them in help and errors
+- ``parse_arch``: a name such as ``preresnet110`` -> ``{"family": "preresnet", "depth": 110}``
+- ``check_depth`` / ``blocks_of_depth`` / ``num_blocks``: depth 6n + 2 has 3n residual blocks
+  (three stages of n), e.g. ResNet-110 has 54
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["BUILTIN_ARCH_PATTERN", "blocks_of_depth", "check_depth", "num_blocks", "parse_arch"]
+
+BUILTIN_ARCH_PATTERN = (
+    "resnetD, preresnetD or plainD with D = 6n + 2 (e.g. resnet20, resnet56, resnet110)"
+)
+_ARCH = re.compile(r"^(resnet|preresnet|plain)(\d+)$")
+
+
+def check_depth(depth: int) -> str | None:
+    """What is wrong with ``depth`` for a CIFAR ResNet (6n + 2, n >= 1), or None."""
+    if depth < 8 or (depth - 2) % 6:
+        return f"depth must be 6n + 2 (20, 32, 56, 110, ...), got {depth}"
+    return None
+
+
+def parse_arch(name: str) -> dict[str, Any]:
+    """Split a built-in arch name such as ``preresnet110`` into builder arguments."""
+    match = _ARCH.match(name.strip().lower())
+    if not match:
+        raise ValueError(f"unknown built-in architecture {name!r}; expected {BUILTIN_ARCH_PATTERN}")
+    family, depth = match.group(1), int(match.group(2))
+    problem = check_depth(depth)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
+    return {"family": family, "depth": depth}
+
+
+def blocks_of_depth(depth: int) -> int:
+    """Residual blocks of a depth-(6n + 2) CIFAR ResNet: 3n (110 -> 54, 32 -> 15, 20 -> 9)."""
+    return 3 * ((depth - 2) // 6)
+
+
+def num_blocks(name: str) -> int:
+    """Residual blocks (or, in a plain net, two-layer units) of a built-in arch name."""
+    return blocks_of_depth(parse_arch(name)["depth"])

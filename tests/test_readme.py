@@ -1,0 +1,121 @@
+"""The README's commands, run as a new user would type them, at tiny settings.
+
+Each command of the README's "What you can do" block runs in one fresh folder, in the README's
+order but with ``plot`` last (it draws what the others wrote). ``TINY`` shrinks each one (fewer
+images, fewer samples, one epoch on synthetic data instead of a CIFAR-10 download); nothing else
+is changed, so a README command that stops working fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from resnet_ensemble.cli import cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+#: Per subcommand: (words replaced, words added). The lesion command has no subcommand ("").
+TINY: dict[str, tuple[dict[str, str], list[str]]] = {
+    "": ({}, ["--limit", "16", "--device", "cpu"]),
+    "blocks": ({}, []),
+    "train": (
+        {"resnet110": "resnet8", "cifar10": "synthetic", "--download": ""},
+        ["--epochs", "1", "--limit", "32", "--batch-size", "16", "--device", "cpu", "--quiet"],
+    ),
+    "sweep": ({}, ["--limit", "16", "--device", "cpu"]),
+    "paths": ({}, ["--limit", "8", "--samples", "8", "--device", "cpu"]),
+    "gradients": (
+        {},
+        [
+            "--limit",
+            "16",
+            "--images",
+            "4",
+            "--batches",
+            "1",
+            "--samples-per-length",
+            "2",
+            "--sign-draws",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    ),  # fmt: skip
+    "reproduce": (
+        {"fashion-mnist": "synthetic"},
+        [
+            "--depth",
+            "8",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "32",
+            "--test-images",
+            "16",
+            "--samples",
+            "1",
+            "--gradient-images",
+            "4",
+            "--samples-per-length",
+            "2",
+            "--subnetwork-images",
+            "8",
+            "--max-exhaustive",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    ),  # fmt: skip
+    "plot": ({}, ["--format", "png"]),
+}
+
+
+def readme_commands() -> list[list[str]]:
+    """The ``ensemble-lesion`` lines of the README's "What you can do" block, as words."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## What you can do\s+```bash\n(.*?)```", text, re.S)
+    assert block, "the README lost its 'What you can do' block"
+    commands = []
+    for line in block.group(1).splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "ensemble-lesion":
+            commands.append(words[1:])
+    return commands
+
+
+def _subcommand(words: list[str]) -> str:
+    return words[0] if words and not words[0].startswith("-") else ""
+
+
+def _tiny(words: list[str]) -> list[str]:
+    replace, add = TINY[_subcommand(words)]
+    if _subcommand(words) == "paths" and "--exhaustive" not in words:
+        add = []  # counting paths reads no data: data options are refused there
+    return [replace.get(w, w) for w in words if replace.get(w, w)] + add
+
+
+def test_every_readme_command_has_tiny_settings() -> None:
+    commands = readme_commands()
+    assert len(commands) >= 10
+    assert {_subcommand(c) for c in commands} <= set(TINY)
+
+
+def test_the_readme_commands_run_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    commands = readme_commands()
+    commands.sort(key=lambda c: _subcommand(c) == "plot")  # plot draws what the others wrote
+    runner = CliRunner()
+    for words in commands:
+        result = runner.invoke(cli, _tiny(words))
+        assert result.exit_code == 0, f"ensemble-lesion {shlex.join(words)}:\n{result.output}"
+    for kind in ("single", "multi", "reorder"):
+        assert (tmp_path / "results" / f"sweep_{kind}.csv").is_file()
+    assert (tmp_path / "figures" / "fig3_single_block.png").is_file()
+    assert (tmp_path / "g.md").is_file() and (tmp_path / "paths.csv").is_file()
