@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .anatomy import Anatomy, Block, anatomy, fold_transitions
+from .anatomy import Anatomy, Block, TensorFn, anatomy, fold_transitions
 from .paths import format_blocks, path_fraction, path_length_counts, shortest_range_holding
 
 __all__ = [
@@ -72,11 +72,35 @@ MEASURED_AT: tuple[MeasuredAt, ...] = ("image", "blocks")
 NORM_KINDS: tuple[NormKind, ...] = ("batch", "per_image")
 
 
-def _check_choices(at: str, norm: str) -> None:
-    if at not in MEASURED_AT:
+def _check_choices(at: str | None, norm: str) -> None:
+    if at is not None and at not in MEASURED_AT:
         raise ValueError(f"at must be one of {', '.join(MEASURED_AT)}, got {at!r}")
     if norm not in NORM_KINDS:
         raise ValueError(f"norm must be one of {', '.join(NORM_KINDS)}, got {norm!r}")
+
+
+def next_token_loss(logits: Tensor, ids: Tensor) -> Tensor:
+    """A language model's mean next-token cross entropy: position t predicts token t + 1."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def _loss_for(found: Anatomy, loss_fn: LossFn | None) -> LossFn:
+    if loss_fn is not None:
+        return loss_fn
+    return next_token_loss if found.task == "language" else F.cross_entropy
+
+
+def _resolve_at(found: Anatomy, at: MeasuredAt | None) -> MeasuredAt:
+    """Where the gradient is taken by default: the image for a classifier; for a language
+    model the input embeddings (the input of its first unit: token ids have no gradient)."""
+    if found.task != "language":
+        return at or "image"
+    if at == "image":
+        raise ValueError(
+            "a language model's inputs are token ids, which have no gradient: take it at the "
+            "input embeddings, at='blocks' (the default for language models)"
+        )
+    return "blocks"
 
 
 def gradient_norms(grads: Tensor, norm: NormKind = "batch") -> Tensor:
@@ -174,15 +198,23 @@ def _check_finite(loss: Tensor, top: Tensor, images: int) -> None:
         )
 
 
+def _shortcut(blk: Block) -> TensorFn:
+    """The block's shortcut; ``_paths_anatomy`` has refused blocks without one."""
+    if blk.shortcut is None:
+        raise ValueError(f"block {blk.index} ({blk.name}) has no shortcut: paths are not defined")
+    return blk.shortcut
+
+
 def _forward(
     model: nn.Module,
     inputs: Tensor,
     targets: Tensor,
-    loss_fn: LossFn,
+    loss_fn: LossFn | None,
     *,
     keep_branches: bool = False,
 ) -> _Forward:
     found = _paths_anatomy(model)
+    loss_fn = _loss_for(found, loss_fn)
     device = _device(model)
     inputs, targets = inputs.to(device), targets.to(device)
     xs: list[Tensor] = []
@@ -193,7 +225,7 @@ def _forward(
         h = found.stem(inputs)
         for blk in found.blocks:
             xs.append(h)
-            s = blk.shortcut(h)  # type: ignore[misc]
+            s = _shortcut(blk)(h)
             identity.append(s is h)
             r = blk.residual(h)
             if keep_branches:
@@ -214,6 +246,14 @@ def _forward(
         shortcuts if keep_branches else None,
         residuals if keep_branches else None,
     )
+
+
+def _rows_for(found: Anatomy, x: Tensor, chunk_size: int | None) -> int:
+    """Rows per block call. Blocks that read the model's call context (attention masks with a
+    batch dimension) run on exactly one copy of the batch per call, aligned with it."""
+    if found.context is not None:
+        return x.shape[0]
+    return _rows_per_call(x, chunk_size)
 
 
 def _rows_per_call(x: Tensor, chunk_size: int | None) -> int:
@@ -267,7 +307,7 @@ def _block_vjp(
         xr_leaf = xin.detach().requires_grad_(want_r)
         # The branch not asked for is a constant: the full network's value at these images.
         const = other.index_select(0, images) if other is not None else None
-        s = blk.shortcut(xs_leaf) if want_s else const  # type: ignore[misc]
+        s = _shortcut(blk)(xs_leaf) if want_s else const
         r = blk.residual(xr_leaf) if want_r else const
         y = blk.merge(s, r)
         leaves = [leaf for leaf, want in ((xs_leaf, want_s), (xr_leaf, want_r)) if want]
@@ -317,9 +357,10 @@ def _polynomial_backward(
         blk, x = fw.found.blocks[i], fw.xs[i]
         active = g.shape[1]  # coefficients 0..active-1 can be non-zero here
         cot = g.reshape(draws * active, *g.shape[2:])
-        gs, gr = _block_vjp(blk, x, cot, "both", _rows_per_call(x, rows))
-        gs = gs.view(draws, active, *gs.shape[1:])  # type: ignore[union-attr]
-        gr = gr.view(draws, active, *gr.shape[1:])  # type: ignore[union-attr]
+        pulled_s, pulled_r = _block_vjp(blk, x, cot, "both", _rows_for(fw.found, x, rows))
+        assert pulled_s is not None and pulled_r is not None  # "both" pulls through both
+        gs = pulled_s.view(draws, active, *pulled_s.shape[1:])
+        gr = pulled_r.view(draws, active, *pulled_r.shape[1:])
         if signs is not None:
             gr = gr * signs[:, i].view(draws, *([1] * (gr.dim() - 1))).to(gr.dtype)
         grown = min(active + 1, slots)
@@ -358,9 +399,9 @@ def path_length_gradients(
     targets: Tensor,
     max_length: int | None = None,
     *,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: LossFn | None = None,
     chunk_size: int | None = None,
-    at: MeasuredAt = "image",
+    at: MeasuredAt | None = None,
 ) -> Tensor:
     """Split the input gradient of the loss exactly by path length.
 
@@ -374,11 +415,14 @@ def path_length_gradients(
         inputs, targets: a batch; the model runs in eval mode (restored afterwards).
         max_length: K; lengths 0..K are kept exact and every length above K is summed into
             entry K + 1, which bounds the cost at about K + 2 backward passes.
-        loss_fn: ``(logits, targets) -> scalar``; by default the mean cross entropy.
+        loss_fn: ``(logits, targets) -> scalar``; by default the mean cross entropy (for a
+            language model the next-token cross entropy, with ``targets`` the token ids).
         chunk_size: at most this many (coefficient, image) rows go through a block at once
             (memory); by default 16 MiB of block input per call on a CPU, 512 MiB on a GPU.
         at: ``"image"`` (the gradient w.r.t. ``inputs``) or ``"blocks"`` (w.r.t. the input of
-            the first residual block; the shape is then that activation's).
+            the first residual block; the shape is then that activation's). By default the
+            image for a classifier and, for a language model, ``"blocks"``: the input
+            embeddings, with the units (attention, MLP) as the blocks.
     Returns:
         (n + 1, *inputs.shape). Entry k, for k <= K, is the gradient carried by all paths of
         length k together; with K < n, entry K + 1 holds all lengths K + 1..n and the entries
@@ -396,7 +440,7 @@ def path_length_gradients(
     with _eval_mode(model):
         fw = _forward(model, inputs, targets, loss_fn)
         k = _check_length(max_length, len(fw.found.blocks))
-        per_length = _polynomial_backward(fw, k, chunk_size, at=at)
+        per_length = _polynomial_backward(fw, k, chunk_size, at=_resolve_at(fw.found, at))
     if not bool(torch.isfinite(per_length).all()):
         raise ValueError(
             f"the path-length gradients overflow on these {fw.batch} images (values beyond the "
@@ -412,7 +456,8 @@ def single_path_gradient(
     targets: Tensor,
     subset: Iterable[int],
     *,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: LossFn | None = None,
+    at: MeasuredAt | None = None,
 ) -> Tensor:
     """The input gradient through one path: the residual branches of the blocks in ``subset``
     and the shortcuts of all others (each block's post op at the full network's activations).
@@ -421,10 +466,15 @@ def single_path_gradient(
     block of brute-force checks and of the sampled estimator's definition.
 
     Returns:
-        (*inputs.shape), the gradient of the loss w.r.t. ``inputs`` along that path.
+        (*inputs.shape), the gradient of the loss w.r.t. ``inputs`` along that path; with
+        ``at="blocks"`` (a language model's default: its input embeddings) w.r.t. the input
+        of the first block.
     """
+    _check_choices(at, "batch")
     with _eval_mode(model):
         found = _paths_anatomy(model)
+        where = _resolve_at(found, at)
+        loss = _loss_for(found, loss_fn)
         n = len(found.blocks)
         chosen = set()
         for i in subset:
@@ -432,23 +482,29 @@ def single_path_gradient(
                 raise ValueError(f"block {i} is out of range: the model has {n} blocks")
             chosen.add(int(i))
         device = _device(model)
-        x0 = inputs.to(device).detach().requires_grad_()
-        h0 = found.stem(x0)
+        x0 = inputs.to(device).detach()
+        if where == "image":
+            x0.requires_grad_()
+            h0 = found.stem(x0)
+        else:
+            with torch.no_grad():
+                h0 = found.stem(x0)
+            h0.requires_grad_()
         h = h0.detach()
         # Each branch reads its own copy of the block input, so that the backward pass can go
         # down one branch only (an identity shortcut would otherwise be the input itself).
         saved = []  # per block: (shortcut's input, residual's input, block output)
         for blk in found.blocks:
             xs, xr = h.clone().requires_grad_(), h.clone().requires_grad_()
-            y = blk.merge(blk.shortcut(xs), blk.residual(xr))  # type: ignore[misc]
+            y = blk.merge(_shortcut(blk)(xs), blk.residual(xr))
             saved.append((xs, xr, y))
             h = y.detach()
         out = h.requires_grad_()
-        (g,) = torch.autograd.grad(loss_fn(found.head(out), targets.to(device)), out)
+        (g,) = torch.autograd.grad(loss(found.head(out), targets.to(device)), out)
         for i in reversed(range(n)):
             xs, xr, y = saved[i]
             g = _grad_or_zeros(y, xr if i in chosen else xs, g)
-        return _grad_or_zeros(h0, x0, g)
+        return g if where == "blocks" else _grad_or_zeros(h0, x0, g)
 
 
 def _as_batch(data_or_batch: object, batch: int | None) -> tuple[Tensor, Tensor]:
@@ -462,7 +518,9 @@ def _as_batch(data_or_batch: object, batch: int | None) -> tuple[Tensor, Tensor]
     xs: list[Tensor] = []
     ys: list[Tensor] = []
     have = 0
-    for item in data_or_batch:  # type: ignore[attr-defined]
+    if not isinstance(data_or_batch, Iterable):
+        raise ValueError("pass an (inputs, targets) pair or an iterable of such batches")
+    for item in data_or_batch:
         x, y = item[0], item[1]
         xs.append(x)
         ys.append(y)
@@ -483,10 +541,10 @@ def sample_path_gradients(
     seed: int = 0,
     batch: int | None = None,
     *,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: LossFn | None = None,
     samples_per_pass: int | None = None,
     chunk_size: int | None = None,
-    at: MeasuredAt = "image",
+    at: MeasuredAt | None = None,
     norm: NormKind = "batch",
 ) -> pd.DataFrame:
     """The paper's estimator: the input-gradient norm of single random paths of each length.
@@ -537,7 +595,8 @@ def sample_path_gradients(
             samples_per_pass = _budget(fw.top) // (widest * fw.batch)
         norms = []
         for start, stop in _chunks(mask.shape[0], max(1, samples_per_pass)):
-            norms.append(_sampled_pass(fw, mask[start:stop], chunk_size, at, norm).cpu())
+            where = _resolve_at(fw.found, at)
+            norms.append(_sampled_pass(fw, mask[start:stop], chunk_size, where, norm).cpu())
         norm = torch.cat(norms)
     return pd.DataFrame(
         {
@@ -562,13 +621,15 @@ def _sampled_pass(
     g = fw.top.unsqueeze(0).expand(p, *fw.top.shape)  # (P, B, *act_n)
     for i in reversed(range(len(fw.found.blocks))):
         blk, x = fw.found.blocks[i], fw.xs[i]
-        rows = _rows_per_call(x, chunk_size)
+        rows = _rows_for(fw.found, x, chunk_size)
         through_r = mask[:, i]
         new = g.new_zeros(p, *x.shape)  # (P, B, *act_i)
-        for branch, pick, other in (
-            ("residual", through_r, fw.shortcuts[i]),  # type: ignore[index]
-            ("shortcut", ~through_r, fw.residuals[i]),  # type: ignore[index]
-        ):
+        assert fw.shortcuts is not None and fw.residuals is not None  # keep_branches=True
+        choices: tuple[tuple[Branch, Tensor, Tensor], ...] = (
+            ("residual", through_r, fw.shortcuts[i]),
+            ("shortcut", ~through_r, fw.residuals[i]),
+        )
+        for branch, pick, other in choices:
             idx = pick.nonzero().flatten()
             if idx.numel() == 0:
                 continue
@@ -576,12 +637,14 @@ def _sampled_pass(
                 blk,
                 x,
                 g.index_select(0, idx),
-                branch,  # type: ignore[arg-type]
+                branch,
                 rows,
                 identity=fw.identity[i],
                 other=other,
             )
-            new.index_copy_(0, idx, gr if branch == "residual" else gs)  # type: ignore[arg-type]
+            pulled = gr if branch == "residual" else gs
+            assert pulled is not None  # the branch asked for is always pulled through
+            new.index_copy_(0, idx, pulled)
         g = new
     out = (
         g
@@ -621,10 +684,10 @@ def sign_estimator(
     draws: int = 64,
     seed: int = 0,
     *,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: LossFn | None = None,
     draws_per_pass: int | None = None,
     chunk_size: int | None = None,
-    at: MeasuredAt = "image",
+    at: MeasuredAt | None = None,
 ) -> pd.DataFrame:
     """Estimate, for every length at once, the sum of squared single-path gradient norms.
 
@@ -655,7 +718,8 @@ def sign_estimator(
             draws_per_pass = _budget(fw.top) // ((n + 1) * fw.batch * widest)
         squares = []
         for start, stop in _chunks(draws, max(1, draws_per_pass)):
-            coef = _polynomial_backward(fw, n, chunk_size, signs[start:stop], at=at)
+            where = _resolve_at(fw.found, at)
+            coef = _polynomial_backward(fw, n, chunk_size, signs[start:stop], at=where)
             squares.append(coef.flatten(2).pow(2).sum(dim=2).double().cpu())  # (d, n + 1)
     sq = torch.cat(squares)  # (D, n + 1)
     counts = path_length_counts(n)
