@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import paper
 from .paths import summarize_paths
 from .results import atomic_write_text, check_writable, sidecar_path, write_table
 
@@ -62,9 +63,9 @@ DEPTH_K_COLUMNS = ["network", "model", "variant", "blocks", "k", "k_over_n", "er
 
 #: The paper's numbers at n = 54 (ResNet-110 on CIFAR-10), for the summary's last column.
 PAPER_AT_54 = {
-    "full_error": "6.10%",
+    "full_error": paper.full_error_text(),
     "single": "no noticeable change, except at downsampling blocks",
-    "effective": "5–17 (0.45% of paths)",
+    "effective": paper.effective_text(),
     "paths95": "19–35 (mean ± 1.96 sd; the shortest exact range is 20–34)",
     "decay": "falls exponentially",
     "k": "rises smoothly with k (to about k = 20)",

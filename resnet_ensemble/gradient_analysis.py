@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import paper
 from .gradients import (
     MeasuredAt,
     NormKind,
@@ -67,7 +68,13 @@ GRADIENT_COLUMNS = [
     "batch_size",
 ]
 
-PAPER = {"effective_lo": 5, "effective_hi": 17, "effective_path_share": 0.0045, "n": 54}
+# The paper's effective range (``paper``), as this module has always offered it.
+PAPER = {
+    "effective_lo": paper.EFFECTIVE_LO,
+    "effective_hi": paper.EFFECTIVE_HI,
+    "effective_path_share": paper.EFFECTIVE_PATH_SHARE,
+    "n": paper.BLOCKS,
+}
 
 #: How each choice of ``at`` and ``norm`` is named on axes and in reports.
 AT_LABELS = {"image": "at the image", "blocks": "at the input of the first residual block"}
@@ -351,14 +358,16 @@ def write_gradient_report(
         "",
         "| | paper | here |",
         "|---|---|---|",
-        f"| blocks | 54 | {n} |",
-        f"| 95% of paths (mean ± 1.96 sd) | 19–35 | {paths95.normal_lo}–{paths95.normal_hi} "
+        f"| blocks | {paper.BLOCKS} | {n} |",
+        f"| 95% of paths (mean ± 1.96 sd) | {paper.PATHS_95[0]}–{paper.PATHS_95[1]} | "
+        f"{paths95.normal_lo}–{paths95.normal_hi} "
         f"({100 * paths95.normal_fraction:.1f}%) |",
         f"| 95% of paths (shortest exact range) | 20–34 (96.0%) | {paths95.lo}–{paths95.hi} "
         f"({100 * paths95.fraction:.1f}%) |",
-        f"| effective range | 5–17 ({100 * PAPER['effective_path_share']:.2f}% of paths) | "
+        f"| effective range | {paper.effective_text()} | "
         f"{int(eff['lo'])}–{int(eff['hi'])} ({100 * eff['path_share']:.3g}% of paths) |",
-        f"| effective range / n | {5 / 54:.2f}–{17 / 54:.2f} | "
+        f"| effective range / n | {paper.EFFECTIVE_LO / paper.BLOCKS:.2f}–"
+        f"{paper.EFFECTIVE_HI / paper.BLOCKS:.2f} | "
         f"{eff['lo'] / n:.2f}–{eff['hi'] / n:.2f} |",
     ]
     if decay is not None:

@@ -218,6 +218,18 @@ def _history_as_training(table: LoadedTable) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
+def _seeded_jitter(seed: int = 0) -> Iterator[None]:
+    """Numpy's global generator seeded for the block and restored after it: the same table
+    draws the same jittered points, so a re-rendered figure is the same file."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+@contextlib.contextmanager
 def figure_style(style: Style = "paper") -> Iterator[None]:
     """The one style of every figure: seaborn's ``style`` context, light horizontal grid,
     no top/right spines, frameless legends and TrueType fonts in PDFs (editable text)."""
@@ -1011,18 +1023,19 @@ def plot_subnetworks(
     colours = sns.color_palette("colorblind", 10)
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
-        sns.stripplot(
-            data=data,
-            x="num_kept",
-            y="error_pct",
-            native_scale=True,
-            jitter=0.25,
-            size=_ms(0.5),
-            alpha=0.35,
-            linewidth=0,
-            color=colours[0],
-            ax=ax,
-        )
+        with _seeded_jitter():  # seaborn jitters with numpy's global generator
+            sns.stripplot(
+                data=data,
+                x="num_kept",
+                y="error_pct",
+                native_scale=True,
+                jitter=0.25,
+                size=_ms(0.5),
+                alpha=0.35,
+                linewidth=0,
+                color=colours[0],
+                ax=ax,
+            )
         sns.lineplot(
             data=data,
             x="num_kept",

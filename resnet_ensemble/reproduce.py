@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import paper
 from .anatomy import residual_blocks
 from .archs import blocks_of_depth, parse_arch
 from .data import check_data_dir, load_dataset
@@ -439,8 +440,8 @@ def write_summary(rep: Reproduction) -> Path:
         return rows if rep.trains else ()
 
     rows = [
-        ("blocks (n)", "54", str(n)),
-        ("full-network test error", "6.10%", _pct(base(single))),
+        ("blocks (n)", str(paper.BLOCKS), str(n)),
+        ("full-network test error", paper.full_error_text(), _pct(base(single))),
         (
             "one non-downsampling block deleted",
             "no noticeable change",
@@ -472,12 +473,12 @@ def write_summary(rep: Reproduction) -> Path:
         ),
         (
             "95% of paths (mean ± 1.96 sd)",
-            "19–35 of 54",
+            f"{paper.PATHS_95[0]}–{paper.PATHS_95[1]} of {paper.BLOCKS}",
             f"{paths['range_lo']}–{paths['range_hi']} of {n}",
         ),
         (
             "effective gradient range (95% of gradient)",
-            "5–17 (0.45% of paths)",
+            paper.effective_text(),
             f"{grads['effective_lo']}–{grads['effective_hi']} "
             f"({100 * grads['effective_path_share']:.3g}% of paths)",
         ),
@@ -485,7 +486,8 @@ def write_summary(rep: Reproduction) -> Path:
             (
                 "effective-path training error (K = lo + hi of the effective range; evaluated "
                 "with residuals × K/n, an assumption: the paper does not say)",
-                "5.96% (23 of 54 blocks)",
+                f"{100 * paper.EFFECTIVE_TRAINING_ERROR:.2f}% "
+                f"({paper.EFFECTIVE_TRAINING_K} of {paper.BLOCKS} blocks)",
                 _pct(base(eff))
                 + (f" ({k_eff} of {n} blocks){degenerate}" if eff is not None else ""),
             ),

@@ -498,3 +498,11 @@ def test_a_training_history_as_train_writes_it_is_plotted(tmp_path):
     assert load_table(path).kind == "history"
     written = plot_all([path], tmp_path / "figs", formats=["png"])
     assert [p.name for p in written] == ["effective_paths_training.png"]
+
+
+def test_the_jittered_subnetworks_figure_is_the_same_file_every_time(tmp_path):
+    tables = make_tables(tmp_path / "tables")
+    subnetworks = [t for t in tables if t.stem == "subnetworks"]
+    first = plot_all(subnetworks, tmp_path / "a", formats=["png"])
+    second = plot_all(subnetworks, tmp_path / "b", formats=["png"])
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]

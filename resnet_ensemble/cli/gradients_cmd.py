@@ -167,6 +167,7 @@ def gradients(
     Example:
       ensemble-lesion gradients --model ckpt.pt --report results/gradients.md
     """
+    from .. import paper
     from ..experiment import open_experiment
     from ..gradient_analysis import (
         AT_LABELS,
@@ -215,7 +216,10 @@ def gradients(
                 f"({100 * r['gradient_share']:.1f}% of the gradient, "
                 f"{100 * r['path_share']:.3g}% of all paths)"
             )
-    click.echo("  (the paper, ResNet-110 with 54 blocks: lengths 5-17, 0.45% of all paths)")
+    click.echo(
+        f"  (the paper, ResNet-110 with {paper.BLOCKS} blocks: lengths {paper.EFFECTIVE_LO}-"
+        f"{paper.EFFECTIVE_HI}, {100 * paper.EFFECTIVE_PATH_SHARE:.2f}% of all paths)"
+    )
     decay = analysis.meta.get("single_path_decay")
     if decay:
         click.echo(
