@@ -668,7 +668,7 @@ def subnetworks_time(depth: int, strategy: str, sizes: Sizes, device: str) -> di
     from bench_engine import _batches, _model
 
     from resnet_ensemble.engine import evaluate_routes
-    from resnet_ensemble.paths import evaluate_subnetworks
+    from resnet_ensemble.subnetworks import evaluate_subnetworks
 
     n = 3 * ((depth - 2) // 6)
     model = _model(depth, device)

@@ -14,8 +14,7 @@ Holds:
 - ``path_table``: the per-length table (the "paths" kind of ``results.TABLES``)
 - ``format_blocks`` and ``parse_blocks``: compact block sets such as ``"0-3,5,7"``
 
-Evaluating sub-networks (``evaluate_subnetworks``, ``ensemble_view``) is ``subnetworks``'; the
-names are still importable from here.
+Evaluating sub-networks (``evaluate_subnetworks``, ``ensemble_view``) is ``subnetworks``'.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from statistics import NormalDist
-from typing import Any
 
 import pandas as pd
 from scipy.special import comb
@@ -242,15 +240,3 @@ def parse_blocks(text: str) -> list[int]:
             raise ValueError(f"cannot read block set {text!r}: expected e.g. '0-3,5,7'") from None
         out.extend(range(lo, hi + 1))
     return sorted(set(out))
-
-
-_MOVED = ("EnsembleView", "ensemble_view", "evaluate_subnetworks")
-
-
-def __getattr__(name: str) -> Any:
-    """The sub-network names, from their own module (which imports torch) on first use."""
-    if name in _MOVED:
-        from . import subnetworks
-
-        return getattr(subnetworks, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

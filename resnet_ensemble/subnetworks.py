@@ -60,7 +60,6 @@ def _subsets(n: int, max_exhaustive: int, samples: int, seed: int) -> list[tuple
 def _run_subnetworks(
     model: nn.Module,
     data: Iterable,
-    *,
     max_exhaustive: int,
     samples: int,
     seed: int,
@@ -154,15 +153,7 @@ def evaluate_subnetworks(
         >>> table = evaluate_subnetworks(cifar_resnet(20), loader)   # 9 blocks: 512 rows
         >>> table.groupby("num_kept").error.mean()
     """
-    frame, _ = _run_subnetworks(
-        model,
-        data,
-        max_exhaustive=max_exhaustive,
-        samples=samples,
-        seed=seed,
-        strategy=strategy,
-        amp=amp,
-    )
+    frame, _ = _run_subnetworks(model, data, max_exhaustive, samples, seed, strategy, amp)
     return frame
 
 
@@ -183,13 +174,5 @@ def ensemble_view(
         >>> view = ensemble_view(model, loader)
         >>> view.ensemble_error, view.full_error, view.mean_subnetwork_error
     """
-    _, view = _run_subnetworks(
-        model,
-        data,
-        max_exhaustive=max_exhaustive,
-        samples=samples,
-        seed=seed,
-        strategy=strategy,
-        amp=amp,
-    )
+    _, view = _run_subnetworks(model, data, max_exhaustive, samples, seed, strategy, amp)
     return view

@@ -14,8 +14,6 @@ from torch import nn
 from resnet_ensemble.interventions import lesion
 from resnet_ensemble.models import cifar_resnet, plain_net
 from resnet_ensemble.paths import (
-    ensemble_view,
-    evaluate_subnetworks,
     format_blocks,
     parse_blocks,
     path_fraction,
@@ -23,6 +21,7 @@ from resnet_ensemble.paths import (
     shortest_range_holding,
     summarize_paths,
 )
+from resnet_ensemble.subnetworks import ensemble_view, evaluate_subnetworks
 
 from .conftest import randomize_batchnorm
 
