@@ -1230,9 +1230,8 @@ def _figure_jobs(tables: Sequence[LoadedTable]) -> list[tuple[str, Callable[...,
         by_kind[t.kind].append(t)
 
     def frame(kind: str) -> pd.DataFrame:
-        if kind == "training":  # training histories join the training tables
-            parts = [t.frame for t in by_kind[kind]]
-            parts += [_history_as_training(t) for t in by_kind["history"]]
+        if kind == "training" and not by_kind["training"]:  # histories stand in for one
+            parts = [_history_as_training(t) for t in by_kind["history"]]
             return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return pd.concat([t.frame for t in by_kind[kind]], ignore_index=True)
 

@@ -506,3 +506,18 @@ def test_the_jittered_subnetworks_figure_is_the_same_file_every_time(tmp_path):
     first = plot_all(subnetworks, tmp_path / "a", formats=["png"])
     second = plot_all(subnetworks, tmp_path / "b", formats=["png"])
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def test_histories_give_way_to_a_training_table(tmp_path):
+    """A reproduce folder holds training.csv and the histories it was made from: the figure is
+    the training table's, drawn once."""
+    from resnet_ensemble.results import HISTORY_COLUMNS
+
+    tables = make_tables(tmp_path / "tables")
+    training = [t for t in tables if t.stem == "training"]
+    history = tmp_path / "tables" / "resnet.history.csv"
+    rows = [dict.fromkeys(HISTORY_COLUMNS, 0.5) | {"epoch": e} for e in (1, 2)]
+    pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).to_csv(history, index=False)
+    alone = plot_all(training, tmp_path / "a", formats=["png"])
+    both = plot_all([*training, history], tmp_path / "b", formats=["png"])
+    assert [p.read_bytes() for p in alone] == [p.read_bytes() for p in both]

@@ -49,7 +49,8 @@ def plot(
 
     Sweep tables give Fig. 3, 5a, 5b and 8, a paths table Fig. 6a, a gradients table Fig. 6b
     and 6c; training tables and the histories `train` writes, subnetworks tables and the depth
-    series give their own figures. Each table's kind comes from its JSON sidecar, or from its
+    series give their own figures (histories only where no training table is given). Each
+    table's kind comes from its JSON sidecar, or from its
     columns; a CSV of no known kind is skipped with a note.
 
     \b
