@@ -144,3 +144,24 @@ def test_correlations_follow_scipy_and_the_figure_is_written(tmp_path) -> None: 
     assert math.isnan(table.loc["update_gradient_cos", "kendall_tau"])
     written = plot_proxies({"toy": (proxies, damage)}, tmp_path / "proxies")
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_block_proxies_run_on_every_vision_family() -> None:
+    import torchvision
+
+    from .conftest import tiny_vit
+
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    convnext = timm.create_model("convnext_atto", pretrained=False, num_classes=6).eval()
+    cases = [
+        (tiny_vit().eval(), torch.randn(2, 3, 16, 16), 4),
+        (torchvision.models.resnet18(num_classes=5).eval(), torch.randn(2, 3, 64, 64), 8),
+        (convnext, torch.randn(2, 3, 64, 64), len([b for s in convnext.stages for b in s.blocks])),
+    ]
+    for model, x, n in cases:
+        logits = model(x)
+        table = block_proxies(model, [(x, torch.zeros(2, dtype=torch.long))])
+        assert len(table) == n and logits.shape[0] == 2
+        assert table[["block_influence", "relative_update"]].notna().all().all()
+        assert ((table["angular_distance"] >= 0) & (table["angular_distance"] <= 1)).all()
