@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from itertools import product
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -157,22 +158,13 @@ def evaluate_subnetworks(
     return frame
 
 
-def ensemble_view(
-    model: nn.Module,
-    data: Iterable,
-    *,
-    max_exhaustive: int = 12,
-    samples: int = 1024,
-    seed: int = 0,
-    strategy: Strategy = "auto",
-    amp: bool = False,
-) -> EnsembleView:
+def ensemble_view(model: nn.Module, data: Iterable, **options: Any) -> EnsembleView:
     """Treat the subnetworks of ``evaluate_subnetworks`` as an ensemble: average their softmax
     outputs and compare its error with the full network's and the subnetworks' mean error.
+    ``options`` are ``evaluate_subnetworks``' (max_exhaustive, samples, seed, strategy, amp).
 
     Example:
         >>> view = ensemble_view(model, loader)
         >>> view.ensemble_error, view.full_error, view.mean_subnetwork_error
     """
-    _, view = _run_subnetworks(model, data, max_exhaustive, samples, seed, strategy, amp)
-    return view
+    return EnsembleView(**evaluate_subnetworks(model, data, **options).attrs["ensemble"])
