@@ -61,12 +61,19 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3, help="random draws per k")
     ap.add_argument("--gradient-windows", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--redraw", action="store_true", help="only redraw the figures from the tables")
     args = ap.parse_args()
     start = time.time()
     out = Path(args.out)
     tables, figures = out / "tables", out / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
+    if args.redraw:
+        single = pd.read_csv(tables / "single.csv")
+        read = [pd.read_csv(tables / f"{t}.csv") for t in ("delete_k", "swaps", "painters")]
+        draw(single, *read, pd.read_csv(tables / "gradients.csv"), figures)
+        proxies_figure(pd.read_csv(tables / "proxies.csv"), single, figures)
+        return
     exp = open_experiment(
         args.model, dataset=args.dataset, limit=args.limit, batch_size=args.batch_size,
         device="cpu",
@@ -173,17 +180,22 @@ def main() -> None:
         corr.append(c)
     corr_table = pd.concat(corr)
     corr_table.to_csv(tables / "proxy_correlations.csv", index=False)
-    plot_proxies(
-        {"KJV LM, perplexity": (proxies, single_deletion_damage(single, "perplexity")),
-         "KJV LM, KL": (proxies, single_deletion_damage(single, "kl"))},
-        figures / "proxies_vs_damage",
-        damage_label="rise when the unit is deleted",
-    )  # fmt: skip
+    proxies_figure(proxies, single, figures)
     draw(single, pd.read_csv(tables / "delete_k.csv"), pd.read_csv(tables / "swaps.csv"),
          painters, grads, figures)  # fmt: skip
     info["seconds"] = round(time.time() - start, 1)
     (tables / "run.json").write_text(json.dumps({**info, **vars(args)}, indent=1))
     print(corr_table.to_string(), flush=True)
+
+
+def proxies_figure(proxies: pd.DataFrame, single: pd.DataFrame, figures: Path) -> None:
+    plot_proxies(
+        {"KJV LM, perplexity": (proxies, single_deletion_damage(single, "perplexity")),
+         "KJV LM, KL": (proxies, single_deletion_damage(single, "kl"))},
+        figures / "proxies_vs_damage",
+        damage_label="rise when the unit is deleted",
+        log=True,
+    )  # fmt: skip
 
 
 def draw(single, delete_k, swaps, painters, grads, figures: Path) -> None:  # noqa: ANN001
@@ -204,7 +216,9 @@ def draw(single, delete_k, swaps, painters, grads, figures: Path) -> None:  # no
     axes[0].set_title("Single-unit deletion")
     axes[0].legend(fontsize=8)
     g = delete_k.groupby("k")["perplexity"]
-    axes[1].errorbar(g.mean().index, g.mean(), yerr=g.std(), marker="o", ms=3, capsize=2)
+    axes[1].scatter(delete_k["k"], delete_k["perplexity"], s=10, alpha=0.5, label="one draw")
+    axes[1].plot(g.median().index, g.median(), marker="o", ms=3, label="median")
+    axes[1].legend(fontsize=8)
     axes[1].axhline(base, color="k", lw=1, ls="--")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("units deleted (k)")

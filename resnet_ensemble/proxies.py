@@ -242,10 +242,12 @@ def plot_proxies(
     out: str | Path,
     *,
     damage_label: str = "damage of deleting the block",
+    log: bool = False,
 ) -> list[Path]:
     """One row of panels per model (``name -> (proxies, damage)``), one column per measure:
     the measure against the damage, each point a block (downsampling blocks marked), with
-    Kendall's tau in the panel's title. Writes ``out`` as .png and .pdf."""
+    Kendall's tau in the panel's title (``log``: both axes logarithmic, for measures and
+    damages that span orders of magnitude). Writes ``out`` as .png and .pdf."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,6 +279,13 @@ def plot_proxies(
             ax.set_xlabel(PROXIES[key], fontsize=8)
             if col == 0:
                 ax.set_ylabel(damage_label, fontsize=8)
+            if log:
+                from matplotlib.ticker import NullFormatter
+
+                ax.set_yscale("log")
+                if (joined[key] > 0).all():  # a cosine can be negative: linear there
+                    ax.set_xscale("log")
+                    ax.xaxis.set_minor_formatter(NullFormatter())
             ax.tick_params(labelsize=7)
     fig.tight_layout()
     out = Path(out)
