@@ -222,7 +222,7 @@ def run_sweep(
     (error, top5, loss); the table's columns follow ``sweep_columns(metric)``.
     """
     dist = dist or Distributed()
-    scorer = resolve_metric(metric)
+    scorer = resolve_metric(metric, exp.anatomy.task)
     done = dist.from_main(table.done if table is not None else set())
     todo = [s for s in specs if s.config not in done]
     written: list[dict[str, Any]] = []

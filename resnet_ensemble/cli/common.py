@@ -57,7 +57,7 @@ def fail_cleanly() -> Iterator[None]:
 
 positive_int = click.IntRange(min=1)
 
-METRIC_CHOICES = ["error", "top5", "loss"]
+METRIC_CHOICES = ["error", "top5", "loss", "perplexity", "kl"]
 
 
 def metric_option(func: F) -> F:
@@ -67,7 +67,9 @@ def metric_option(func: F) -> F:
         type=click.Choice(METRIC_CHOICES),
         default="error",
         show_default=True,
-        help="error (top-1), top5 (top-5 error) or loss (mean cross-entropy).",
+        help="error (top-1), top5 (top-5 error), loss (mean cross-entropy), perplexity (language "
+        "models: exp of the mean next-token loss) or kl (mean KL divergence of the predictions "
+        "from the full network's, in nats).",
     )(func)
 
 
@@ -115,7 +117,8 @@ def data_options(func: F) -> F:
     func = click.option(
         "--dataset",
         default=None,
-        help="cifar10, cifar100, fashion-mnist, imagenet, synthetic, or embedded. Default: the "
+        help="cifar10, cifar100, fashion-mnist, imagenet, synthetic, embedded, or text:PATH (a "
+        "text file, tokenised with a language model's tokenizer, hf:PATH). Default: the "
         "dataset the checkpoint was trained on, else the embedded test subset.",
     )(func)
     return func

@@ -56,14 +56,14 @@ def run_lesion(
         "dropped_blocks": list(drop_blocks),
         "dropped_names": [exp.blocks[i].name for i in drop_blocks],
     }
-    percent = metric != "loss"  # error rates print as percentages, a loss as it is
+    percent = metric in ("error", "top5")  # error rates as percentages, the others as they are
     scale, unit = (100, "%") if percent else (1, "")
     if metric == "error":
         keys = ("error_full_pct", "error_lesioned_pct", "difference_pct")
     elif percent:
         keys = (f"{metric}_full_pct", f"{metric}_lesioned_pct", "difference_pct")
     else:
-        keys = ("loss_full", "loss_lesioned", "difference")
+        keys = (f"{metric}_full", f"{metric}_lesioned", "difference")
     values = (scale * full, scale * lesioned, scale * (lesioned - full))
     record.update(dict(zip(keys, values, strict=True)))
     if as_json:
@@ -75,7 +75,7 @@ def run_lesion(
         dataset += " (held-out Fashion-MNIST test images shipped with the package)"
     click.echo(f"dataset:  {dataset}")
     click.echo(f"images:   {record['images']}")
-    label = {"error": "error", "top5": "top-5 error", "loss": "loss"}[metric]
+    label = {"error": "error", "top5": "top-5 error"}.get(metric, metric)
     click.echo(f"{label}, full network:  {record[keys[0]]:6.2f}{unit}")
     if drop_blocks:
         names = ", ".join(f"{i} ({exp.blocks[i].name})" for i in drop_blocks)

@@ -141,9 +141,11 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
         click.echo(f"wrote {outcome.path}")
         return
     shown = (
-        f"{float(base.iloc[0]):.4f}" if metric == "loss" else f"{100 * float(base.iloc[0]):.2f}%"
+        f"{float(base.iloc[0]):.4f}"
+        if metric not in ("error", "top5")
+        else f"{100 * float(base.iloc[0]):.2f}%"
     )
-    name = {"error": "error", "top5": "top-5 error", "loss": "loss"}[metric]
+    name = {"error": "error", "top5": "top-5 error"}.get(metric, metric)
     click.echo(f"wrote {len(frame)} rows to {outcome.path}; full-network {name} {shown}")
 
 
@@ -177,7 +179,7 @@ def _echo_summary(summary: Any, metric: str) -> None:
             return str(int(value))
         if column == "configuration":
             return str(value)
-        return f"{value:.4f}" if metric == "loss" else f"{100 * value:.2f}%"
+        return f"{value:.4f}" if metric not in ("error", "top5") else f"{100 * value:.2f}%"
 
     rows = [[show(c, v) for c, v in row.items()] for _, row in summary.iterrows()]
     colalign = ["left"] + ["right"] * (len(summary.columns) - 1)
