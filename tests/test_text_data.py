@@ -152,3 +152,30 @@ def test_kl_of_a_classifier_is_over_its_class_distributions() -> None:
     expected = float((p.exp() * (p - q)).sum(-1).mean())
     (kl,) = evaluate_routes(net, [(x, y)], [[i for i in range(9) if i != 4]], metric="kl")
     assert kl == pytest.approx(expected, rel=1e-6)
+
+
+def test_cli_sweeps_and_lesion_run_on_a_language_model_over_a_text_file(
+    lm_folder: Path, text_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from resnet_ensemble.cli import cli
+
+    monkeypatch.setenv(WINDOW_ENV, "16")
+    data = ["--model", f"hf:{lm_folder}", "--dataset", f"text:{text_file}", "--device", "cpu"]
+    out = tmp_path / "single.csv"
+    run = CliRunner().invoke(
+        cli, ["sweep", "single", *data, "--metric", "perplexity", "--out", str(out)]
+    )
+    assert run.exit_code == 0, run.output
+    table = pd.read_csv(out)
+    assert len(table) == 5 and "perplexity" in table.columns
+    exp = open_experiment(f"hf:{lm_folder}", dataset=f"text:{text_file}", device="cpu")
+    (full,) = evaluate_routes(exp.model, exp.loader(), [range(4)], metric="perplexity")
+    assert float(table.loc[table["config"] == "baseline", "perplexity"].iloc[0]) == pytest.approx(
+        full, rel=1e-9
+    )
+    run = CliRunner().invoke(cli, ["--drop-block", "1", *data, "--metric", "kl", "--json"])
+    assert run.exit_code == 0, run.output
+    assert '"kl_full": 0' in run.output and '"kl_lesioned"' in run.output
