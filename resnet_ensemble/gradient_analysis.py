@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from . import paper
+from .anatomy import anatomy
 from .gradients import (
     MeasuredAt,
     NormKind,
@@ -118,7 +119,7 @@ def analyze_gradients(
     samples_per_length: int = 1000,
     sign_draws: int = 16,
     seed: int = 0,
-    at: MeasuredAt = "image",
+    at: MeasuredAt | None = None,
     norm: NormKind = "batch",
 ) -> GradientAnalysis:
     """The paper's protocol over random batches: per batch, the exact per-length gradients,
@@ -147,6 +148,8 @@ def analyze_gradients(
         raise ValueError(f"sign_draws must be 0 (skip) or at least 2, got {sign_draws}")
     if not batches:
         raise ValueError("need at least one batch of images")
+    if at is None:  # the image for a classifier, the input embeddings for a language model
+        at = "blocks" if anatomy(model).task == "language" else "image"
     sign_draws = sign_draws if norm == "batch" else 0
     exact_rows, sampled_frames, sign_rows = [], [], []
     for g, (x, y) in enumerate(batches):

@@ -179,3 +179,29 @@ def test_cli_sweeps_and_lesion_run_on_a_language_model_over_a_text_file(
     run = CliRunner().invoke(cli, ["--drop-block", "1", *data, "--metric", "kl", "--json"])
     assert run.exit_code == 0, run.output
     assert '"kl_full": 0' in run.output and '"kl_lesioned"' in run.output
+
+
+def test_cli_gradients_on_a_language_model_are_taken_at_the_input_embeddings(
+    lm_folder: Path, text_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --at, a language model's gradient is taken where it exists: at its input
+    embeddings (token ids have none); the per-length entries still sum to that gradient."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from resnet_ensemble.cli import cli
+
+    monkeypatch.setenv(WINDOW_ENV, "16")
+    out = tmp_path / "g.csv"
+    args = ["gradients", "--model", f"hf:{lm_folder}", "--dataset", f"text:{text_file}",
+            "--images", "2", "--batches", "1", "--samples-per-length", "1", "--sign-draws", "0",
+            "--device", "cpu", "--out", str(out)]  # fmt: skip
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["measured_at"] == "blocks" and set(pd.read_csv(out)["measured_at"]) == {"blocks"}
+    assert "at the input of the first residual block" in run.output
+    refused = CliRunner().invoke(cli, [*args[:-2], "--at", "image"])
+    assert refused.exit_code == 1 and "token ids" in refused.output

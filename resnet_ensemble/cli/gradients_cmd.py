@@ -105,11 +105,12 @@ def _echo_table(table: pd.DataFrame) -> None:
 )
 @click.option(
     "--at",
-    type=click.Choice(["image", "blocks"]),
-    default="image",
+    type=click.Choice(["auto", "image", "blocks"]),
+    default="auto",
     show_default=True,
     help="Where the gradient is measured: at the image, or at the input of the first residual "
-    "block (the input of the residual part).",
+    "block (the input of the residual part). auto: the image, or a language model's input "
+    "embeddings.",
 )
 @click.option(
     "--norm",
@@ -196,9 +197,10 @@ def gradients(
         samples_per_length=samples_per_length,
         sign_draws=sign_draws,
         seed=seed,
-        at=at,  # type: ignore[arg-type]
+        at=None if at == "auto" else at,  # type: ignore[arg-type]
         norm=norm,  # type: ignore[arg-type]
     )
+    at = analysis.meta["measured_at"]
     click.echo(
         f"{describe['model']}: {analysis.n} residual blocks, 2^{analysis.n} paths; "
         f"{batches} random batch{'es' if batches > 1 else ''} of {images} {split} images of "
