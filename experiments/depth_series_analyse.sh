@@ -33,6 +33,13 @@ for name in $NETWORKS; do
     n=$(( 3 * (depth - 2) / 6 ))
     max_k=$(( n / 2 < 20 ? n / 2 : 20 ))
     echo "== $name ($n blocks)"
+    if [[ $name == plain* ]]; then  # no shortcuts, so no paths: the control needs its deletions only
+        mkdir -p "$ROOT/$name/tables"
+        [ -f "$ROOT/$name/tables/single_resnet.csv" ] || "$BIN" sweep single --model "$ckpt" \
+            --dataset fashion-mnist --limit "$TEST_IMAGES" \
+            --out "$ROOT/$name/tables/single_resnet.csv" > /dev/null
+        continue
+    fi
     "$BIN" reproduce --model "$ckpt" --dataset fashion-mnist --out "$ROOT/$name" \
         --test-images "$TEST_IMAGES" --samples "$SAMPLES" --max-k "$max_k" --max-swaps 20 \
         --gradient-images "$GRADIENT_IMAGES" --gradient-batches "$GRADIENT_BATCHES" \
