@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from .anatomy import Anatomy, Block, TensorFn, anatomy, fold_transitions
 from .paths import format_blocks, path_fraction, path_length_counts, shortest_range_holding
+from .runtime import eval_mode
 
 __all__ = [
     "MEASURED_AT",
@@ -135,14 +136,10 @@ def _budget(x: Tensor) -> int:
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.enable_grad():
-            yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+    """Eval mode (blocks act per sample, which the batched backward relies on) with gradients
+    on, whatever the caller's ``no_grad``; every module's own mode comes back afterwards."""
+    with eval_mode(model), torch.enable_grad():
+        yield
 
 
 def _paths_anatomy(model: nn.Module) -> Anatomy:

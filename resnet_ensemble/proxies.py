@@ -24,9 +24,8 @@ Holds:
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .anatomy import anatomy, fold_transitions
+from .runtime import eval_mode
 
 __all__ = [
     "PROXIES",
@@ -77,18 +77,6 @@ def _inputs(batch: object, language: bool) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-@contextlib.contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.enable_grad():
-            yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-
-
 def block_proxies(
     model: nn.Module,
     data: Iterable,
@@ -119,7 +107,7 @@ def block_proxies(
     grad_at = ["input"] * n
     samples = 0
     seen = 0
-    with _eval(model):
+    with eval_mode(model), torch.enable_grad():
         for batch in data:
             if batches is not None and seen >= batches:
                 break
