@@ -7,7 +7,7 @@ the two fit, and ``describe`` the pair for results metadata.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -42,6 +42,7 @@ class Experiment:
     split: str = "test"
     data_dir: str | None = None
     download: bool = False
+    _other_splits: dict[str, Dataset] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -89,8 +90,8 @@ class Experiment:
         if split == "auto":
             if self.dataset_name in ("embedded", "synthetic") or is_text_spec(self.dataset_name):
                 return "test"
-            try:
-                load_dataset(self.dataset_name, "train", data_dir=self.data_dir, limit=1)
+            try:  # read once here and kept: random_batches draws from it
+                self._split_data("train", download=False)
             except FileNotFoundError:
                 return "test"
             return "train"
@@ -108,18 +109,21 @@ class Experiment:
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``count`` random batches of ``split`` (``data.random_batches``), without training
         augmentation, on the model's device."""
-        split = self.gradient_split(split)
-        data = (
-            self.dataset
-            if split == self.split
-            else load_dataset(
-                self.dataset_name, split, data_dir=self.data_dir, download=self.download
-            )
-        )
+        data = self._split_data(self.gradient_split(split), download=self.download)
         return [
             (x.to(self.device), y.to(self.device))
             for x, y in random_batches(data, batch_size, count, seed)
         ]
+
+    def _split_data(self, split: str, *, download: bool) -> Dataset:
+        """``split`` of the dataset without augmentation, read once per experiment."""
+        if split == self.split:
+            return self.dataset
+        if split not in self._other_splits:
+            self._other_splits[split] = load_dataset(
+                self.dataset_name, split, data_dir=self.data_dir, download=download
+            )
+        return self._other_splits[split]
 
     @property
     def variant(self) -> str:
