@@ -18,10 +18,12 @@
 # Every run writes its checkpoint (with optimizer state) after each epoch and continues with
 # --resume, so re-running this script picks up where a killed run stopped and skips finished runs.
 # Runs one after another, the cheap depths first (ResNet-110 trains in minutes on a GPU).
+# RUNS="resnet56 sd56" trains only those runs, so that two one-thread streams can share the cores.
 set -euo pipefail
 OUT=${OUT:-results/depth/train}
 EPOCHS=${EPOCHS:-15}
 DATASET=${DATASET:-fashion-mnist}
+RUNS=${RUNS:-}
 BIN=${BIN:-ensemble-lesion}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1  # epoch lines reach the log as they happen
@@ -36,6 +38,7 @@ fast=(--amp --channels-last --batch-augment)
 
 run() {  # run NAME ARGS...: one training run, logged beside its checkpoint
     local name=$1; shift
+    if [ -n "$RUNS" ] && [[ " $RUNS " != *" $name "* ]]; then return; fi
     local history="$OUT/$name.history.csv"
     # A finished run's resume state is removed once it is exported: its history says it is done.
     if [ -f "$history" ] && [ "$(($(wc -l < "$history") - 1))" -ge "$EPOCHS" ]; then
