@@ -136,7 +136,11 @@ DATASET: Option = ("--dataset", (None, "embedded"), ("synthetic", "fashion-mnist
 DATA_DIR: Option = ("--data-dir", (None,), ("{F}/afile", "{F}/emptydir", "{F}/corrupt"))
 LIMIT: Option = ("--limit", ("1", "4", "8"), ("0", "-2", "x", "2.5"))  # always given: small runs
 BATCH: Option = ("--batch-size", (None, "3"), ("0", "-1", "many"))
-DEVICE: Option = ("--device", (None, "cpu", "auto"), ("cuda:7", "tpu", "cuda"))
+#: Devices this machine lacks: "cuda" is wrong only without a GPU, "cuda:N" past the last one.
+MISSING_DEVICES = ("tpu", f"cuda:{torch.cuda.device_count()}") + (
+    () if torch.cuda.is_available() else ("cuda",)
+)
+DEVICE: Option = ("--device", (None, "cpu", "auto"), MISSING_DEVICES)
 JUNK = ("--nope", "extra", "--", "-x", "--limit")
 
 
@@ -294,7 +298,7 @@ def reproduce_args(draw: st.DrawFn) -> list[str]:
         ("--model", (None,), ("{F}/random.pt", "{F}/evil.pt", "{F}/nan.pt", "nosuchnet")),
         ("--resnet", (None,), ("{F}/missing.pt", "{F}/evil.pt")),
         ("--out", ("run",), ("{F}/afile", "{F}/afile/run")),
-        ("--device", ("cpu",), ("cuda:7", "tpu", "cuda")),
+        ("--device", ("cpu",), MISSING_DEVICES),
     ]
     wrong = set(draw(st.permutations(range(len(options))))[: draw(st.sampled_from([1, 1, 2]))])
     args = ["reproduce", "--quick", "--train-limit", "16", "--gradient-images", "2",
