@@ -348,10 +348,9 @@ def sweep_to_table(
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other")
     path = Path(path)
-    dist = from_environment()
-    try:
+    with from_environment(experiment.get("device", "auto")) as dist:
         _check_output(path, resume, overwrite, dist)
-        exp = open_experiment(**{**experiment, "device": dist.device(experiment["device"])})
+        exp = open_experiment(**{**experiment, "device": dist.device})
         specs = _configurations(
             kind, exp, max_k=max_k, max_swaps=max_swaps, samples=samples, seed=seed
         )
@@ -406,8 +405,6 @@ def sweep_to_table(
             return SweepOutcome(path, len(specs), len(specs) - todo, None)
         table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
         return SweepOutcome(path, len(specs), len(specs) - todo, table.frame, table.notes)
-    finally:
-        dist.close()
 
 
 def summarize_sweep(frame: pd.DataFrame, metric: str = "error") -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The runtime helpers: the device a model lives on, and the eval-mode guard."""
+"""The runtime helpers: the device a model lives on, the eval-mode guard, and the place of a
+process in a torchrun launch (the identity when alone)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_ensemble.distributed import from_environment
 from resnet_ensemble.runtime import eval_mode, model_device, resolve_device
 
 
@@ -25,3 +27,35 @@ def test_model_device_and_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_distributed_under_a_single_process_is_the_identity(monkeypatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with from_environment("cpu") as one:
+        assert (one.rank, one.world, one.local_rank) == (0, 1, 0)
+        assert one.is_main and not one.active and not one.owns_group
+        assert one.device == torch.device("cpu")
+        counts = torch.tensor([3.0, 4.0])
+        assert one.sum_(counts) is counts and counts.tolist() == [3.0, 4.0]
+        assert one.broadcast_(counts) is counts and counts.tolist() == [3.0, 4.0]
+        record = {"done": {"a", "b"}}
+        assert one.from_main(record) is record
+        one.barrier()
+    assert not torch.distributed.is_initialized()  # no process group was started, or left
+    monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun with one process: the same
+    assert from_environment("auto").device == resolve_device("auto")
+    with pytest.raises(ValueError, match="unknown device"):
+        from_environment("tpu")
+
+
+def test_more_torchrun_processes_than_gpus_is_refused_before_any_process_group(
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="started 2 processes but this machine has 1 CUDA"):
+        from_environment("cuda")
+    assert not torch.distributed.is_initialized()
