@@ -4,7 +4,9 @@ Holds:
 - ``TrainConfig``: every knob of a run (arch, data, SGD recipe, schedule, stochastic depth,
   effective-path training, device, precision, resume), with the published defaults
 - ``train``: the loop; writes an atomic checkpoint and a CSV history row after every epoch, and
-  resumes from the last one
+  resumes from the last one. It prints nothing: it tells a ``TrainProgress`` callback what
+  happens (``TrainMessage``, ``EpochStart``, ``TrainStep``, ``EpochEnd``: the ``TrainEvent``s)
+  and ``TrainConfig.log`` the lines; the command line draws them
 - ``TrainResult``: the trained model and its final errors
 - ``TrainingDiverged``: raised when the loss stops being finite
 - ``lr_factor``: the learning-rate multiplier at an iteration (warm-up, step or cosine)
@@ -21,7 +23,7 @@ checkpoint continues exactly as the uninterrupted run would have (bit-identical 
 
 Distributed: launched by ``torchrun`` with WORLD_SIZE > 1 it trains with DistributedDataParallel
 (NCCL on CUDA, Gloo on CPU); ``batch_size`` is the global batch, split over the processes, and
-only rank 0 writes files or prints.
+only rank 0 writes files or reports.
 """
 
 from __future__ import annotations
@@ -36,16 +38,16 @@ import random
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import click
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
@@ -63,6 +65,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .data import CROP_FLIP_PADDING, DatasetInfo, dataset_info, load_dataset, make_loader
+from .distributed import Distributed, from_environment
 from .interventions import lesion
 from .models import build_builtin
 from .results import HISTORY_COLUMNS, history_path
@@ -71,8 +74,14 @@ from .tensor_batches import TensorImages
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "EpochEnd",
+    "EpochStart",
     "TrainConfig",
+    "TrainEvent",
+    "TrainMessage",
+    "TrainProgress",
     "TrainResult",
+    "TrainStep",
     "TrainingDiverged",
     "check_output_path",
     "hardware_info",
@@ -130,6 +139,7 @@ class TrainConfig:
     limit: int | None = None  # train images (smoke tests); also limits test images by default
     test_limit: int | None = None
     num_workers: int = 2
+    # Receives the run's lines (messages, and one per epoch after its checkpoint is written).
     log: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def recipe(self) -> dict[str, Any]:
@@ -279,85 +289,72 @@ def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-@dataclass
-class _Dist:
-    """This process's place in a torchrun launch (world 1 when not launched by torchrun)."""
-
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    def all_sum(self, t: Tensor) -> Tensor:
-        if self.active:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t
-
-    def barrier(self) -> None:
-        if self.active:
-            dist.barrier()
-
-
-def _setup_distributed(requested: torch.device) -> tuple[_Dist, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(), requested
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = requested
-    if requested.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(
-                f"torchrun started {world} processes but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s); lower --nproc_per_node"
-            )
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    owns = False
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-        owns = True
-    return _Dist(world, rank, local_rank, owns), device
-
-
 # ----------------------------------------------------------------------------------------------
-# The loop
+# Progress: what a run reports, as events; the library never prints, a caller renders them
 
 
-class _Reporter:
-    """Per-step progress bar on a terminal; otherwise one line per epoch, and nothing else."""
+@dataclass(frozen=True)
+class TrainMessage:
+    """A line worth showing: resuming, a changed recipe, nothing left to do."""
 
-    def __init__(self, show: bool, log: Callable[[str], None] | None) -> None:
-        self.show = show
-        self.log = log or (click.echo if show else None)
-        self.bar_enabled = show and sys.stderr.isatty()
+    text: str
 
-    def say(self, text: str) -> None:
-        if self.log is not None:
-            self.log(text)
 
-    @contextlib.contextmanager
-    def bar(self, length: int, label: str) -> Iterator[Callable[[str], None]]:
-        if not self.bar_enabled:
-            yield lambda _text: None
-            return
-        with click.progressbar(
-            length=length,
-            label=label,
-            file=sys.stderr,
-            item_show_func=lambda text: text,
-            show_eta=True,
-        ) as bar:
-            yield lambda text: bar.update(1, current_item=text)
+@dataclass(frozen=True)
+class EpochStart:
+    """Epoch ``epoch`` (1-based) of ``epochs`` begins; it will take ``steps`` steps."""
+
+    epoch: int
+    epochs: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Step ``step`` (1-based) of epoch ``epoch`` finished; ``loss`` is its mean over all
+    processes."""
+
+    epoch: int
+    step: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """An epoch finished, its checkpoint and history row written; ``row`` is that row."""
+
+    row: dict[str, float]
+    epochs: int
+
+    @property
+    def line(self) -> str:
+        """The epoch as one line, as the command line and ``TrainConfig.log`` show it."""
+        r = self.row
+        return (
+            f"epoch {int(r['epoch'])}/{self.epochs}  lr {r['lr']:.4g}  train loss "
+            f"{r['train_loss']:.4f} err {100 * r['train_error']:.2f}%  test loss "
+            f"{r['test_loss']:.4f} err {100 * r['test_error']:.2f}%  ({r['seconds']:.1f}s)"
+        )
+
+
+TrainEvent = TrainMessage | EpochStart | TrainStep | EpochEnd
+#: What ``train`` calls with each event, on rank 0 only. An exception raised here stops the run
+#: (after an ``EpochEnd``, with that epoch saved).
+TrainProgress = Callable[[TrainEvent], None]
+
+
+def _reporter(progress: TrainProgress | None, log: Callable[[str], None] | None) -> TrainProgress:
+    """One callback for both listeners: ``progress`` gets every event, ``log`` the lines."""
+
+    def report(event: TrainEvent) -> None:
+        if progress is not None:
+            progress(event)
+        if log is not None and isinstance(event, TrainMessage):
+            log(event.text)
+        elif log is not None and isinstance(event, EpochEnd):
+            log(event.line)
+
+    return report
 
 
 def _check_config(config: TrainConfig, num_blocks: int) -> None:
@@ -403,33 +400,50 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(config: TrainConfig, progress: TrainProgress | bool | None = None) -> TrainResult:
     """Train ``config.arch`` on ``config.dataset`` and write ``config.out`` after every epoch.
+
+    Nothing is printed: what happens is told to ``progress`` (every event) and to
+    ``config.log`` (the lines: messages and one per epoch), on rank 0 only.
 
     Args:
         config: the run; see ``TrainConfig``.
-        progress: print a line per epoch (and a progress bar on a terminal) through
-            ``config.log`` or ``click.echo``; False keeps quiet unless ``config.log`` is set.
+        progress: called with each ``TrainEvent`` (``TrainMessage``, ``EpochStart``,
+            ``TrainStep``, ``EpochEnd``). A bool is accepted from older callers: False is the
+            same as None; True used to print and now warns, since the library does not print.
     Returns:
         a ``TrainResult`` with the trained model and its final test error.
     Raises:
         TrainingDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
         ValueError, FileNotFoundError: a bad configuration, output path or dataset.
     Example:
-        >>> result = train(TrainConfig(arch="resnet20", dataset="cifar10", out=Path("r20.pt")))
-        >>> result.final_test_error
+        >>> config = TrainConfig(arch="resnet20", dataset="cifar10", out=Path("r20.pt"), log=print)
+        >>> train(config).final_test_error
     """
+    if progress is True:
+        warnings.warn(
+            "train(progress=True) no longer prints; pass a callback that takes each TrainEvent, "
+            "or TrainConfig(log=print) for the lines",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    callback = progress if callable(progress) else None
     started = time.time()
     out = check_output_path(config.out)
     requested = resolve_device(config.device)
     info = dataset_info(config.dataset)
     parse_arch(config.arch)  # a bad name fails before any process group or data
-    world, device = _setup_distributed(requested)
-    try:
-        return _Run(config, progress, world, device, out, info, started).run()
-    finally:
-        if world.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+    with from_environment(requested) as world:
+        report = _reporter(callback, config.log) if world.is_main else _ignore
+        return _Run(config, report, world, out, info, started).run()
+
+
+def _ignore(_event: TrainEvent) -> None:
+    """Ranks other than 0 report nothing."""
 
 
 class _Run:
@@ -439,17 +453,17 @@ class _Run:
     def __init__(
         self,
         config: TrainConfig,
-        progress: bool,
-        world: _Dist,
-        device: torch.device,
+        report: TrainProgress,
+        world: Distributed,
         out: Path,
         info: DatasetInfo,
         started: float,
     ) -> None:
+        device = world.device
         self.config, self.world, self.device, self.out, self.info = config, world, device, out, info
         self.started = started
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.reporter = _Reporter(progress and world.main, config.log if world.main else None)
+        self.report = report
         cuda = device.type == "cuda"
         self.amp = cuda if config.amp is None else bool(config.amp)
         self.channels_last = cuda if config.channels_last is None else bool(config.channels_last)
@@ -490,15 +504,15 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
         self.start_epoch, self.history, self.wall_before = 0, [], 0.0
-        if world.main:  # hidden temporaries of a run killed mid-write: this run owns the files
+        if world.is_main:  # hidden temporaries of a run killed mid-write: this run owns the files
             for path in (out, history_path(out)):
                 remove_stale_temporaries(path)
         if config.resume and out.exists():
             self.start_epoch, self.history, self.wall_before = _restore(self)
         elif config.resume:
-            self.reporter.say(f"no checkpoint at {out} yet; starting from epoch 0")
+            self._say(f"no checkpoint at {out} yet; starting from epoch 0")
         elif out.exists():
-            self.reporter.say(
+            self._say(
                 f"note: {out} exists and will be overwritten after epoch 1 (--resume continues "
                 "it instead)"
             )
@@ -517,6 +531,9 @@ class _Run:
                     config.stochastic_depth is not None and config.stochastic_depth_draw == "batch"
                 ),
             )
+
+    def _say(self, text: str) -> None:
+        self.report(TrainMessage(text))
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -546,10 +563,10 @@ class _Run:
             )
 
         # Rank 0 first, so that processes do not race to download the same files.
-        if world.main:
+        if world.is_main:
             self.train_set, test_set = both()
         world.barrier()
-        if not world.main:
+        if not world.is_main:
             self.train_set, test_set = both()
         if len(self.train_set) == 0:  # type: ignore[arg-type]
             raise ValueError(f"the {config.dataset} training split is empty")
@@ -577,23 +594,25 @@ class _Run:
             test_set = Subset(test_set, range(world.rank, self.num_test_images, world.world))
         n_local = len(self.sampler) if self.sampler is not None else len(self.train_set)
         self.steps_per_epoch = math.ceil(n_local / self.local_batch)
-        self.test_loader = make_loader(
-            test_set,
-            batch_size=max(self.local_batch, 256),
-            shuffle=False,
-            num_workers=config.num_workers,
-        )
+        # The test set as tensors where it is held so, else through a DataLoader: only one.
+        eval_batch = max(self.local_batch, 256)
+        self.test_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]]
+        if self.tensor_test is not None:
+            self.test_batches = partial(self.tensor_test.batches, eval_batch)
+        else:
+            loader = make_loader(
+                test_set, batch_size=eval_batch, shuffle=False, num_workers=config.num_workers
+            )
+            self.test_batches = lambda: loader
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
-        return lr_factor(
-            step,
-            steps_per_epoch=self.steps_per_epoch,
-            epochs=c.epochs,
-            schedule=c.schedule,
-            milestones=c.milestones,
-            warmup_epochs=c.warmup_epochs,
-        )
+        shape = {
+            "schedule": c.schedule,
+            "milestones": c.milestones,
+            "warmup_epochs": c.warmup_epochs,
+        }
+        return lr_factor(step, steps_per_epoch=self.steps_per_epoch, epochs=c.epochs, **shape)
 
     def _train_loader(self, epoch: int, seed: int) -> Any:
         if self.tensor_train is not None:
@@ -616,9 +635,7 @@ class _Run:
     def run(self) -> TrainResult:
         config = self.config
         if self.start_epoch >= config.epochs:
-            self.reporter.say(
-                f"{self.out} is already trained for {self.start_epoch} epochs; nothing to do"
-            )
+            self._say(f"{self.out} is already trained for {self.start_epoch} epochs; nothing to do")
         for epoch in range(self.start_epoch, config.epochs):
             epoch_start = time.time()
             seed = _epoch_seed(config.seed, epoch)
@@ -637,13 +654,9 @@ class _Run:
                 "seconds": round(time.time() - epoch_start, 3),
             }
             self.history.append(row)
-            if self.world.main:
+            if self.world.is_main:
                 self._save(epoch + 1, seed)
-                self.reporter.say(
-                    f"epoch {epoch + 1}/{config.epochs}  lr {lr:.4g}  train loss "
-                    f"{train_loss:.4f} err {100 * train_error:.2f}%  test loss {test_loss:.4f} "
-                    f"err {100 * test_error:.2f}%  ({row['seconds']:.1f}s)"
-                )
+            self.report(EpochEnd(dict(row), config.epochs))
             self.world.barrier()
         self.core.eval()
         nan = math.nan
@@ -671,30 +684,29 @@ class _Run:
         choose = torch.Generator().manual_seed(seed)
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, wrong, count
-        label = f"epoch {epoch + 1}/{config.epochs}"
-        with self.reporter.bar(self.steps_per_epoch, label) as tick:
-            for step, (x, y) in enumerate(self._train_loader(epoch, seed)):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with self._active_paths(choose):
-                    with _autocast(device, self.amp):
-                        logits = self.model(x)  # (B, num_classes)
-                    loss = F.cross_entropy(logits.float(), y)
-                    # Summed over processes, so that every process stops at the same step.
-                    loss_value = float(world.all_sum(loss.detach().clone())) / world.world
-                    if not math.isfinite(loss_value):
-                        raise TrainingDiverged(self._diverged(loss_value, epoch, step))
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                self.optimizer.step()
-                self.scheduler.step()
-                with torch.no_grad():
-                    totals[0] += loss.detach().double() * y.numel()
-                    totals[1] += (logits.detach().argmax(1) != y).sum()
-                    totals[2] += y.numel()
-                tick(f"loss {loss_value:.3f}")
-        totals = world.all_sum(totals)
+        self.report(EpochStart(epoch + 1, config.epochs, self.steps_per_epoch))
+        for step, (x, y) in enumerate(self._train_loader(epoch, seed)):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._active_paths(choose):
+                with _autocast(device, self.amp):
+                    logits = self.model(x)  # (B, num_classes)
+                loss = F.cross_entropy(logits.float(), y)
+                # Summed over processes, so that every process stops at the same step.
+                loss_value = float(world.sum_(loss.detach().clone())) / world.world
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(self._diverged(loss_value, epoch, step))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            with torch.no_grad():
+                totals[0] += loss.detach().double() * y.numel()
+                totals[1] += (logits.detach().argmax(1) != y).sum()
+                totals[2] += y.numel()
+            self.report(TrainStep(epoch + 1, step + 1, loss_value))
+        totals = world.sum_(totals)
         count = max(1.0, float(totals[2]))
         return float(totals[0]) / count, float(totals[1]) / count
 
@@ -723,17 +735,12 @@ class _Run:
         world = self.world
         if world.active:  # evaluate rank 0's BN statistics everywhere: they are what is saved
             for buffer in self.core.buffers():
-                dist.broadcast(buffer, src=0)
+                world.broadcast_(buffer)
         # The bare model: a DDP forward would need the same number of batches on every shard.
         model = self.core.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, wrong, count
         with torch.no_grad():
-            batches = (
-                self.tensor_test.batches(max(self.local_batch, 256))
-                if self.tensor_test is not None
-                else self.test_loader
-            )
-            for x, y in batches:
+            for x, y in self.test_batches():
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -742,7 +749,7 @@ class _Run:
                 totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
                 totals[1] += (logits.argmax(1) != y).sum()
                 totals[2] += y.numel()
-        totals = world.all_sum(totals)
+        totals = world.sum_(totals)
         count = max(1.0, float(totals[2]))
         return float(totals[0]) / count, float(totals[1]) / count
 
@@ -818,7 +825,7 @@ def _restore(run: _Run) -> tuple[int, list[dict[str, float]], float]:
     The new config's recipe governs the rest of the run (the values are identical when it is
     unchanged); a changed recipe is reported, a different model or dataset refused.
     """
-    config, out, reporter = run.config, run.out, run.reporter
+    config, out = run.config, run.out
     ckpt = load_checkpoint(out)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"--resume: {out} is not a resnet-ensemble checkpoint")
@@ -840,9 +847,7 @@ def _restore(run: _Run) -> tuple[int, list[dict[str, float]], float]:
     new = config.recipe()
     for key in _RECIPE_FIELDS:
         if key in old and old[key] != new[key]:
-            reporter.say(
-                f"warning: resuming with {key} {new[key]} (the checkpoint used {old[key]})"
-            )
+            run._say(f"warning: resuming with {key} {new[key]} (the checkpoint used {old[key]})")
     state = ckpt["state_dict"]
     check_state_dict(run.core, state, str(out), config.arch)
     _check_finite_optimizer_state(ckpt["optimizer_state"], out)
@@ -865,5 +870,5 @@ def _restore(run: _Run) -> tuple[int, list[dict[str, float]], float]:
     extra = ckpt.get("extra") or {}
     history = [dict(r) for r in extra.get("history", [])][:epoch]
     wall = float((ckpt.get("metadata") or {}).get("wall_seconds") or 0.0)
-    reporter.say(f"resuming {out} from epoch {epoch}")
+    run._say(f"resuming {out} from epoch {epoch}")
     return epoch, history, wall

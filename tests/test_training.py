@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -26,8 +27,13 @@ from resnet_ensemble.cli import cli
 from resnet_ensemble.models import build_builtin
 from resnet_ensemble.training import (
     HISTORY_COLUMNS,
+    EpochEnd,
+    EpochStart,
     TrainConfig,
+    TrainEvent,
     TrainingDiverged,
+    TrainMessage,
+    TrainStep,
     history_path,
     lr_factor,
     train,
@@ -125,6 +131,69 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, data: d
     said: list[str] = []
     again = train(cfg(tmp_path, "split.pt", stochastic_depth=0.5, resume=True, log=said.append))
     assert again.epochs == 2 and any("nothing to do" in s for s in said)
+
+
+def test_the_progress_callback_receives_every_step_and_epoch_and_nothing_is_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, batch, epochs = 70, 32, 2
+    steps = math.ceil(images / batch)  # 32 + 32 + 6
+    events: list[TrainEvent] = []
+    lines: list[str] = []
+    run = config(tmp_path, epochs=epochs, limit=images, batch_size=batch, log=lines.append)
+    result = train(run, progress=events.append)
+    assert capsys.readouterr() == ("", "")
+
+    per_epoch = 1 + steps + 1
+    assert len(events) == epochs * per_epoch  # a fresh run has no messages
+    history = read_history(history_path(result.checkpoint))
+    for e in range(epochs):
+        start, *step_events, end = events[e * per_epoch : (e + 1) * per_epoch]
+        assert start == EpochStart(epoch=e + 1, epochs=epochs, steps=steps)
+        assert [(s.epoch, s.step) for s in step_events] == [(e + 1, i + 1) for i in range(steps)]
+        assert all(isinstance(s, TrainStep) for s in step_events)
+        assert isinstance(end, EpochEnd) and end.epochs == epochs
+        # The row is the one the history CSV holds, to the last digit.
+        assert {k: str(v) for k, v in end.row.items()} == history[e]
+        # The epoch's train loss is the mean over images of the steps' losses.
+        sizes = [batch] * (images // batch) + [images % batch]
+        mean = sum(s.loss * n for s, n in zip(step_events, sizes, strict=True)) / images
+        assert end.row["train_loss"] == pytest.approx(mean, rel=1e-12)
+    # TrainConfig.log still gets the lines: one per epoch.
+    assert lines == [e.line for e in events if isinstance(e, EpochEnd)]
+    assert lines[0].startswith("epoch 1/2  lr 0.05  train loss ")
+
+    # Resuming the finished run: two messages and no epoch, to both listeners.
+    said: list[str] = []
+    resumed: list[TrainEvent] = []
+    finished = config(tmp_path, epochs=epochs, limit=images, resume=True, log=said.append)
+    train(finished, progress=resumed.append)
+    assert resumed == [
+        TrainMessage(f"resuming {result.checkpoint} from epoch 2"),
+        TrainMessage(f"{result.checkpoint} is already trained for 2 epochs; nothing to do"),
+    ]
+    assert said == [m.text for m in resumed]
+    # progress=True used to print; it warns that it no longer does, and prints nothing.
+    with pytest.warns(DeprecationWarning, match="no longer prints"):
+        train(config(tmp_path, epochs=epochs, limit=images, resume=True), progress=True)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_whole_batch_augmentation_builds_no_data_loader(tmp_path: Path, monkeypatch) -> None:
+    """Held as tensors, the train and test sets need no DataLoader; without, both get one."""
+    made: list[int] = []
+    real_make_loader = training.make_loader
+
+    def counting_make_loader(dataset, **kwargs):
+        made.append(len(dataset))
+        return real_make_loader(dataset, **kwargs)
+
+    monkeypatch.setattr(training, "make_loader", counting_make_loader)
+    small = {"epochs": 1, "limit": 64, "test_limit": 48}
+    tensors = train(config(tmp_path, "t.pt", dataset="fashion-mnist", batch_augment=True, **small))
+    assert made == [] and load_checkpoint(tensors.checkpoint)["metadata"]["batch_augment"]
+    train(config(tmp_path, "l.pt", batch_augment=False, **small))
+    assert sorted(made) == [48, 64]  # the test loader, once; the train loader, once per epoch
 
 
 def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
@@ -245,7 +314,10 @@ def test_lr_schedule_follows_he_et_al() -> None:
     assert lr_factor(82 * 391, schedule="cosine", **kw) == pytest.approx(0.5)
 
 
-def test_cli_train_writes_checkpoint_and_history(tmp_path: Path) -> None:
+def test_cli_train_writes_checkpoint_and_history(tmp_path: Path, monkeypatch) -> None:
+    from resnet_ensemble.cli import common
+
+    monkeypatch.setattr(common, "PROGRESS_EVERY_S", 0.0)  # off a terminal: a line per step
     out = tmp_path / "cli.pt"
     args = [
         "train",
@@ -269,6 +341,8 @@ def test_cli_train_writes_checkpoint_and_history(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "synthetic" in result.output and f"wrote {out}" in result.output
+    assert result.stdout.startswith("epoch 1/1  lr 0.1  train loss ")  # the epoch's line
+    assert "epoch 1/1: 1/2 " in result.stderr  # 64 images / batch 32: step 1 of 2
     assert load_model(out).metadata["epochs_done"] == 1
     assert len(read_history(tmp_path / "cli.history.csv")) == 1
 

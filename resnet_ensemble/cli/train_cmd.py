@@ -1,21 +1,79 @@
 """``ensemble-lesion train``: train a CIFAR-style ResNet with He et al.'s recipe, optionally with
 stochastic depth or the paper's effective-path training, writing a checkpoint every epoch.
 
-Holds the click command ``train``; the work is ``resnet_ensemble.training.train``. Runs under
-``torchrun`` for several GPUs (or CPU processes) unchanged.
+Holds the click command ``train``; the work is ``resnet_ensemble.training.train``, whose
+progress events ``TrainDisplay`` draws. Runs under ``torchrun`` for several GPUs (or CPU
+processes) unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..archs import BUILTIN_ARCH_PATTERN, num_blocks, parse_arch
-from .common import positive_int
+from .common import positive_int, progress_bar
 
-__all__ = ["train"]
+if TYPE_CHECKING:
+    from ..training import EpochStart, TrainEvent
+
+__all__ = ["TrainDisplay", "train"]
+
+
+class TrainDisplay(contextlib.AbstractContextManager["TrainDisplay"]):
+    """Draws a training run's events: messages and one line per epoch on stdout, and each
+    epoch's steps on stderr, as a bar with the running loss on a terminal, elsewhere as a line
+    every few seconds (``progress_bar``). Use as a context manager, so that a run that stops
+    mid-epoch does not leave its bar open."""
+
+    def __init__(self) -> None:
+        self._bar = contextlib.ExitStack()
+        self._step: Callable[[float], None] | None = None
+
+    def __call__(self, event: TrainEvent) -> None:
+        from ..training import EpochEnd, EpochStart, TrainMessage, TrainStep
+
+        if isinstance(event, TrainStep) and self._step is not None:
+            self._step(event.loss)
+        elif isinstance(event, EpochStart):
+            self._open(event)
+        elif isinstance(event, EpochEnd):
+            self.close()
+            click.echo(event.line)
+        elif isinstance(event, TrainMessage):
+            click.echo(event.text)
+
+    def _open(self, event: EpochStart) -> None:
+        self.close()
+        label = f"epoch {event.epoch}/{event.epochs}"
+        if sys.stderr.isatty():
+            bar = self._bar.enter_context(
+                click.progressbar(
+                    length=event.steps,
+                    label=label,
+                    file=sys.stderr,
+                    item_show_func=lambda text: text,
+                    show_eta=True,
+                )
+            )
+            self._step = lambda loss: bar.update(1, current_item=f"loss {loss:.3f}")
+        else:
+            update = self._bar.enter_context(progress_bar(event.steps, label))
+            self._step = lambda _loss: update(1)
+
+    def close(self) -> None:
+        """Finish the bar of the epoch in flight, if any."""
+        self._bar.close()
+        self._step = None
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _milestones(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, ...]:
@@ -204,12 +262,12 @@ def train(
         limit=limit,
         test_limit=test_limit,
         num_workers=workers,
-        log=None if quiet else click.echo,
     )
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if dataset.strip().lower() == "synthetic" and not quiet and main_process:
         click.echo("note: synthetic data: a smoke test, not a benchmark", err=True)
-    result = run_training(config, progress=not quiet)
+    with TrainDisplay() as display:
+        result = run_training(config, progress=None if quiet else display)
     if not main_process:
         return
     plural = "" if result.epochs == 1 else "s"
