@@ -1,11 +1,13 @@
 """Built-in models: He et al.'s CIFAR ResNets and the plain control, and a name registry.
 
-Holds ``cifar_resnet``, ``plain_net`` and ``build_builtin`` (arch name -> model), so that
-checkpoints can store an arch name and its arguments and rebuild the exact model; the names
-themselves (``parse_arch``) are ``archs``'.
+Holds ``cifar_resnet``, ``plain_net`` and ``build_builtin`` (arch name -> model), and
+``BUILDER_OPTIONS``, the arguments a checkpoint stores beside the name, so that checkpoints can
+rebuild the exact model; the names themselves (``parse_arch``) are ``archs``'.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import nn
 
@@ -19,6 +21,7 @@ from .cifar import (
 )
 
 __all__ = [
+    "BUILDER_OPTIONS",
     "BUILTIN_ARCH_PATTERN",
     "CifarResNet",
     "build_builtin",
@@ -29,27 +32,35 @@ __all__ = [
     "unscaled_residuals",
 ]
 
+# ``cifar_resnet``'s keyword arguments that a built-in name does not already say (its family
+# and depth do); a plain net takes the first two.
+BUILDER_OPTIONS = (
+    "num_classes",
+    "in_channels",
+    "shortcut",
+    "stochastic_depth",
+    "stochastic_depth_draw",
+    "active_blocks",
+)
+_PLAIN_OPTIONS = BUILDER_OPTIONS[:2]
 
-def build_builtin(
-    name: str,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    shortcut: str = "A",
-    stochastic_depth: float | None = None,
-    active_blocks: int | None = None,
-    stochastic_depth_draw: str = "batch",
-) -> nn.Module:
-    """Build a built-in architecture by name with random initialisation."""
+
+def build_builtin(name: str, **options: Any) -> nn.Module:
+    """Build a built-in architecture by name with random initialisation.
+
+    Args:
+        name: "resnet56", "preresnet110", "plain20", ... (``parse_arch``).
+        options: some of ``BUILDER_OPTIONS``, as ``cifar_resnet`` takes them; a plain net uses
+            num_classes and in_channels and has no shortcut or stochastic depth to set.
+    Raises:
+        TypeError: an option that is not one of ``BUILDER_OPTIONS``.
+    Example:
+        >>> build_builtin("resnet20", num_classes=100, shortcut="B")
+    """
+    unknown = sorted(set(options) - set(BUILDER_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown builder options {unknown}; expected some of {BUILDER_OPTIONS}")
     arch = parse_arch(name)
     if arch["family"] == "plain":
-        return plain_net(arch["depth"], num_classes=num_classes, in_channels=in_channels)
-    return cifar_resnet(
-        arch["depth"],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        shortcut=shortcut,  # type: ignore[arg-type]
-        preact=arch["family"] == "preresnet",
-        stochastic_depth=stochastic_depth,
-        active_blocks=active_blocks,
-        stochastic_depth_draw=stochastic_depth_draw,  # type: ignore[arg-type]
-    )
+        return plain_net(arch["depth"], **{k: options[k] for k in _PLAIN_OPTIONS if k in options})
+    return cifar_resnet(arch["depth"], preact=arch["family"] == "preresnet", **options)

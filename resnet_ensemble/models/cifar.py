@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..archs import check_depth
+
 ShortcutKind = Literal["A", "B"]
 
 __all__ = [
@@ -109,17 +111,25 @@ class _ResidualScale(nn.Module):
 
 
 class _CifarBlock(nn.Module):
-    """Shared layout: two 3x3 convolutions, an optional shortcut, and an optional post op."""
+    """Shared layout: two 3x3 convolutions with a BatchNorm each, an optional shortcut, and an
+    optional post op.
+
+    ``preact`` puts each BatchNorm before its convolution (so the first normalises the block's
+    input) and leaves the BatchNorm out of a projection shortcut; ``has_shortcut = False``
+    builds none.
+    """
 
     downsamples: bool
+    preact = False
+    has_shortcut = True
 
     def __init__(
         self,
         in_planes: int,
         planes: int,
-        stride: int,
-        shortcut: ShortcutKind,
-        survival: float,
+        stride: int = 1,
+        shortcut: ShortcutKind = "A",
+        survival: float = 1.0,
         draw: DropDraw = "batch",
     ) -> None:
         super().__init__()
@@ -129,6 +139,14 @@ class _CifarBlock(nn.Module):
         self.conv2 = _conv3x3(planes, planes)
         self.drop_path = _ResidualScale(survival, draw)
         self.shortcut_kind = shortcut
+        self.bn1 = nn.BatchNorm2d(in_planes if self.preact else planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        if self.downsamples and self.has_shortcut:
+            self.projection = (
+                ShortcutA(in_planes, planes, stride)
+                if shortcut == "A"
+                else _projection(in_planes, planes, stride, with_bn=not self.preact)
+            )
 
     def residual(self, x: Tensor) -> Tensor:  # pragma: no cover - defined by subclasses
         raise NotImplementedError
@@ -148,25 +166,6 @@ class _CifarBlock(nn.Module):
 class BasicBlock(_CifarBlock):
     """He et al. (2016): ``relu(shortcut(x) + bn2(conv2(relu(bn1(conv1(x))))))``."""
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        shortcut: ShortcutKind = "A",
-        survival: float = 1.0,
-        draw: DropDraw = "batch",
-    ) -> None:
-        super().__init__(in_planes, planes, stride, shortcut, survival, draw)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        if self.downsamples:
-            self.projection = (
-                ShortcutA(in_planes, planes, stride)
-                if shortcut == "A"
-                else _projection(in_planes, planes, stride, with_bn=True)
-            )
-
     def residual(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         return self.drop_path(self.bn2(self.conv2(out)))
@@ -182,24 +181,7 @@ class PreActBlock(_CifarBlock):
     parameter-free option A reads ``x`` itself.
     """
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        shortcut: ShortcutKind = "A",
-        survival: float = 1.0,
-        draw: DropDraw = "batch",
-    ) -> None:
-        super().__init__(in_planes, planes, stride, shortcut, survival, draw)
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        if self.downsamples:
-            self.projection = (
-                ShortcutA(in_planes, planes, stride)
-                if shortcut == "A"
-                else _projection(in_planes, planes, stride, with_bn=False)
-            )
+    preact = True
 
     def residual(self, x: Tensor) -> Tensor:
         out = self.conv1(F.relu(self.bn1(x)))
@@ -223,9 +205,7 @@ class PlainBlock(_CifarBlock):
     has_shortcut = False
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, **_: object) -> None:
-        super().__init__(in_planes, planes, stride, "A", 1.0)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        super().__init__(in_planes, planes, stride)
 
     def residual(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -307,10 +287,9 @@ class CifarResNet(nn.Module):
             raise ValueError(
                 f"stochastic_depth_draw must be 'batch' or 'sample', got {stochastic_depth_draw!r}"
             )
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(
-                f"depth must be 6n + 2 with n >= 1 (20, 32, 56, 110, ...), got {depth}"
-            )
+        problem = check_depth(depth)
+        if problem:
+            raise ValueError(problem)
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
         self.depth, self.in_channels, self.num_classes = depth, in_channels, num_classes
