@@ -3,6 +3,7 @@
 Holds:
 - ``BUILTIN_ARCH_PATTERN``: the names, as a user reads them in help and errors
 - ``parse_arch``: a name such as ``preresnet110`` -> ``{"family": "preresnet", "depth": 110}``
+- ``is_builtin_form``: whether a name reads as one (``resnet21`` does, with a depth that is wrong)
 - ``check_depth`` / ``blocks_of_depth`` / ``num_blocks``: depth 6n + 2 has 3n residual blocks
   (three stages of n), e.g. ResNet-110 has 54
 """
@@ -12,7 +13,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["BUILTIN_ARCH_PATTERN", "blocks_of_depth", "check_depth", "num_blocks", "parse_arch"]
+__all__ = [
+    "BUILTIN_ARCH_PATTERN",
+    "blocks_of_depth",
+    "check_depth",
+    "is_builtin_form",
+    "num_blocks",
+    "parse_arch",
+]
 
 BUILTIN_ARCH_PATTERN = (
     "resnetD, preresnetD or plainD with D = 6n + 2 (e.g. resnet20, resnet56, resnet110)"
@@ -25,6 +33,12 @@ def check_depth(depth: int) -> str | None:
     if depth < 8 or (depth - 2) % 6:
         return f"depth must be 6n + 2 (20, 32, 56, 110, ...), got {depth}"
     return None
+
+
+def is_builtin_form(name: str) -> bool:
+    """Whether ``name`` is a built-in family and a number (``resnet21``), whatever the number: a
+    user who wrote one meant a built-in, and ``parse_arch``'s error says how to fix the depth."""
+    return bool(_ARCH.match(name.strip().lower()))
 
 
 def parse_arch(name: str) -> dict[str, Any]:

@@ -1,51 +1,150 @@
-"""The models users bring: ``timm:NAME``, ``hf:PATH`` and ``package.module:callable``, and
-weights files (.safetensors or torch state dicts) for any of them.
+"""What ``--model`` means: every model spec the toolkit accepts, loaded into a ready model.
 
-Holds ``read_state_dict`` (a weights file to a dict of tensors, never running pickled code),
-``is_factory_spec`` and the three loaders ``load_timm``, ``load_hf`` and ``load_factory``, each
-returning a ``LoadedModel``. Where the architecture takes the number of classes and the input
-channels, they are read from the weights (the classifier's rows, the first convolution's input
-channels), so a 1-channel, 10-class state dict loads without flags.
+Holds:
+- ``LoadedModel``: a ready model (eval mode, on its device, float32 unless asked otherwise) and
+  what is known about it
+- ``load_model``: "embedded" (the shipped checkpoint), a checkpoint written by this toolkit, a
+  built-in name such as ``resnet56``, ``torchvision:NAME``, ``timm:NAME``, ``hf:PATH`` (a local
+  Hugging Face folder) or ``package.module:callable`` (a user's factory), with a weights file
+  for any of the last four, failing with one clear line
+- ``is_factory_spec``, ``EMBEDDED_CHECKPOINT`` and the spec prefixes; ``read_state_dict``
+  (``checkpoints``', where the file formats live) re-exported
+
+Where an architecture takes the number of classes and the input channels, they are read from
+the weights (the classifier's rows, the first convolution's input channels), so a 1-channel,
+10-class state dict loads without flags. Zoo weights stored in half precision are analysed in
+float32 (half precision on a CPU is slow and loses the small differences lesions make) unless
+``load_model(..., dtype=None)`` keeps them as stored.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
+import math
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
+from .archs import BUILTIN_ARCH_PATTERN, is_builtin_form
 from .checkpoints import (
-    CHECKPOINT_FORMAT,
-    LoadedModel,
-    _finish,
-    _load_into,
-    _read_file,
-    _strip_prefix,
-    _torch_load_bytes,
+    file_sha256,
+    first_line,
+    load_state,
+    read_checkpoint,
+    read_state_dict,
+    strip_wrapper_prefix,
 )
+from .models import build_builtin
+from .runtime import model_device, resolve_device
 
 __all__ = [
+    "EMBEDDED_CHECKPOINT",
     "HF_PREFIX",
     "TIMM_PREFIX",
+    "TORCHVISION_PREFIX",
+    "LoadedModel",
     "is_factory_spec",
-    "load_factory",
-    "load_hf",
-    "load_timm",
+    "load_model",
     "read_state_dict",
 ]
 
+EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "embedded_resnet.pt"
+TORCHVISION_PREFIX = "torchvision:"
 TIMM_PREFIX = "timm:"
 HF_PREFIX = "hf:"
+_PREFIXES = (("torchvision", TORCHVISION_PREFIX), ("timm", TIMM_PREFIX), ("hf", HF_PREFIX))
 _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+# The specs that take --weights-file but not --weights (a torchvision weights enum).
+_FILE_ONLY = {"timm": "timm:NAME", "hf": "hf:PATH", "factory": "a factory"}
+_IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass(kw_only=True)
+class LoadedModel:
+    """A model ready for experiments, and where it came from.
+
+    ``mean`` / ``std`` are the input normalisation the model was trained with, where known.
+    """
+
+    model: nn.Module
+    spec: str
+    arch: str
+    dataset: str | None = None
+    num_classes: int
+    in_channels: int
+    sha256: str | None = None
+    random_init: bool = False
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """A weights file as read (its state dict and SHA-256), or none: random init."""
+
+    file: Path | None = None
+    state: dict[str, torch.Tensor] | None = None
+    sha256: str | None = None
+
+    def load_into(self, model: nn.Module, arch: str) -> None:
+        if self.state is not None:
+            load_state(model, self.state, str(self.file), arch)
+
+    def provenance(self) -> dict[str, Any]:
+        """The ``LoadedModel`` fields that name the weights file, where there is one."""
+        if self.file is None:
+            return {}
+        return {
+            "sha256": self.sha256,
+            "path": self.file,
+            "metadata": {"weights_file": str(self.file)},
+        }
+
+    def loaded(
+        self, model: nn.Module, spec: str, arch: str, classes: int, channels: int
+    ) -> LoadedModel:
+        """``model``, built to fit these weights, with them loaded (random init without)."""
+        self.load_into(model, arch)
+        return LoadedModel(
+            model=model,
+            spec=spec,
+            arch=arch,
+            num_classes=classes,
+            in_channels=channels,
+            random_init=self.state is None,
+            **self.provenance(),
+        )
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What the caller asked for besides the spec."""
+
+    weights_file: Path | None
+    weights: str | None  # a torchvision weights enum name
+    num_classes: int | None
+    in_channels: int | None
+    dtype: torch.dtype | None
+
+    def read_weights(self) -> _Weights:
+        if self.weights_file is None:
+            return _Weights()
+        return _Weights(self.weights_file, *read_state_dict(self.weights_file))
 
 
 def is_factory_spec(text: str) -> bool:
@@ -53,53 +152,138 @@ def is_factory_spec(text: str) -> bool:
     return bool(_FACTORY.match(text.strip())) and not Path(text).exists()
 
 
-def _needs(package: str, extra: str) -> ValueError:
-    return ValueError(
-        f"{package} is not installed; install it with: pip install 'resnet-ensemble[{extra}]'"
+def _parse_spec(stripped: str) -> tuple[str, str]:
+    """(kind, target): torchvision, timm, hf (after their prefixes), factory, or local (the
+    embedded model, a checkpoint path or a built-in name)."""
+    lower = stripped.lower()
+    for kind, prefix in _PREFIXES:  # before factories: "timm:resnet18" reads as module:callable
+        if lower.startswith(prefix):
+            return kind, stripped[len(prefix) :].strip()
+    if is_factory_spec(stripped):
+        return "factory", stripped
+    return "local", stripped
+
+
+# ----------------------------------------------------------------------------------------------
+# load_model
+
+
+def load_model(
+    spec: str | os.PathLike[str] | None,
+    *,
+    weights_file: str | os.PathLike[str] | None = None,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = torch.float32,
+) -> LoadedModel:
+    """Load any model the toolkit accepts, fully built, in eval mode, on ``device``.
+
+    Args:
+        spec: None or "embedded" (the shipped checkpoint), a path to a checkpoint written by this
+            toolkit, "torchvision:NAME" (random init, or ``weights_file`` / ``weights``),
+            "timm:NAME", "hf:PATH" (a local Hugging Face folder), "package.module:callable" (a
+            user's factory), or a built-in name such as "resnet56" (random init).
+        weights_file: a state dict (.safetensors or a torch file) for any spec but a toolkit
+            checkpoint or a built-in name; classes and channels are read from it.
+        weights: a torchvision weights enum name (DEFAULT, IMAGENET1K_V2, ...); downloads.
+        num_classes, in_channels: for random init; checked against a checkpoint if given.
+        dtype: the floating-point type of the parameters; None keeps what the weights (or a
+            factory) hold, so a float16 Hugging Face folder stays float16.
+    Raises:
+        FileNotFoundError, ValueError: with one line saying what is wrong.
+    Example:
+        >>> loaded = load_model("torchvision:resnet50", weights_file="resnet50.pth")
+    """
+    device = resolve_device(device)  # fail on a bad device before any heavy work
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point type, not {dtype}")
+    text = "embedded" if spec is None else os.fspath(spec)
+    kind, target = _parse_spec(text.strip())
+    if weights is not None and kind in _FILE_ONLY:
+        raise ValueError(
+            f"--weights applies to torchvision:NAME; for {_FILE_ONLY[kind]} use --weights-file"
+        )
+    if kind == "local" and (weights_file is not None or weights is not None):
+        raise ValueError(
+            "--weights-file and --weights apply only to --model torchvision:NAME, timm:NAME, "
+            "hf:PATH or package.module:callable (--weights to torchvision:NAME alone); a "
+            "toolkit checkpoint already holds its weights"
+        )
+    file = None if weights_file is None else Path(weights_file).expanduser()
+    wanted = _Wanted(file, weights, num_classes, in_channels, dtype)
+    loaded = _LOADERS[kind](text, target, wanted)
+    loaded.model = loaded.model.to(device=device, dtype=dtype).eval()
+    return loaded
+
+
+def _load_local(text: str, stripped: str, wanted: _Wanted) -> LoadedModel:
+    """The embedded model, a toolkit checkpoint, or a built-in name."""
+    if stripped.lower() == "embedded":
+        if not EMBEDDED_CHECKPOINT.is_file():
+            raise FileNotFoundError(
+                f"the embedded checkpoint is missing ({EMBEDDED_CHECKPOINT}); reinstall the "
+                "package or pass --model"
+            )
+        return _load_checkpoint(EMBEDDED_CHECKPOINT, "embedded", wanted)
+    path = Path(text).expanduser()
+    if path.exists():
+        return _load_checkpoint(path, text, wanted)
+    if is_builtin_form(stripped):  # build_builtin says how to fix a depth that is not 6n + 2
+        return _load_builtin(text, stripped.lower(), wanted)
+    if os.sep in text or "/" in text or path.suffix:
+        raise FileNotFoundError(f"no such checkpoint: {text}")
+    raise ValueError(
+        f"unknown model {text!r}: not a file, and not a known name; use a checkpoint path, "
+        f"'embedded', torchvision:NAME, or a built-in {BUILTIN_ARCH_PATTERN}"
+    )
+
+
+def _load_builtin(spec: str, arch: str, wanted: _Wanted) -> LoadedModel:
+    classes, channels = wanted.num_classes or 10, wanted.in_channels or 3
+    model = build_builtin(arch, num_classes=classes, in_channels=channels)
+    return _Weights().loaded(model, spec, arch, classes, channels)  # random init
+
+
+def _load_checkpoint(path: Path, spec: str, wanted: _Wanted) -> LoadedModel:
+    """A checkpoint written by this toolkit: its built-in arch rebuilt, its weights loaded."""
+    obj, sha = read_checkpoint(path)
+    arch, kwargs = obj["arch"], obj["arch_kwargs"]
+    try:
+        model = build_builtin(arch, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: cannot rebuild {arch} ({err})") from None
+    classes = int(kwargs.get("num_classes", 10))
+    channels = int(kwargs.get("in_channels", 3))
+    if wanted.num_classes is not None and wanted.num_classes != classes:
+        raise ValueError(f"{path} was trained with {classes} classes, not {wanted.num_classes}")
+    if wanted.in_channels is not None and wanted.in_channels != channels:
+        raise ValueError(f"{path} takes {channels}-channel images, not {wanted.in_channels}")
+    load_state(model, strip_wrapper_prefix(dict(obj["state_dict"])), str(path), arch)
+    norm = obj.get("normalization") or {}
+    mean, std = norm.get("mean"), norm.get("std")
+    metadata = dict(obj.get("metadata") or {})
+    for key in ("package_version", "torch_version", "epoch"):
+        if obj.get(key) is not None:
+            metadata.setdefault(key, obj[key])
+    return LoadedModel(
+        model=model,
+        spec=spec,
+        arch=arch,
+        dataset=obj.get("dataset"),
+        num_classes=classes,
+        in_channels=channels,
+        sha256=sha,
+        metadata=metadata,
+        path=path,
+        mean=tuple(float(v) for v in mean) if mean else None,
+        std=tuple(float(v) for v in std) if std else None,
     )
 
 
 # ----------------------------------------------------------------------------------------------
-# Weights files
-
-
-def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], str]:
-    """A weights file as (state dict, SHA-256): .safetensors, or a torch file read with
-    ``weights_only=True`` (a plain state dict, one under ``state_dict``/``model``, or a toolkit
-    checkpoint's weights). Wrapper prefixes (``module.``, ``_orig_mod.``) are removed.
-
-    Raises:
-        FileNotFoundError, ValueError: one line saying what is wrong with the file.
-    """
-    path = Path(path).expanduser()
-    data = _read_file(path, "weights")
-    sha = hashlib.sha256(data).hexdigest()
-    if path.suffix.lower() == ".safetensors" or data[8:9] == b"{":
-        state = _read_safetensors(data, path)
-    else:
-        state = _torch_load_bytes(data, path)
-        if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
-            state = state.get("state_dict")
-        elif isinstance(state, dict):
-            for key in ("state_dict", "model", "model_state_dict"):
-                if isinstance(state.get(key), dict):
-                    state = state[key]
-                    break
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"{path} does not hold a state dict (a dict of tensors)")
-    return _strip_prefix(dict(state)), sha
-
-
-def _read_safetensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
-    try:
-        from safetensors.torch import load
-    except ImportError:  # pragma: no cover - a core dependency
-        raise _needs("safetensors", "hf") from None
-    try:
-        return load(data)
-    except Exception as err:  # noqa: BLE001 - the library raises its own error types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a readable safetensors file ({first[:120]})") from None
+# Classes and channels read from the weights
 
 
 def _key_of(model: nn.Module, kind: type[nn.Module], last: bool) -> str | None:
@@ -122,61 +306,123 @@ def _agree(source: str, what: str, found: int | None, wanted: int | None) -> int
     return found if found is not None else wanted
 
 
-def _weights_note(weights_file: str | os.PathLike[str] | None) -> dict[str, Any]:
-    return {"weights_file": str(weights_file)} if weights_file is not None else {}
+def _fit_weights(
+    state: Mapping[str, Any], wanted: _Wanted, head_key: str | None, probe: nn.Module
+) -> tuple[int | None, int | None]:
+    """(classes, input channels) from the rows of ``head_key`` and of ``probe``'s first
+    convolution, each checked against what the data asks for."""
+    source = str(wanted.weights_file)
+    classes = _rows(state, head_key, 0)
+    channels = _rows(state, _key_of(probe, nn.Conv2d, last=False), 1)
+    return (
+        _agree(source, "classes", classes, wanted.num_classes),
+        _agree(source, "input channels", channels, wanted.in_channels),
+    )
+
+
+def _import_zoo(package: str, extra: str) -> ModuleType:
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise ValueError(
+            f"{package} is not installed; install it with: pip install 'resnet-ensemble[{extra}]'"
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# torchvision
+
+
+def _load_torchvision(spec: str, name: str, wanted: _Wanted) -> LoadedModel:
+    """``torchvision:NAME``: random weights, a weights file, or a weights enum (downloads)."""
+    import torchvision
+
+    names = sorted(torchvision.models.list_models(module=torchvision.models))
+    if name not in names:
+        raise ValueError(f"unknown torchvision model {name!r}; choose one of: {', '.join(names)}")
+    if wanted.weights_file is not None and wanted.weights is not None:
+        raise ValueError("give --weights-file or --weights, not both")
+    if wanted.in_channels not in (None, 3):
+        raise ValueError(f"torchvision:{name} takes 3-channel images, not {wanted.in_channels}")
+    if wanted.weights is not None:
+        return _torchvision_pretrained(spec, name, wanted.weights, wanted.num_classes)
+    weights = wanted.read_weights()
+    classes = wanted.num_classes
+    if weights.state is not None and classes is None:  # a CIFAR-trained ResNet needs no flags
+        with torch.device("meta"):  # no memory, no init cost: only names and shapes are needed
+            probe = torchvision.models.get_model(name, weights=None)
+        classes = _rows(weights.state, _key_of(probe, nn.Linear, last=True), 0)
+    classes = classes or 1000
+    model = torchvision.models.get_model(name, weights=None, num_classes=classes)
+    return weights.loaded(model, spec, f"{TORCHVISION_PREFIX}{name}", classes, 3)
+
+
+def _torchvision_pretrained(
+    spec: str, name: str, weights: str, num_classes: int | None
+) -> LoadedModel:
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(name)
+    choice = weights.split(".")[-1].strip().upper()
+    if choice not in enum.__members__:
+        raise ValueError(
+            f"torchvision:{name} has no weights {weights!r}; choose one of: "
+            f"{', '.join(enum.__members__)}"
+        )
+    w = enum[choice]
+    classes = len(w.meta.get("categories") or []) or 1000
+    if num_classes is not None and num_classes != classes:
+        raise ValueError(f"{enum.__name__}.{choice} has {classes} classes, not {num_classes}")
+    try:
+        model = torchvision.models.get_model(name, weights=w)
+    except Exception as err:  # noqa: BLE001 - network, cache and hash failures all end here
+        raise ValueError(
+            f"could not get torchvision weights {enum.__name__}.{choice} ({first_line(err)}); "
+            f"on a machine without internet, download {w.url} elsewhere and pass --weights-file"
+        ) from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+    meta = {"weights": f"{enum.__name__}.{choice}", "weights_url": w.url}
+    acc = w.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
+    if isinstance(acc, (int, float)) and math.isfinite(acc):
+        meta["reported_top1"] = float(acc)
+    mean, std = _IMAGENET_NORMALIZATION
+    return LoadedModel(
+        model=model,
+        spec=spec,
+        arch=f"{TORCHVISION_PREFIX}{name}",
+        dataset="imagenet",
+        num_classes=classes,
+        in_channels=3,
+        sha256=file_sha256(cached) if cached.is_file() else None,
+        metadata=meta,
+        mean=mean,
+        std=std,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # timm
 
 
-def load_timm(
-    spec: str,
-    name: str,
-    weights_file: str | os.PathLike[str] | None,
-    num_classes: int | None,
-    in_channels: int | None,
-    device: torch.device,
-) -> LoadedModel:
-    """``timm:NAME``: random weights, or ``weights_file``; classes and channels from it."""
-    try:
-        import timm
-    except ImportError:
-        raise _needs("timm", "timm") from None
+def _load_timm(spec: str, name: str, wanted: _Wanted) -> LoadedModel:
+    """``timm:NAME``: random weights, or a weights file; classes and channels from it."""
+    timm = _import_zoo("timm", "timm")
     if not name or not timm.is_model(name):
         close = timm.list_models(f"*{name}*")[:8] if name else []
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ValueError(f"unknown timm model {name!r}{hint}")
-    arch = f"{TIMM_PREFIX}{name}"
-    state, sha = (None, None) if weights_file is None else read_state_dict(weights_file)
-    if state is not None:
+    weights = wanted.read_weights()
+    classes, channels = wanted.num_classes, wanted.in_channels
+    if weights.state is not None:
         with torch.device("meta"):  # names and shapes only
             probe = timm.create_model(name, pretrained=False)
         head = probe.get_classifier()
         head_name = next((n for n, m in probe.named_modules() if m is head), None)
-        classes = _rows(state, f"{head_name}.weight" if head_name else None, 0)
-        channels = _rows(state, _key_of(probe, nn.Conv2d, last=False), 1)
-        source = str(weights_file)
-        classes = _agree(source, "classes", classes, num_classes)
-        channels = _agree(source, "input channels", channels, in_channels)
-    else:
-        classes, channels = num_classes, in_channels
-    kwargs = {"num_classes": classes or 1000, "in_chans": channels or 3}
-    model = timm.create_model(name, pretrained=False, **kwargs)
-    if state is not None:
-        _load_into(model, state, str(weights_file), arch)
-    return LoadedModel(
-        model=_finish(model, device),
-        spec=spec,
-        arch=arch,
-        dataset=None,
-        num_classes=kwargs["num_classes"],
-        in_channels=kwargs["in_chans"],
-        sha256=sha,
-        random_init=state is None,
-        metadata=_weights_note(weights_file),
-        path=Path(weights_file) if weights_file is not None else None,
-    )
+        head_key = f"{head_name}.weight" if head_name else None
+        classes, channels = _fit_weights(weights.state, wanted, head_key, probe)
+    classes, channels = classes or 1000, channels or 3
+    model = timm.create_model(name, pretrained=False, num_classes=classes, in_chans=channels)
+    return weights.loaded(model, spec, f"{TIMM_PREFIX}{name}", classes, channels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,20 +466,13 @@ def _quietly(load: Callable[[], Any]) -> Any:
             hf_logging.enable_progress_bar()
 
 
-def load_hf(
-    spec: str,
-    folder_text: str,
-    weights_file: str | os.PathLike[str] | None,
-    num_classes: int | None,
-    in_channels: int | None,
-    device: torch.device,
-) -> LoadedModel:
+def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
     """``hf:PATH``: a local Hugging Face folder (config.json, and weights if it has them),
-    loaded with transformers' Auto classes; nothing is downloaded."""
-    try:
-        import transformers
-    except ImportError:
-        raise _needs("transformers", "hf") from None
+    loaded with transformers' Auto classes; nothing is downloaded.
+
+    transformers builds a model in the dtype its config records (float16 for a folder saved in
+    half precision) unless told one, so the dtype asked for goes to it directly."""
+    transformers = _import_zoo("transformers", "hf")
     folder = Path(folder_text).expanduser()
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
@@ -243,41 +482,38 @@ def load_hf(
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     auto = _hf_auto_class(config, folder)
     language = auto is transformers.AutoModelForCausalLM
-    if language and (num_classes is not None or in_channels is not None):
+    if language and (wanted.num_classes is not None or wanted.in_channels is not None):
         raise ValueError(
             f"{spec} is a language model, which image datasets do not fit; list its blocks with "
             "`ensemble-lesion blocks`, and evaluate it from Python with "
             "evaluate_routes(model, token_batches, routes, metric='perplexity')"
         )
+    dtype = {} if wanted.dtype is None else {"dtype": wanted.dtype}
     has_own = any((folder / f).is_file() for f in _HF_WEIGHTS)
-    sha = None
-    if weights_file is None and has_own:
-        model = _quietly(lambda: auto.from_pretrained(folder, local_files_only=True))
+    weights = wanted.read_weights()
+    if weights.state is None and has_own:
+        model = _quietly(lambda: auto.from_pretrained(folder, local_files_only=True, **dtype))
     else:
-        model = auto.from_config(config)
-        if weights_file is not None:
-            state, sha = read_state_dict(weights_file)
-            _load_into(model, state, str(weights_file), spec)
+        model = auto.from_config(config, **dtype)
+        weights.load_into(model, spec)
     if language:
         classes, channels = int(config.vocab_size), 0
     else:
         classes = int(config.num_labels)
         channels = int(getattr(config, "num_channels", 3))
-        _agree(spec, "classes", classes, num_classes)
-        _agree(spec, "input channels", channels, in_channels)
-    random = weights_file is None and not has_own
+        _agree(spec, "classes", classes, wanted.num_classes)
+        _agree(spec, "input channels", channels, wanted.in_channels)
+    fields = {"path": folder} | weights.provenance()
+    task = {"hf_folder": str(folder), "task": "language" if language else "classification"}
+    fields["metadata"] = task | fields.get("metadata", {})
     return LoadedModel(
-        model=_finish(model, device),
+        model=model,
         spec=spec,
         arch=f"{HF_PREFIX}{folder.name or folder}",
-        dataset=None,
         num_classes=classes,
         in_channels=channels,
-        sha256=sha,
-        random_init=random,
-        metadata={"hf_folder": str(folder), "task": "language" if language else "classification"}
-        | _weights_note(weights_file),
-        path=Path(weights_file) if weights_file is not None else folder,
+        random_init=weights.state is None and not has_own,
+        **fields,
     )
 
 
@@ -317,50 +553,47 @@ def _build(factory: Callable[..., Any], target: str, **kwargs: Any) -> nn.Module
     return model
 
 
-def load_factory(
-    spec: str,
-    weights_file: str | os.PathLike[str] | None,
-    num_classes: int | None,
-    in_channels: int | None,
-    device: torch.device,
-) -> LoadedModel:
+def _load_factory(_: str, spec: str, wanted: _Wanted) -> LoadedModel:
     """``package.module:callable``: the factory's model (importing its module also registers
-    any adapter it defines), with ``weights_file`` if given. A factory that takes
+    any adapter it defines), with the weights file if given. A factory that takes
     ``num_classes`` / ``in_channels`` (or ``in_chans``) gets them from the weights, else from
     the data."""
     factory = _import_factory(spec)
     classes_arg = _accepts(factory, "num_classes")
     channels_arg = _accepts(factory, "in_channels", "in_chans")
-    state, sha = (None, None) if weights_file is None else read_state_dict(weights_file)
-    kwargs: dict[str, Any] = {}
-    if state is not None:
+    weights = wanted.read_weights()
+    classes, channels = wanted.num_classes, wanted.in_channels
+    if weights.state is not None:
         with torch.device("meta"):
             probe = _build(factory, spec)
-        classes = _rows(state, _key_of(probe, nn.Linear, last=True), 0)
-        channels = _rows(state, _key_of(probe, nn.Conv2d, last=False), 1)
-        classes = _agree(str(weights_file), "classes", classes, num_classes)
-        channels = _agree(str(weights_file), "input channels", channels, in_channels)
-    else:
-        classes, channels = num_classes, in_channels
+        head_key = _key_of(probe, nn.Linear, last=True)
+        classes, channels = _fit_weights(weights.state, wanted, head_key, probe)
+    kwargs: dict[str, Any] = {}
     if classes_arg and classes is not None:
         kwargs[classes_arg] = classes
     if channels_arg and channels is not None:
         kwargs[channels_arg] = channels
     model = _build(factory, spec, **kwargs)
-    if state is not None:
-        _load_into(model, state, str(weights_file), spec)
-    built_classes = _rows(model.state_dict(), _key_of(model, nn.Linear, last=True), 0)
-    built_channels = _rows(model.state_dict(), _key_of(model, nn.Conv2d, last=False), 1)
-    label = spec if state is not None else f"{spec} (weights as the factory made them)"
+    weights.load_into(model, spec)
+    built = model.state_dict()
+    built_classes = _rows(built, _key_of(model, nn.Linear, last=True), 0)
+    built_channels = _rows(built, _key_of(model, nn.Conv2d, last=False), 1)
+    fields = weights.provenance()
+    fields["metadata"] = {"factory": spec} | fields.get("metadata", {})
     return LoadedModel(
-        model=_finish(model, device),
+        model=model,
         spec=spec,
-        arch=label,
-        dataset=None,
-        num_classes=built_classes or num_classes or 0,
-        in_channels=built_channels or in_channels or 0,
-        sha256=sha,
-        random_init=False,
-        metadata={"factory": spec} | _weights_note(weights_file),
-        path=Path(weights_file) if weights_file is not None else None,
+        arch=spec if weights.state is not None else f"{spec} (weights as the factory made them)",
+        num_classes=built_classes or wanted.num_classes or 0,
+        in_channels=built_channels or wanted.in_channels or 0,
+        **fields,
     )
+
+
+_LOADERS: dict[str, Callable[[str, str, _Wanted], LoadedModel]] = {
+    "local": _load_local,
+    "torchvision": _load_torchvision,
+    "timm": _load_timm,
+    "hf": _load_hf,
+    "factory": _load_factory,
+}

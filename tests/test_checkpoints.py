@@ -6,11 +6,12 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
 
-from resnet_ensemble import checkpoints
+from resnet_ensemble import model_specs
 from resnet_ensemble.checkpoints import (
     CHECKPOINT_FORMAT,
     atomic_write,
@@ -125,21 +126,29 @@ class _WritesMarker:
         return (open, (str(self.marker), "w"))
 
 
-@pytest.mark.parametrize("container", ["torch.save", "raw pickle"])
+@pytest.mark.parametrize("container", ["torch.save", "legacy torch.save", "raw pickle"])
 def test_malicious_pickle_is_refused_without_running(tmp_path: Path, container: str) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     payload = {"state_dict": _WritesMarker(marker)}
-    if container == "torch.save":
-        torch.save(payload, path)
-    else:
+    if container == "raw pickle":
         path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path, _use_new_zipfile_serialization=container == "torch.save")
     message = one_line_error(ValueError, path)
     assert message.startswith(f"refused: {path} contains pickled code")
     assert "only checkpoints written by this toolkit or plain state dicts" in message
     with pytest.raises(ValueError, match="refused"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_data_the_safe_loader_refuses_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "arrays.pt"
+    torch.save({"state_dict": {"w": np.zeros(3)}}, path)  # numpy arrays: data, but not tensors
+    message = one_line_error(ValueError, path)
+    assert message.startswith(f"{path} is not a readable checkpoint (it stores numpy.")
+    assert message.endswith("objects, which the safe loader does not accept)")
 
 
 def test_missing_empty_truncated_random_and_directory(tmp_path: Path, ckpt: Path) -> None:
@@ -149,13 +158,14 @@ def test_missing_empty_truncated_random_and_directory(tmp_path: Path, ckpt: Path
     assert "is empty" in one_line_error(ValueError, empty)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    assert "is not a readable checkpoint" in one_line_error(ValueError, truncated)
+    assert "(the file is truncated or corrupted)" in one_line_error(ValueError, truncated)
     noise = tmp_path / "noise.pt"
     noise.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
     assert "is not a readable checkpoint" in one_line_error(ValueError, noise)
     text = tmp_path / "notes.pt"
     text.write_text("hello\n")
-    assert "is not a readable checkpoint" in one_line_error(ValueError, text)
+    message = one_line_error(ValueError, text)
+    assert message == f"{text} is not a readable checkpoint (the bytes are not a torch checkpoint)"
     assert "is a directory" in one_line_error(ValueError, tmp_path)
 
 
@@ -240,9 +250,9 @@ def test_builtin_names_give_random_init() -> None:
 
 
 def test_embedded_missing_and_present(tmp_path: Path, ckpt: Path, monkeypatch) -> None:
-    monkeypatch.setattr(checkpoints, "EMBEDDED_CHECKPOINT", tmp_path / "absent.pt")
+    monkeypatch.setattr(model_specs, "EMBEDDED_CHECKPOINT", tmp_path / "absent.pt")
     assert "embedded checkpoint is missing" in one_line_error(FileNotFoundError, None)
-    monkeypatch.setattr(checkpoints, "EMBEDDED_CHECKPOINT", ckpt)
+    monkeypatch.setattr(model_specs, "EMBEDDED_CHECKPOINT", ckpt)
     for spec in (None, "embedded"):
         loaded = load_model(spec)
         assert loaded.spec == "embedded" and loaded.arch == "resnet8"
