@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from resnet_ensemble import evaluate_routes, lesion, residual_blocks, route
 from resnet_ensemble.anatomy import anatomy
+from resnet_ensemble.model_specs import load_model
 
 from .zoo_reference import no_patches, randomize_norms, same_state, state_copy, zeroed
 
@@ -245,3 +246,19 @@ def test_hf_vit_units_and_lesion_equal_zeroed_branches() -> None:
             F.cross_entropy(expected, torch.tensor([0, 4])).item(), rel=1e-5
         )
     assert no_patches(model)
+
+
+@pytest.mark.parametrize("stored", [torch.float16, torch.bfloat16])
+def test_a_folder_saved_in_half_precision_is_analysed_in_float32(tmp_path, stored) -> None:
+    half = _decoder("llama").to(stored)
+    half.save_pretrained(tmp_path / "half")
+    # The reference: the stored weights, cast to float32 by hand, in a float32 model.
+    reference = _decoder("llama")
+    reference.load_state_dict({k: v.float() for k, v in half.state_dict().items()})
+    loaded = load_model(f"hf:{tmp_path / 'half'}")
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    ids = _tokens(9)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids).logits, reference(ids).logits, rtol=0, atol=0)
+    kept = load_model(f"hf:{tmp_path / 'half'}", dtype=None)  # asked to keep what is stored
+    assert {p.dtype for p in kept.model.parameters()} == {stored}

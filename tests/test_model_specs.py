@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from resnet_ensemble.cli import cli
 from resnet_ensemble.data import load_dataset
-from resnet_ensemble.model_specs import read_state_dict
+from resnet_ensemble.model_specs import load_model, read_state_dict
 
 from .zoo_reference import randomize_norms, zeroed
 
@@ -35,69 +37,14 @@ def _images() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(xs), torch.as_tensor(ys)
 
 
-def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def _measure(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, metric: str) -> float:
+    """Top-1 error in percent, or the mean cross-entropy, of the model as it runs itself."""
     with torch.no_grad():
-        return 100 * float((model(x).argmax(1) != y).float().mean())
-
-
-@pytest.fixture
-def timm_weights(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
-    torch.manual_seed(0)
-    model = randomize_norms(timm.create_model("resnet18", num_classes=10, in_chans=1)).eval()
-    path = tmp_path / "w.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path, model
-
-
-@needs_fmnist
-def test_timm_resnet18_with_safetensors_weights_on_fashion_mnist(timm_weights) -> None:
-    path, model = timm_weights
-    code, out = _run(
-        "--model",
-        "timm:resnet18",
-        "--weights-file",
-        str(path),
-        "--dataset",
-        "fashion-mnist",
-        "--drop-block",
-        "3",
-        "--limit",
-        str(LIMIT),
-        "--json",
-    )
-    assert code == 0, out
-    record = json.loads(out)
-    x, y = _images()
-    with zeroed([model.layer2[1].bn2]):  # block 3 = layer2.1
-        lesioned = _error(model, x, y)
-    assert record["error_full_pct"] == pytest.approx(_error(model, x, y))
-    assert record["error_lesioned_pct"] == pytest.approx(lesioned)
-    assert "random" not in record["model"] and record["dropped_names"] == ["layer2.1"]
-
-
-@needs_fmnist
-def test_torch_state_dict_and_metric_loss(timm_weights, tmp_path: Path) -> None:
-    _, model = timm_weights
-    path = tmp_path / "w.pt"
-    torch.save({"state_dict": model.state_dict()}, path)
-    code, out = _run(
-        "--model",
-        "timm:resnet18",
-        "--weights-file",
-        str(path),
-        "--dataset",
-        "fashion-mnist",
-        "--limit",
-        str(LIMIT),
-        "--metric",
-        "loss",
-        "--json",
-    )
-    assert code == 0, out
-    x, y = _images()
-    with torch.no_grad():
-        loss = float(torch.nn.functional.cross_entropy(model(x), y))
-    assert json.loads(out)["loss_full"] == pytest.approx(loss, rel=1e-5)
+        out = model(x)
+        logits = getattr(out, "logits", out)  # a Hugging Face ModelOutput
+        if metric == "loss":
+            return float(F.cross_entropy(logits, y))
+        return 100 * float((logits.argmax(1) != y).float().mean())
 
 
 @needs_fmnist
@@ -187,41 +134,6 @@ def make_net(num_classes=10, in_channels=3):
 """
 
 
-@needs_fmnist
-def test_a_users_factory_with_its_own_adapter(tmp_path: Path, monkeypatch) -> None:
-    pkg = tmp_path / "mypkg_specs"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "nets.py").write_text(textwrap.dedent(FACTORY))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from mypkg_specs.nets import make_net
-
-    torch.manual_seed(1)
-    model = randomize_norms(make_net(num_classes=10, in_channels=1)).eval()
-    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
-    code, out = _run(
-        "--model",
-        "mypkg_specs.nets:make_net",
-        "--weights-file",
-        "w.safetensors",
-        "--dataset",
-        "fashion-mnist",
-        "--drop-block",
-        "1",
-        "--limit",
-        str(LIMIT),
-        "--json",
-    )
-    assert code == 0, out
-    record = json.loads(out)
-    x, y = _images()
-    with zeroed([model.body[1].bn]):
-        lesioned = _error(model, x, y)
-    assert record["error_full_pct"] == pytest.approx(_error(model, x, y))
-    assert record["error_lesioned_pct"] == pytest.approx(lesioned)
-
-
 def test_hf_folder_lists_its_blocks(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(
@@ -247,8 +159,48 @@ def test_hf_folder_lists_its_blocks(tmp_path: Path) -> None:
     assert code == 1 and "language model" in out
 
 
-@needs_fmnist
-def test_hf_image_classifier_folder_on_fashion_mnist(tmp_path: Path) -> None:
+@dataclass
+class Brought:
+    """A model as a user brings it: the CLI's --model arguments, the model itself, the block to
+    delete and the module whose output is that block's residual branch."""
+
+    args: tuple[str, ...]
+    model: torch.nn.Module
+    drop: int
+    dropped_name: str
+    branch_end: torch.nn.Module
+    metric: str = "error"
+
+
+def _timm(tmp_path: Path, suffix: str, metric: str) -> Brought:
+    torch.manual_seed(0)
+    model = randomize_norms(timm.create_model("resnet18", num_classes=10, in_chans=1)).eval()
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    else:
+        torch.save({"state_dict": model.state_dict()}, path)  # a training script's own format
+    args = ("--model", "timm:resnet18", "--weights-file", str(path))
+    return Brought(args, model, 3, "layer2.1", model.layer2[1].bn2, metric)
+
+
+def _factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Brought:
+    pkg = tmp_path / "mypkg_specs"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text(textwrap.dedent(FACTORY))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from mypkg_specs.nets import make_net
+
+    torch.manual_seed(1)
+    model = randomize_norms(make_net(num_classes=10, in_channels=1)).eval()
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    args = ("--model", "mypkg_specs.nets:make_net", "--weights-file", "w.safetensors")
+    return Brought(args, model, 1, "body.1", model.body[1].bn)
+
+
+def _hf_folder(tmp_path: Path) -> Brought:
     transformers = pytest.importorskip("transformers")
     config = transformers.ResNetConfig(
         num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=10
@@ -256,22 +208,72 @@ def test_hf_image_classifier_folder_on_fashion_mnist(tmp_path: Path) -> None:
     torch.manual_seed(2)
     model = randomize_norms(transformers.ResNetForImageClassification(config)).eval()
     model.save_pretrained(tmp_path / "tiny-resnet")
-    code, out = _run(
-        "--model",
-        f"hf:{tmp_path / 'tiny-resnet'}",
-        "--dataset",
-        "fashion-mnist",
-        "--drop-block",
-        "1",
-        "--limit",
-        str(LIMIT),
-        "--json",
-    )
+    name = "resnet.encoder.stages.1.layers.0"
+    layer = model.get_submodule(name)
+    return Brought(("--model", f"hf:{tmp_path / 'tiny-resnet'}"), model, 1, name, layer.layer)
+
+
+@pytest.fixture
+def timm_weights(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    brought = _timm(tmp_path, ".safetensors", "error")
+    return Path(brought.args[3]), brought.model
+
+
+BROUGHT = {
+    "timm-safetensors": lambda tmp, mp: _timm(tmp, ".safetensors", "error"),
+    "timm-torch-file-loss": lambda tmp, mp: _timm(tmp, ".pt", "loss"),
+    "factory-with-adapter": _factory,
+    "hf-folder": lambda tmp, mp: _hf_folder(tmp),
+}
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kind", list(BROUGHT))
+def test_a_brought_model_lesioned_on_fashion_mnist_equals_its_branch_zeroed(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    brought = BROUGHT[kind](tmp_path, monkeypatch)
+    metric = ("--metric", brought.metric)
+    drop = ("--drop-block", str(brought.drop))
+    data = ("--dataset", "fashion-mnist", "--limit", str(LIMIT), "--json")
+    code, out = _run(*brought.args, *metric, *drop, *data)
     assert code == 0, out
-    x, y = _images()
-    layer = model.resnet.encoder.stages[1].layers[0]
-    with torch.no_grad(), zeroed([layer.layer]):
-        wrong = 100 * float((model(x).logits.argmax(1) != y).float().mean())
     record = json.loads(out)
-    assert record["error_lesioned_pct"] == pytest.approx(wrong)
-    assert "random" not in record["model"]
+    x, y = _images()
+    full = _measure(brought.model, x, y, brought.metric)
+    with zeroed([brought.branch_end]):  # the reference: the branch's output zeroed in place
+        lesioned = _measure(brought.model, x, y, brought.metric)
+    unit = "_pct" if brought.metric == "error" else ""
+    assert record[f"{brought.metric}_full{unit}"] == pytest.approx(full, rel=1e-5)
+    assert record[f"{brought.metric}_lesioned{unit}"] == pytest.approx(lesioned, rel=1e-5)
+    assert "random" not in record["model"] and record["dropped_names"] == [brought.dropped_name]
+
+
+HALF_FACTORY = """
+import torch
+
+
+def make():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)).half()
+"""
+
+
+def test_a_factory_that_builds_in_half_precision_is_analysed_in_float32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "halfnets_specs.py").write_text(HALF_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from halfnets_specs import make
+
+    reference = {k: v.float() for k, v in make().state_dict().items()}  # cast by hand
+    loaded = load_model("halfnets_specs:make")
+    state = loaded.model.state_dict()
+    assert state.keys() == reference.keys()
+    assert all(
+        state[k].dtype == torch.float32 and torch.equal(state[k], reference[k]) for k in state
+    )
+    kept = load_model("halfnets_specs:make", dtype=None)
+    assert {p.dtype for p in kept.model.parameters()} == {torch.float16}
+    with pytest.raises(ValueError, match="dtype must be a floating-point type"):
+        load_model("halfnets_specs:make", dtype=torch.int8)
