@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import binom
 from torch import nn
 
+from resnet_ensemble.data import load_dataset
 from resnet_ensemble.interventions import lesion
 from resnet_ensemble.models import cifar_resnet, plain_net
 from resnet_ensemble.paths import (
@@ -21,9 +25,10 @@ from resnet_ensemble.paths import (
     shortest_range_holding,
     summarize_paths,
 )
-from resnet_ensemble.subnetworks import ensemble_view, evaluate_subnetworks
+from resnet_ensemble.subnetworks import ensemble_view, evaluate_subnetworks, study_paths
 
-from .conftest import randomize_batchnorm
+from .conftest import randomize_batchnorm, save_tiny_checkpoint
+from .reference import cifar_blocks, cifar_forward, reference_model
 
 
 def test_counts_are_exact_binomials() -> None:
@@ -193,3 +198,108 @@ def test_sampled_subnetworks_are_seeded_and_include_the_full_network_view() -> N
 def test_plain_network_is_refused() -> None:
     with pytest.raises(ValueError, match="no shortcut"):
         evaluate_subnetworks(plain_net(8).eval(), _data())
+
+
+# ----------------------------------------------------------------------------------------------
+# study_paths: what ``ensemble-lesion paths`` runs, called directly
+
+
+@pytest.fixture(scope="module")
+def resnet8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-8 (3 blocks, two of them downsampling) checkpoint for the embedded 1-channel
+    images, BatchNorm randomized so that deleting blocks changes answers."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet8.pt", 8, 5)
+
+
+def _embedded(images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    data = load_dataset("embedded", "test", limit=images)
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    return x, torch.tensor([data[i][1] for i in range(len(data))])
+
+
+def test_study_counts_any_network_and_writes_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    seen: list[int] = []
+    study = study_paths(num_blocks=54, on_counted=lambda s: seen.append(s.n))
+    assert seen == [54] and list(tmp_path.iterdir()) == []
+    assert [int(c) for c in study.table["paths"]] == [math.comb(54, k) for k in range(55)]
+    assert (study.summary.normal_lo, study.summary.normal_hi) == (19, 35)
+    assert study.plan is None and study.subnetworks is None and study.ensemble is None
+    with pytest.raises(ValueError, match="no sub-networks"):
+        study.error_by_blocks_kept()
+
+    study = study_paths(num_blocks=7, out=tmp_path / "t" / "p.csv")
+    assert study.table_path == tmp_path / "t" / "p.csv"
+    written = pd.read_csv(study.table_path)
+    assert written["paths"].tolist() == [math.comb(7, k) for k in range(8)]
+    meta = json.loads((tmp_path / "t" / "p.json").read_text())
+    assert meta["table"] == "paths" and meta["n"] == 7 and meta["model"] == "any network"
+
+
+def test_study_evaluates_every_subnetwork_against_the_hand_written_forward(
+    resnet8: Path, tmp_path: Path
+) -> None:
+    images = 40
+    counted: list[bool] = []
+    study = study_paths(
+        {"model_spec": str(resnet8), "limit": images, "batch_size": 16, "device": "cpu"},
+        exhaustive=True,
+        out=tmp_path / "p.csv",
+        on_counted=lambda s: counted.append(s.subnetworks is None and s.plan is not None),
+    )
+    assert counted == [True]  # told before the slow part, once
+    assert study.n == 3 and study.plan is not None and study.plan.every
+    assert study.plan.max_exhaustive == 12  # the CPU default
+    frame = study.subnetworks
+    assert frame is not None and len(frame) == 2**3
+    by_size = study.error_by_blocks_kept()
+    assert by_size["count"].tolist() == [math.comb(3, k) for k in range(4)]
+
+    # Each sub-network against the reference forward with the other blocks deleted.
+    model = reference_model(resnet8)
+    blocks = cifar_blocks(model)
+    x, y = _embedded(images)
+    probs = torch.zeros(images, 10, dtype=torch.float64)
+    errors = {}
+    with torch.no_grad():
+        for kept in itertools.chain.from_iterable(
+            itertools.combinations(range(3), k) for k in range(4)
+        ):
+            logits = cifar_forward(model, x, [(b, i in kept) for i, b in enumerate(blocks)])
+            errors[format_blocks(kept)] = float((logits.argmax(1) != y).float().mean())
+            probs += torch.softmax(logits.double(), 1)
+    assert dict(zip(frame["kept"], frame["error"], strict=True)) == pytest.approx(errors)
+    assert len(set(errors.values())) > 1  # deleting blocks matters here
+    view = study.ensemble
+    assert view is not None and view.images == images
+    assert view.full_error == pytest.approx(errors["0-2"])
+    assert view.ensemble_error == pytest.approx(float((probs.argmax(1) != y).float().mean()))
+
+    assert study.subnetworks_path == tmp_path / "p.subnetworks.csv"
+    meta = json.loads((tmp_path / "p.subnetworks.json").read_text())
+    assert meta["table"] == "subnetworks" and meta["exhaustive"] is True
+    assert meta["ensemble"]["ensemble_error"] == view.ensemble_error
+    paths_meta = json.loads((tmp_path / "p.json").read_text())
+    assert paths_meta["num_blocks"] == 3 and paths_meta["images"] == images
+
+
+def test_study_samples_above_max_exhaustive(resnet8: Path) -> None:
+    settings = {"model_spec": str(resnet8), "limit": 8, "device": "cpu"}
+    study = study_paths(settings, exhaustive=True, max_exhaustive=2, samples=5, seed=3)
+    assert study.plan is not None and not study.plan.every and study.plan.samples == 5
+    frame = study.subnetworks
+    assert frame is not None and 1 <= len(frame) <= 5 and frame["kept"].is_unique
+    again = study_paths(settings, exhaustive=True, max_exhaustive=2, samples=5, seed=3)
+    assert again.subnetworks is not None
+    assert again.subnetworks["kept"].tolist() == frame["kept"].tolist()
+
+
+def test_study_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not num_blocks"):
+        study_paths(num_blocks=4, exhaustive=True)
+    with pytest.raises(ValueError, match="no shortcut"):
+        study_paths({"model_spec": "plain20", "device": "cpu"})
+    with pytest.raises(ValueError, match="it is a folder"):
+        study_paths(num_blocks=4, out=tmp_path)

@@ -1,10 +1,11 @@
 """What every subcommand shares: the one-line error contract and the model/data options.
 
 Holds ``fail_cleanly`` (exceptions -> one line on stderr and exit 1, traceback only with
-``--debug``), ``model_options`` / ``data_options`` / ``metric_option`` (the same flags, spelled
-the same, in every command), ``positive_int`` and ``progress_bar`` (a bar on a terminal,
-periodic lines elsewhere) and ``json_line`` (a record as one line of JSON, without float
-noise).
+``--debug``); the options shared so that every command spells them the same: ``model_options``,
+``data_options``, ``metric_option``, ``seed_option``, ``device_option``, and the kinds
+``choice_option`` (one of a few names, the first the default) and ``file_option`` (a file to
+write, none unless given); ``positive_int``, ``progress_bar`` (a bar on a terminal, periodic
+lines elsewhere) and ``json_line`` (a record as one line of JSON, without float noise).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -57,20 +58,43 @@ def fail_cleanly() -> Iterator[None]:
 
 positive_int = click.IntRange(min=1)
 
+# The names of ``metrics.MetricName`` and ``engine.Strategy``, spelled out here so that --help
+# does not import torch; a test checks that they agree.
 METRIC_CHOICES = ["error", "top5", "loss", "perplexity", "kl"]
+STRATEGY_CHOICES = ["auto", "prefix", "mask"]
 
 
-def metric_option(func: F) -> F:
-    """--metric: what each route is scored by."""
+def choice_option(name: str, choices: Sequence[str], help: str) -> Callable[[F], F]:  # noqa: A002
+    """``name``: one of ``choices``, the first of them unless given."""
     return click.option(
-        "--metric",
-        type=click.Choice(METRIC_CHOICES),
-        default="error",
-        show_default=True,
-        help="error (top-1), top5 (top-5 error), loss (mean cross-entropy), perplexity (language "
-        "models: exp of the mean next-token loss) or kl (mean KL divergence of the predictions "
-        "from the full network's, in nats).",
-    )(func)
+        name, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help
+    )
+
+
+def file_option(name: str, help: str) -> Callable[[F], F]:  # noqa: A002
+    """``name``: a file to write (not a folder); nothing is written unless it is given."""
+    return click.option(name, type=click.Path(dir_okay=False), default=None, help=help)
+
+
+#: --metric: what each route is scored by.
+metric_option = choice_option(
+    "--metric",
+    METRIC_CHOICES,
+    "error (top-1), top5 (top-5 error), loss (mean cross-entropy), perplexity (language "
+    "models: exp of the mean next-token loss) or kl (mean KL divergence of the predictions "
+    "from the full network's, in nats).",
+)
+
+
+def seed_option(help: str | None = None) -> Callable[[F], F]:  # noqa: A002 - click's name
+    """--seed: an integer, 0 unless given; ``help`` says what it seeds."""
+    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+
+
+#: --device: where the work runs.
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."
+)
 
 
 def model_options(func: F) -> F:
@@ -101,9 +125,7 @@ def model_options(func: F) -> F:
 
 def data_options(func: F) -> F:
     """--dataset, --data-dir, --download, --limit, --batch-size, --device."""
-    func = click.option(
-        "--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."
-    )(func)
+    func = device_option(func)
     func = click.option("--batch-size", type=positive_int, default=256, show_default=True)(func)
     func = click.option(
         "--limit", type=positive_int, default=None, help="Evaluate only the first N images."
