@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -18,6 +18,7 @@ from .anatomy import Anatomy, Block, anatomy
 from .checkpoints import LoadedModel, load_model
 from .data import (
     DatasetInfo,
+    Split,
     check_data_dir,
     dataset_info,
     load_dataset,
@@ -83,7 +84,7 @@ class Experiment:
             raise ValueError("the test data holds no images")
         return torch.cat(xs)[:images].to(self.device), torch.cat(ys)[:images].to(self.device)
 
-    def gradient_split(self, split: str = "auto") -> str:
+    def gradient_split(self, split: Split | Literal["auto"] = "auto") -> Split:
         """The split gradient batches come from: the paper's training split where the dataset
         has one ("auto"); the embedded and synthetic data have only a test split, and an
         ImageNet folder often only ``val/``."""
@@ -105,7 +106,12 @@ class Experiment:
         return split
 
     def random_batches(
-        self, batch_size: int, count: int, *, split: str = "auto", seed: int = 0
+        self,
+        batch_size: int,
+        count: int,
+        *,
+        split: Split | Literal["auto"] = "auto",
+        seed: int = 0,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``count`` random batches of ``split`` (``data.random_batches``), without training
         augmentation, on the model's device."""

@@ -8,15 +8,18 @@ Holds:
 - ``single_path_decay``: the factor by which the single-path norm falls per block of length
 - ``write_gradient_report``: a short Markdown report with the table, the effective range and the
   comparison with the paper's numbers
+- ``GradientStudy`` and ``study_gradients``: what ``ensemble-lesion gradients`` runs, as one
+  call: open the model, draw the batches, analyse, and write the table and report
+- ``gradient_outputs``: where a study's table and report go, checked before any work
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,7 @@ import torch
 
 from . import paper
 from .anatomy import anatomy
+from .experiment import open_experiment
 from .gradients import (
     MeasuredAt,
     NormKind,
@@ -35,7 +39,7 @@ from .gradients import (
     summarize_sampled,
 )
 from .paths import summarize_paths
-from .results import atomic_write_text
+from .results import atomic_write_text, check_writable, sidecar_path, write_table
 
 __all__ = [
     "AT_LABELS",
@@ -43,8 +47,11 @@ __all__ = [
     "NORM_LABELS",
     "RANGE_LABELS",
     "GradientAnalysis",
+    "GradientStudy",
     "analyze_gradients",
+    "gradient_outputs",
     "single_path_decay",
+    "study_gradients",
     "write_gradient_report",
 ]
 
@@ -389,3 +396,124 @@ def write_gradient_report(
         lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+@dataclass
+class GradientStudy:
+    """What ``study_gradients`` found and wrote.
+
+    ``describe``: the results metadata of the model and data (with the ``split`` the batches
+    came from); ``table_path`` / ``report_path`` / ``figures_dir``: what was written, or None.
+    """
+
+    analysis: GradientAnalysis
+    describe: dict[str, Any]
+    table_path: Path | None = None
+    report_path: Path | None = None
+    figures_dir: Path | None = None
+
+
+def gradient_outputs(
+    out: str | Path | None, report: str | Path | None
+) -> tuple[Path | None, Path | None]:
+    """The table and report paths of a study. With a report and no table the table goes beside
+    the report (REPORT_STEM.csv), since the report's figures are drawn from it.
+
+    Creates and checks nothing on disk (``study_gradients`` checks that both can be written).
+
+    Raises:
+        ValueError: a report named like a table (.csv, .json), or one that would overwrite
+            the table or its sidecar.
+    """
+    report_path = Path(report) if report else None
+    if report_path is not None and report_path.suffix.lower() in (".csv", ".json"):
+        raise ValueError("the report is Markdown: give a name such as report.md")
+    out_path = Path(out) if out else None
+    if out_path is None and report_path is not None:
+        out_path = report_path.with_suffix(".csv")
+    if report_path is not None and out_path is not None:
+        taken = {out_path.resolve(), sidecar_path(out_path).resolve()}
+        if report_path.resolve() in taken:
+            raise ValueError(f"{report_path} would overwrite the table or its sidecar")
+    return out_path, report_path
+
+
+def study_gradients(
+    experiment: Mapping[str, Any],
+    *,
+    images: int = 128,
+    batches: int = 4,
+    split: Literal["auto", "train", "test"] = "auto",
+    samples_per_length: int = 25,
+    sign_draws: int = 8,
+    seed: int = 0,
+    at: MeasuredAt | Literal["auto"] = "auto",
+    norm: NormKind = "batch",
+    out: str | Path | None = None,
+    report: str | Path | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> GradientStudy:
+    """The gradient per path length of a model, on random batches of its data, into the
+    "gradients" table and a Markdown report: what ``ensemble-lesion gradients`` runs.
+
+    Args:
+        experiment: ``open_experiment``'s keyword arguments (model_spec, weights_file,
+            weights, dataset, data_dir, download, limit, batch_size, device).
+        images, batches, split, seed: ``batches`` random batches of ``images`` images of
+            ``split`` (``Experiment.gradient_split``: auto is the training split where the data
+            have one), drawn by ``seed``.
+        samples_per_length, sign_draws, at, norm: ``analyze_gradients``'; ``at="auto"``: the
+            image for a classifier, the input embeddings for a language model.
+        out, report: the table (CSV with a JSON sidecar) and the report (Markdown, its figures
+            in REPORT_STEM_figures/ beside it); see ``gradient_outputs``. Both are checked
+            writable before any work; None writes nothing.
+        on_start: called once the model and batches are ready, with a line that says what the
+            slow part will do.
+
+    Raises:
+        ValueError: see ``gradient_outputs`` and ``analyze_gradients``; an output that cannot
+            be written, or a model and data that do not fit.
+
+    Example:
+        >>> study = study_gradients({"model_spec": "ckpt.pt"}, report="results/gradients.md")
+        >>> study.analysis.effective
+    """
+    out_path, report_path = gradient_outputs(out, report)
+    for path in (out_path, report_path):
+        if path is not None:
+            check_writable(path)
+    exp = open_experiment(**experiment)
+    chosen = exp.gradient_split(split)
+    batch_list = exp.random_batches(images, batches, split=chosen, seed=seed)
+    describe = {**exp.describe(), "split": chosen}
+    if on_start is not None:
+        on_start(
+            f"exact decomposition and {samples_per_length} sampled paths for each of the "
+            f"{len(exp.blocks) + 1} lengths, on each of {batches} random batches of {images} "
+            f"{chosen} images..."
+        )
+    analysis = analyze_gradients(
+        exp.model,
+        batch_list,
+        model_name=describe["model"],
+        samples_per_length=samples_per_length,
+        sign_draws=sign_draws,
+        seed=seed,
+        at=None if at == "auto" else at,
+        norm=norm,
+    )
+    study = GradientStudy(analysis, describe)
+    if out_path is None:
+        return study
+    metadata = {**describe, **analysis.meta}
+    study.table_path = write_table(out_path, analysis.table, "gradients", metadata)
+    if report_path is None:
+        return study
+    from .plots import plot_all  # here, not at the top: seaborn slows every import
+
+    fig_dir = report_path.parent / f"{report_path.stem}_figures"
+    written = [Path(p) for p in plot_all([out_path], fig_dir)]
+    figures = [p.relative_to(report_path.parent).as_posix() for p in written if p.suffix == ".png"]
+    write_gradient_report(analysis, report_path, describe=describe, figures=figures)
+    study.report_path, study.figures_dir = report_path, fig_dir
+    return study

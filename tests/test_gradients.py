@@ -9,14 +9,19 @@ so autograd's ordinary gradient of that forward is exactly the single-path gradi
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from resnet_ensemble.experiment import open_experiment
+from resnet_ensemble.gradient_analysis import gradient_outputs, study_gradients
 from resnet_ensemble.gradients import (
     effective_path_range,
     path_length_gradients,
@@ -29,8 +34,14 @@ from resnet_ensemble.gradients import (
 from resnet_ensemble.models import cifar_resnet, plain_net
 from resnet_ensemble.models.cifar import PreActBlock
 
-from .conftest import randomize_batchnorm, tiny_vit
-from .reference import _cifar_shortcut, cifar_blocks, torchvision_resnet_blocks, vit_units
+from .conftest import randomize_batchnorm, save_tiny_checkpoint, tiny_vit
+from .reference import (
+    _cifar_shortcut,
+    cifar_blocks,
+    reference_model,
+    torchvision_resnet_blocks,
+    vit_units,
+)
 
 
 def _only(keep: Tensor, drop: Tensor) -> Tensor:
@@ -368,3 +379,73 @@ def test_unknown_places_and_norms_are_refused() -> None:
         path_length_gradients(model, x, y, at="logits")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="norm must be one of batch, per_image"):
         sample_path_gradients(model, (x, y), 1, norm="max")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------
+# study_gradients: what ``ensemble-lesion gradients`` runs, called directly
+
+
+def test_study_matches_brute_force_over_every_path(tmp_path: Path) -> None:
+    """The study's per-length norms against the sum of the gated single-path gradients of each
+    length, on the batch it drew; those sums together are the ordinary gradient."""
+    ckpt = save_tiny_checkpoint(tmp_path / "resnet8.pt", 8, 5)
+    settings = {"model_spec": str(ckpt), "device": "cpu"}
+    lines: list[str] = []
+    study = study_gradients(
+        settings,
+        images=6,
+        batches=1,
+        samples_per_length=2,
+        sign_draws=0,
+        seed=4,
+        out=tmp_path / "g.csv",
+        on_start=lines.append,
+    )
+    assert len(lines) == 1 and "4 lengths" in lines[0]
+    table = study.analysis.table
+    assert table["num_paths"].tolist() == [math.comb(3, k) for k in range(4)]
+    assert study.describe["split"] == "test"  # the embedded data have only a test split
+
+    # The same batch, drawn again by seed; the model read with plain torch.load.
+    ((x, y),) = open_experiment(**settings).random_batches(6, 1, seed=4)
+    model = reference_model(ckpt).double()
+    x = x.double()
+    by_length = torch.zeros(4, *x.shape, dtype=torch.float64)
+    for subset in _all_subsets(3):
+        by_length[len(subset)] += _reference_path(_gated_cifar, model, x, y, subset)
+    torch.testing.assert_close(by_length.sum(0), _ordinary(model, x, y), rtol=1e-9, atol=1e-12)
+    expected = by_length.flatten(1).norm(dim=1)
+    assert table["exact_norm"].tolist() == pytest.approx(expected.tolist(), rel=1e-4)
+
+    written = pd.read_csv(tmp_path / "g.csv")
+    assert written["exact_norm"].tolist() == pytest.approx(table["exact_norm"].tolist())
+    meta = json.loads((tmp_path / "g.json").read_text())
+    assert meta["table"] == "gradients" and meta["seed"] == 4 and meta["split"] == "test"
+    assert study.report_path is None and not (tmp_path / "g.md").exists()
+
+
+def test_study_report_puts_its_table_beside_it(tmp_path: Path) -> None:
+    ckpt = save_tiny_checkpoint(tmp_path / "resnet8.pt", 8, 5)
+    study = study_gradients(
+        {"model_spec": str(ckpt), "device": "cpu"},
+        images=4,
+        batches=1,
+        samples_per_length=2,
+        sign_draws=0,
+        report=tmp_path / "r.md",
+    )
+    assert study.table_path == tmp_path / "r.csv" and (tmp_path / "r.json").exists()
+    assert study.figures_dir == tmp_path / "r_figures"
+    report = (tmp_path / "r.md").read_text()
+    assert "r_figures/" in report and "## Effective paths" in report
+
+
+def test_gradient_outputs_refuse_clashes(tmp_path: Path) -> None:
+    assert gradient_outputs(None, None) == (None, None)
+    assert gradient_outputs(None, tmp_path / "r.md") == (tmp_path / "r.csv", tmp_path / "r.md")
+    with pytest.raises(ValueError, match="Markdown"):
+        gradient_outputs(None, tmp_path / "r.csv")
+    with pytest.raises(ValueError, match="Markdown"):
+        gradient_outputs(tmp_path / "g.csv", tmp_path / "g.json")
+    with pytest.raises(ValueError, match="overwrite"):
+        gradient_outputs(tmp_path / "g.md", tmp_path / "g.md")

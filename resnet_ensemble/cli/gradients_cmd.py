@@ -7,15 +7,27 @@ Markdown report with its figures (and, without ``--out``, its table beside it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .common import data_options, model_options, positive_int
+from .common import (
+    choice_option,
+    data_options,
+    file_option,
+    model_options,
+    positive_int,
+    seed_option,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ..gradient_analysis import GradientStudy
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The columns printed, and their headers.
 _PRINTED = {
@@ -30,37 +42,32 @@ _PRINTED = {
 }
 
 
-def _check_sign_draws(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    if value == 1:
+def _check_draws(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value == 1 and param.name == "sign_draws":
         raise click.BadParameter("0 skips the sign estimator; otherwise give at least 2 draws")
     return value
 
 
-def _output_paths(out: str | None, report: str | None) -> tuple[Path | None, Path | None]:
-    """The table and report paths, checked writable before any work. With --report and no
-    --out the table goes beside the report (REPORT_STEM.csv), since its figures are drawn
-    from it."""
-    from ..results import check_writable, sidecar_path
+def _draws_option(name: str, default: int, help: str) -> Callable[[F], F]:  # noqa: A002
+    """An estimator's number of draws: 0 skips the estimator."""
+    return click.option(
+        name,
+        type=click.IntRange(min=0),
+        default=default,
+        show_default=True,
+        callback=_check_draws,
+        help=help,
+    )
 
-    report_path = Path(report) if report else None
-    if report_path is not None and report_path.suffix.lower() in (".csv", ".json"):
-        raise click.BadParameter(
-            "the report is Markdown: give a name such as report.md", param_hint="--report"
-        )
-    out_path = Path(out) if out else None
-    if out_path is None and report_path is not None:
-        out_path = report_path.with_suffix(".csv")
-    if report_path is not None and out_path is not None:
-        taken = {out_path.resolve(), sidecar_path(out_path).resolve()}
-        if report_path.resolve() in taken:
-            raise click.BadParameter(
-                f"{report_path} would overwrite the table or its sidecar", param_hint="--report"
-            )
-    if out_path is not None:
-        check_writable(out_path)
-    if report_path is not None:
-        check_writable(report_path)
-    return out_path, report_path
+
+def _output_paths(out: str | None, report: str | None) -> tuple[Path | None, Path | None]:
+    """The table and report paths (``gradient_outputs``); a clash is a usage error."""
+    from ..gradient_analysis import gradient_outputs
+
+    try:
+        return gradient_outputs(out, report)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--report") from None
 
 
 def _echo_table(table: pd.DataFrame) -> None:
@@ -87,61 +94,46 @@ def _echo_table(table: pd.DataFrame) -> None:
     help="Random batches to measure on, drawn from --split by --seed; the error bands come "
     "from the spread across them.",
 )
-@click.option(
+@choice_option(
     "--split",
-    type=click.Choice(["auto", "train", "test"]),
-    default="auto",
-    show_default=True,
-    help="Where the batches come from; auto: the training split, as the paper (the embedded "
+    ["auto", "train", "test"],
+    "Where the batches come from; auto: the training split, as the paper (the embedded "
     "data have only a test split).",
 )
-@click.option(
+@_draws_option(
     "--samples-per-length",
-    type=click.IntRange(min=0),
-    default=25,
-    show_default=True,
-    help="The paper's estimator: single paths sampled per length in each batch (the paper: "
+    25,
+    "The paper's estimator: single paths sampled per length in each batch (the paper: "
     "1,000 in all; 0 skips it).",
 )
-@click.option(
+@choice_option(
     "--at",
-    type=click.Choice(["auto", "image", "blocks"]),
-    default="auto",
-    show_default=True,
-    help="Where the gradient is measured: at the image, or at the input of the first residual "
+    ["auto", "image", "blocks"],
+    "Where the gradient is measured: at the image, or at the input of the first residual "
     "block (the input of the residual part). auto: the image, or a language model's input "
     "embeddings.",
 )
-@click.option(
+@choice_option(
     "--norm",
-    type=click.Choice(["batch", "per_image"]),
-    default="batch",
-    show_default=True,
-    help="batch: the norm of the mean-loss gradient over the whole batch (depends on the batch "
+    ["batch", "per_image"],
+    "batch: the norm of the mean-loss gradient over the whole batch (depends on the batch "
     "size); per_image: the mean norm of each image's own loss gradient.",
 )
-@click.option(
+@_draws_option(
     "--sign-draws",
-    type=click.IntRange(min=0),
-    default=8,
-    show_default=True,
-    callback=_check_sign_draws,
-    help="Draws of the sign estimator of the root-mean-square single-path norm (0 skips it; "
+    8,
+    "Draws of the sign estimator of the root-mean-square single-path norm (0 skips it; "
     "else at least 2).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
+@seed_option()
+@file_option(
     "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the per-length table here (CSV with a JSON sidecar). Without --out or "
+    "Also write the per-length table here (CSV with a JSON sidecar). Without --out or "
     "--report nothing is written.",
 )
-@click.option(
+@file_option(
     "--report",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write a Markdown report here, e.g. rep.md: its figures go to rep_figures/ "
+    "Also write a Markdown report here, e.g. rep.md: its figures go to rep_figures/ "
     "beside it and, without --out, the table it is drawn from to rep.csv.",
 )
 def gradients(
@@ -168,43 +160,38 @@ def gradients(
     Example:
       ensemble-lesion gradients --model ckpt.pt --report results/gradients.md
     """
-    from .. import paper
-    from ..experiment import open_experiment
-    from ..gradient_analysis import (
-        AT_LABELS,
-        NORM_LABELS,
-        RANGE_LABELS,
-        analyze_gradients,
-        write_gradient_report,
-    )
-    from ..results import write_table
+    from ..gradient_analysis import study_gradients
 
     out_path, report_path = _output_paths(out, report)
-    exp = open_experiment(**options)
-    split = exp.gradient_split(split)
-    batch_list = exp.random_batches(images, batches, split=split, seed=seed)
-    describe = {**exp.describe(), "split": split}
-    n = len(exp.blocks)
-    click.echo(  # the slow part: say so, so that a quiet minute is not a hang
-        f"exact decomposition and {samples_per_length} sampled paths for each of the {n + 1} "
-        f"lengths, on each of {batches} random batches of {images} {split} images...",
-        err=True,
-    )
-    analysis = analyze_gradients(
-        exp.model,
-        batch_list,
-        model_name=describe["model"],
+    study = study_gradients(
+        options,
+        images=images,
+        batches=batches,
+        split=split,  # type: ignore[arg-type]  # click checked it
         samples_per_length=samples_per_length,
         sign_draws=sign_draws,
         seed=seed,
-        at=None if at == "auto" else at,  # type: ignore[arg-type]
+        at=at,  # type: ignore[arg-type]
         norm=norm,  # type: ignore[arg-type]
+        out=out_path,
+        report=report_path,
+        on_start=lambda line: click.echo(line, err=True),  # a quiet minute is not a hang
     )
-    at = analysis.meta["measured_at"]
+    _echo_study(study)
+
+
+def _echo_study(study: GradientStudy) -> None:
+    """The header, the per-length table, the effective paths, and what was written."""
+    from .. import paper
+    from ..gradient_analysis import AT_LABELS, NORM_LABELS, RANGE_LABELS
+
+    analysis, describe, meta = study.analysis, study.describe, study.analysis.meta
+    batches = meta["batches"]
     click.echo(
         f"{describe['model']}: {analysis.n} residual blocks, 2^{analysis.n} paths; "
-        f"{batches} random batch{'es' if batches > 1 else ''} of {images} {split} images of "
-        f"{describe['dataset']} (seed {seed}); gradient {AT_LABELS[at]}, {NORM_LABELS[norm]}"
+        f"{batches} random batch{'es' if batches > 1 else ''} of {meta['batch_size']} "
+        f"{describe['split']} images of {describe['dataset']} (seed {meta['seed']}); gradient "
+        f"{AT_LABELS[meta['measured_at']]}, {NORM_LABELS[meta['norm']]}"
     )
     click.echo("")
     _echo_table(analysis.table)
@@ -222,22 +209,13 @@ def gradients(
         f"  (the paper, ResNet-110 with {paper.BLOCKS} blocks: lengths {paper.EFFECTIVE_LO}-"
         f"{paper.EFFECTIVE_HI}, {100 * paper.EFFECTIVE_PATH_SHARE:.2f}% of all paths)"
     )
-    decay = analysis.meta.get("single_path_decay")
+    decay = meta.get("single_path_decay")
     if decay:
         click.echo(
             f"single-path norm ({decay['measure']}): x {decay['factor_per_block']:.3g} per block "
             f"of length (log-linear fit, R^2 = {decay['r2']:.3f}); the paper: falls exponentially"
         )
-    if out_path is None:
-        return
-    write_table(out_path, analysis.table, "gradients", {**describe, **analysis.meta})
-    click.echo(f"wrote {out_path}")
-    if report_path is None:
-        return
-    from ..plots import plot_all  # here, not at the top: seaborn slows every command's start
-
-    fig_dir = report_path.parent / f"{report_path.stem}_figures"
-    written = [Path(p) for p in plot_all([out_path], fig_dir)]
-    figures = [p.relative_to(report_path.parent).as_posix() for p in written if p.suffix == ".png"]
-    write_gradient_report(analysis, report_path, describe=describe, figures=figures)
-    click.echo(f"wrote {report_path} (figures in {fig_dir})")
+    if study.table_path is not None:
+        click.echo(f"wrote {study.table_path}")
+    if study.report_path is not None:
+        click.echo(f"wrote {study.report_path} (figures in {study.figures_dir})")
