@@ -30,12 +30,13 @@ from torch import Tensor, nn
 
 from .anatomy import Anatomy, anatomy
 from .interventions import Step, in_order, plan_route, route, run_step, run_steps
-from .metrics import Metric, MetricFn, resolve_metric
+from .metrics import Metric, MetricSpec, resolve_metric
 
 __all__ = [
     "PrefixTree",
     "RouteCounts",
     "RouteMeasures",
+    "Strategy",
     "count_route_mistakes",
     "evaluate_routes",
     "measure_routes",
@@ -43,6 +44,8 @@ __all__ = [
     "naive_evaluate_routes",
 ]
 
+#: How routes are evaluated: prefix (share common prefixes in a tree), mask (batch deletion
+#: masks along the batch, GPU), or auto (choose by route and device).
 Strategy = Literal["auto", "prefix", "mask"]
 LogitsCallback = Callable[[int, Tensor, Tensor], None]  # (route index, logits, targets)
 
@@ -271,7 +274,7 @@ def measure_routes(
     data: Iterable,
     routes: Sequence[Sequence[int]],
     *,
-    metric: str | MetricFn | Metric | None = None,
+    metric: MetricSpec | None = None,
     strategy: Strategy = "auto",
     amp: bool = False,
     channels_last: bool = False,
@@ -365,7 +368,7 @@ def evaluate_routes(
     data: Iterable,
     routes: Sequence[Sequence[int]],
     *,
-    metric: str | MetricFn | Metric | None = None,
+    metric: MetricSpec | None = None,
     **kwargs: Any,
 ) -> list[float]:
     """One value of ``metric`` per route, in order; routes as in ``route``.

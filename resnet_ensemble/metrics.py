@@ -1,10 +1,11 @@
 """What a route is scored by: top-1 error, top-5 error, cross-entropy, perplexity, the KL
 divergence from the full network's predictions (Lad et al. 2024), or yours.
 
-Holds ``Metric`` and ``resolve_metric``. A metric turns one batch of outputs and targets into a
-(sum, count) pair; sums and counts add up over batches (and over torchrun ranks), and
-``finish(sum, count)`` gives the value. For language models the engine passes next-token logits
-``(B, T - 1, vocab)`` and the next tokens ``(B, T - 1)``.
+Holds ``MetricName`` (the names, a ``Literal``), ``Metric`` and ``resolve_metric``. A metric
+turns one batch of outputs and targets into a (sum, count) pair; sums and counts add up over
+batches (and over torchrun ranks), and ``finish(sum, count)`` gives the value. For language
+models the engine passes next-token logits ``(B, T - 1, vocab)`` and the next tokens
+``(B, T - 1)``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["METRICS", "Metric", "MetricFn", "resolve_metric"]
+__all__ = ["METRICS", "Metric", "MetricFn", "MetricName", "MetricSpec", "resolve_metric"]
 
+#: The metrics known by name (``METRICS``' keys); the CLI's --metric offers the same.
+MetricName = Literal["error", "top5", "loss", "perplexity", "kl"]
+#: A user's metric: callable(outputs, targets) -> (sum, count), whose value is sum / count.
 MetricFn = Callable[[Tensor, Tensor], tuple[Tensor | float, Tensor | float]]
 
 
@@ -92,7 +97,7 @@ class Metric:
         )
 
 
-METRICS: dict[str, Metric] = {
+METRICS: dict[MetricName, Metric] = {
     "error": Metric("error", _top1_wrong, counts_mistakes=True),
     "top5": Metric("top5", _top5_wrong, counts_mistakes=True),
     "loss": Metric("loss", _cross_entropy),
@@ -100,8 +105,11 @@ METRICS: dict[str, Metric] = {
     "kl": Metric("kl", _kl_from_full, reference=True),
 }
 
+#: What every ``metric=`` argument takes: a name, a callable, a ``Metric``.
+MetricSpec: TypeAlias = MetricName | MetricFn | Metric
 
-def resolve_metric(metric: str | MetricFn | Metric | None, task: str = "classification") -> Metric:
+
+def resolve_metric(metric: MetricSpec | None, task: str = "classification") -> Metric:
     """A metric by name (error, top5, loss, perplexity, kl: the mean KL(p_full || p_route) per
     prediction, in nats), a callable(outputs, targets) ->
     (sum, count) whose value is sum / count, or None for the task's default (error for
@@ -126,7 +134,7 @@ def resolve_metric(metric: str | MetricFn | Metric | None, task: str = "classifi
                 "perplexity is for language models (next-token prediction); for a classifier "
                 "use error, top5 or loss"
             )
-        return METRICS[key]
+        return METRICS[key]  # type: ignore[index]  # checked against METRICS just above
     if callable(metric):
         return Metric(getattr(metric, "__name__", "custom").strip("<>") or "custom", metric)
     raise ValueError(f"metric must be a name or a callable, got {type(metric).__name__}")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
+from typing import get_args
 
 import pytest
 import torch
 from torch import nn
 
+from resnet_ensemble.cli.common import STRATEGY_CHOICES
 from resnet_ensemble.engine import (
     PrefixTree,
+    Strategy,
     count_route_mistakes,
     evaluate_routes,
     naive_evaluate_routes,
@@ -130,3 +133,9 @@ def test_model_is_left_as_it_was() -> None:
     evaluate_routes(model, _data(1), [[0, 1, 2, 3, 4, 5, 6, 7, 8]], strategy="mask")
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_strategy_names_are_one_list_in_the_library_and_the_cli() -> None:
+    """``engine.Strategy`` and the CLI's --strategy choices (spelled out so that --help does
+    not import torch) are the same names."""
+    assert list(get_args(Strategy)) == STRATEGY_CHOICES

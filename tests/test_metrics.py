@@ -3,6 +3,8 @@ small hand-written model."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,8 @@ from torch import Tensor, nn
 
 from resnet_ensemble import Anatomy, Block, evaluate_routes, lesion, register_adapter, route
 from resnet_ensemble.anatomy import Transition
+from resnet_ensemble.cli.common import METRIC_CHOICES
+from resnet_ensemble.metrics import METRICS, MetricName, resolve_metric
 
 
 def _classifier_data() -> list[tuple[Tensor, Tensor]]:
@@ -157,3 +161,13 @@ def test_sweep_table_and_sidecar_carry_the_metric(tmp_path) -> None:  # noqa: AN
         expected = F.cross_entropy(exp.model(x).double(), y).item()
     row = table.loc[table["config"] == "drop=2"].iloc[0]
     assert row["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_metric_names_are_one_list_in_the_library_and_the_cli() -> None:
+    """``MetricName``, the metrics the library knows, and the CLI's --metric choices (spelled
+    out so that --help does not import torch) are the same names."""
+    assert list(get_args(MetricName)) == list(METRICS) == METRIC_CHOICES
+    for name in METRIC_CHOICES:
+        assert resolve_metric(name, "language").name == name
+    with pytest.raises(ValueError, match="unknown metric 'top1'"):
+        resolve_metric("top1")  # type: ignore[arg-type]
