@@ -18,48 +18,21 @@ Holds:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import paper
+from . import paper, results
 from .paths import summarize_paths
-from .results import atomic_write_text, check_writable, sidecar_path, write_table
+from .results import atomic_write_text, chance_level, check_writable, read_sidecar, write_table
 
 __all__ = ["DEPTH_COLUMNS", "DEPTH_K_COLUMNS", "collect_series", "write_series"]
 
-DEPTH_COLUMNS = [
-    "network",
-    "model",
-    "variant",
-    "blocks",
-    "full_error",
-    "single_mean",
-    "single_median",
-    "single_worst",
-    "single_mean_over_full",
-    "single_downsampling_mean",
-    "single_other_mean",
-    "chance_error",
-    "effective_lo",
-    "effective_hi",
-    "effective_share",
-    "effective_path_share",
-    "paths95_lo",
-    "paths95_hi",
-    "paths95_share",
-    "paths95_normal_lo",
-    "paths95_normal_hi",
-    "decay_per_block",
-    "decay_r2",
-    "decay_measure",
-    "images",
-    "checkpoint_sha256",
-]
-DEPTH_K_COLUMNS = ["network", "model", "variant", "blocks", "k", "k_over_n", "error", "error_sem"]
+# The tables' columns are the results contract's (``results.TABLES``), as lists for pandas.
+DEPTH_COLUMNS = list(results.DEPTH_COLUMNS)
+DEPTH_K_COLUMNS = list(results.DEPTH_K_COLUMNS)
 
 #: The paper's numbers at n = 54 (ResNet-110 on CIFAR-10), for the summary's last column.
 PAPER_AT_54 = {
@@ -76,8 +49,7 @@ def _read(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]
     path = folder / "tables" / f"{name}.csv"
     if not path.exists():
         return None, {}
-    side = sidecar_path(path)
-    return pd.read_csv(path), (json.loads(side.read_text()) if side.exists() else {})
+    return pd.read_csv(path), read_sidecar(path)
 
 
 def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
@@ -106,7 +78,7 @@ def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
         "single_mean_over_full": float(deleted["error"].mean()) / full if full > 0 else math.nan,
         "single_downsampling_mean": float(deleted.loc[down, "error"].mean()),
         "single_other_mean": float(deleted.loc[~down, "error"].mean()),
-        "chance_error": 1 - 1 / classes if classes else math.nan,
+        "chance_error": chance_level("error", classes) or math.nan,
         "effective_lo": gmeta.get("effective_lo", math.nan),
         "effective_hi": gmeta.get("effective_hi", math.nan),
         "effective_share": gmeta.get("effective_share", math.nan),

@@ -4,6 +4,9 @@ Holds:
 - ``TABLES`` / ``TableSpec``: each kind of table (sweep, paths, gradients, subnetworks, training
   history, training, and the depth series' depth and depth_k) with its columns: those a reader
   needs, and, where the library fixes them, all of them in order
+- ``SweepKind`` / ``SweepMetric``: the closed sets of sweeps and of the metrics a sweep's value
+  column is named after; ``sweep_metric`` finds that column, ``chance_level`` what guessing
+  would score in it
 - ``write_table``: a finished table and its sidecar (provenance and the table's kind), each
   written atomically; the only other writer of sidecars is ``ResultsTable``
 - ``table_kind``: which kind a table is, from its sidecar or its columns
@@ -24,6 +27,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -32,7 +36,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pandas as pd
 
@@ -40,20 +44,27 @@ from ._version import __version__
 from .atomic import atomic_write, remove_stale_temporaries
 
 __all__ = [
+    "DEPTH_COLUMNS",
+    "DEPTH_K_COLUMNS",
     "HISTORY_COLUMNS",
     "SWEEP_COLUMNS",
+    "SWEEP_METRICS",
     "TABLES",
     "ResultsTable",
+    "SweepKind",
+    "SweepMetric",
     "TableKind",
     "TableSpec",
     "atomic_write_bytes",
     "atomic_write_text",
+    "chance_level",
     "check_writable",
     "read_table",
     "run_metadata",
     "sidecar_path",
     "history_path",
     "sweep_columns",
+    "sweep_metric",
     "table_kind",
     "write_table",
 ]
@@ -61,6 +72,10 @@ __all__ = [
 TableKind = Literal[
     "sweep", "paths", "gradients", "subnetworks", "history", "training", "depth", "depth_k"
 ]
+SweepKind = Literal["single", "multi", "reorder"]
+#: The metrics a sweep can score (``metrics.METRICS``); its value column is named after it.
+SweepMetric = Literal["error", "top5", "loss", "perplexity", "kl"]
+SWEEP_METRICS: tuple[str, ...] = get_args(SweepMetric)
 
 
 @dataclass(frozen=True)
@@ -68,11 +83,12 @@ class TableSpec:
     """One kind of results table.
 
     ``required``: the columns every reader may rely on (a table lacking one is refused);
-    ``any_of``: of these, at least one (the gradients table's measurements); ``columns``: all
-    columns in order, where the library fixes them (empty where they follow the analysis).
+    ``any_of``: of these, at least one (the gradients table's measurements, a sweep's metric
+    column); ``columns``: all columns in order, where the library fixes them (empty where they
+    follow the analysis; a sweep's are those of the error metric, ``sweep_columns``).
     """
 
-    kind: str
+    kind: TableKind
     description: str
     required: tuple[str, ...]
     any_of: tuple[str, ...] = ()
@@ -131,13 +147,73 @@ def sweep_columns(metric: str = "error") -> list[str]:
     return [{"error": metric, "wrong": "sum"}.get(c, c) for c in SWEEP_COLUMNS]
 
 
+def sweep_metric(columns: Iterable[str], meta: Mapping[str, Any] | None = None) -> str | None:
+    """The metric a sweep table holds, which names its value column: the sidecar's ``metric``
+    where the table has that column, else the one metric column ``sweep_columns`` put there
+    (``error``, ``top5``, ...); None when that is not clear."""
+    have = list(columns)
+    named = (meta or {}).get("metric")
+    if isinstance(named, str) and named in have:
+        return named
+    found = [c for c in have if c in SWEEP_METRICS]
+    return found[0] if len(found) == 1 else None
+
+
+def chance_level(metric: str, num_classes: int | None) -> float | None:
+    """What a uniform guess over ``num_classes`` classes scores in ``metric`` (error and top5
+    as fractions, loss in nats, perplexity as the class count); None where it has none (kl, a
+    custom metric) or the classes are unknown."""
+    if not num_classes or num_classes < 2:
+        return None
+    guess = {
+        "error": 1 - 1 / num_classes,
+        "top5": 1 - min(5, num_classes) / num_classes,
+        "loss": math.log(num_classes),
+        "perplexity": float(num_classes),
+    }
+    return guess.get(metric)
+
+
+#: The depth series (``depth_series``): its table of one row per analysed network, and ...
+DEPTH_COLUMNS = (
+    "network",
+    "model",
+    "variant",
+    "blocks",
+    "full_error",
+    "single_mean",
+    "single_median",
+    "single_worst",
+    "single_mean_over_full",
+    "single_downsampling_mean",
+    "single_other_mean",
+    "chance_error",
+    "effective_lo",
+    "effective_hi",
+    "effective_share",
+    "effective_path_share",
+    "paths95_lo",
+    "paths95_hi",
+    "paths95_share",
+    "paths95_normal_lo",
+    "paths95_normal_hi",
+    "decay_per_block",
+    "decay_r2",
+    "decay_measure",
+    "images",
+    "checkpoint_sha256",
+)
+#: ... its table of one row per network and k, the k-deletion curves.
+DEPTH_K_COLUMNS = ("network", "model", "variant", "blocks", "k", "k_over_n", "error", "error_sem")
+
 TABLES: dict[str, TableSpec] = {
     spec.kind: spec
     for spec in (
         TableSpec(
             "sweep",
             "lesion sweep: one row per configuration (sweep single, multi or reorder)",
-            ("variant", "sweep", "config", "deleted", "k", "kendall_tau", "downsampling", "error"),
+            ("variant", "sweep", "config", "deleted", "k", "kendall_tau", "downsampling"),
+            any_of=SWEEP_METRICS,  # the value column, named after the metric
             columns=tuple(SWEEP_COLUMNS),
         ),
         TableSpec("paths", "paths of each length (paths)", ("length", "paths", "fraction")),
@@ -164,16 +240,17 @@ TABLES: dict[str, TableSpec] = {
             ("variant", "epoch", "test_error"),
             columns=("variant", "epoch", "train_error", "test_error"),
         ),
-        # The depth series (``depth_series``): one row per network, and its k-deletion curves.
         TableSpec(
             "depth",
             "one row per analysed network (depth)",
             ("network", "variant", "blocks", "single_mean", "full_error"),
+            columns=DEPTH_COLUMNS,
         ),
         TableSpec(
             "depth_k",
             "error against k deleted blocks, per network (depth)",
             ("network", "variant", "blocks", "k", "k_over_n", "error"),
+            columns=DEPTH_K_COLUMNS,
         ),
     )
 }
@@ -290,14 +367,14 @@ def write_table(
     return path
 
 
-def table_kind(columns: Sequence[str], meta: Mapping[str, Any] | None = None) -> str | None:
+def table_kind(columns: Sequence[str], meta: Mapping[str, Any] | None = None) -> TableKind | None:
     """The kind of a table: its sidecar's ``table`` where that names a known kind, else the
     most specific kind whose required columns it has; None when none fits."""
     named = (meta or {}).get("table")
     if named in TABLES:
-        return str(named)
-    fits = [k for k, spec in TABLES.items() if not spec.missing(columns)]
-    return max(fits, key=lambda k: len(TABLES[k].required)) if fits else None
+        return TABLES[named].kind
+    fits = [spec for spec in TABLES.values() if not spec.missing(columns)]
+    return max(fits, key=lambda spec: len(spec.required)).kind if fits else None
 
 
 def read_table(path: str | Path, required: Iterable[str] = (), **read_csv: Any) -> pd.DataFrame:

@@ -334,3 +334,52 @@ def test_resume_of_a_whole_table_has_no_notes(tmp_path: Path) -> None:
     ResultsTable(path, COLUMNS).append(_rows("baseline", "k=1,sample=0"))
     resumed = ResultsTable(path, COLUMNS, resume=True)
     assert resumed.notes == [] and resumed.done == {"baseline", "k=1,sample=0"}
+
+
+# ----------------------------------------------------------------------------------------------
+# The table contract: sweeps in any metric, chance level, the depth series' columns
+
+
+def test_the_sweep_metrics_are_the_metrics_the_library_scores() -> None:
+    from resnet_ensemble.metrics import METRICS
+
+    assert set(results.SWEEP_METRICS) == set(METRICS)
+
+
+@pytest.mark.parametrize("metric", ["error", "top5", "loss", "perplexity", "kl"])
+def test_a_sweep_in_any_metric_is_a_sweep_table_holding_that_metric(metric: str) -> None:
+    columns = results.sweep_columns(metric)
+    assert columns[columns.index("downsampling") + 1] == metric  # where the error column was
+    assert results.table_kind(columns) == "sweep"  # without a sidecar, from the columns
+    assert results.sweep_metric(columns) == metric
+    assert results.sweep_metric(columns, {"metric": metric}) == metric
+
+
+def test_a_sweep_without_a_metric_column_lacks_one_of_them() -> None:
+    columns = [c for c in results.SWEEP_COLUMNS if c != "error"]
+    assert results.TABLES["sweep"].missing(columns) == ["error or top5 or loss or perplexity or kl"]
+    assert results.sweep_metric(columns) is None
+    assert results.sweep_metric([*columns, "error", "top5"]) is None  # which one is unclear
+    assert results.sweep_metric([*columns, "error", "top5"], {"metric": "top5"}) == "top5"
+
+
+def test_chance_level_is_what_a_uniform_guess_scores() -> None:
+    # Guessing uniformly over 10 classes: right 1 time in 10 (top-5: 5 in 10); the
+    # cross-entropy of a uniform prediction is ln 10, its perplexity 10.
+    assert results.chance_level("error", 10) == pytest.approx(0.9)
+    assert results.chance_level("top5", 10) == pytest.approx(0.5)
+    assert results.chance_level("top5", 3) == 0.0  # every class is in the top 5
+    assert results.chance_level("loss", 10) == pytest.approx(2.302585092994046)
+    assert results.chance_level("perplexity", 4096) == 4096
+    assert results.chance_level("kl", 10) is None  # no guess scores a divergence
+    assert results.chance_level("error", None) is None
+
+
+def test_the_depth_tables_declare_their_columns() -> None:
+    from resnet_ensemble.depth_series import DEPTH_COLUMNS, DEPTH_K_COLUMNS
+
+    assert tuple(DEPTH_COLUMNS) == results.TABLES["depth"].columns
+    assert tuple(DEPTH_K_COLUMNS) == results.TABLES["depth_k"].columns
+    for kind in ("depth", "depth_k"):
+        spec = results.TABLES[kind]
+        assert set(spec.required) <= set(spec.columns)
