@@ -12,11 +12,14 @@ Each takes a table of ``depth_series`` (the "depth" or "depth_k" kind) and retur
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -25,12 +28,14 @@ from .plots import (
     _VARIANT_COLOUR,
     ERROR_LABEL,
     Style,
+    _Key,
     _legend,
     _ms,
     _new_figure,
     _percent,
     figure_style,
 )
+from .results import TABLES, TableKind
 
 __all__ = [
     "DEPTH_TITLES",
@@ -45,6 +50,8 @@ DEPTH_TITLES = {
     "depth_gradients": "Effective paths and single-path decay, against depth",
 }
 BLOCKS_LABEL = "residual blocks n"
+# The depth tables' columns that hold text; every other column is a number.
+_TEXT_COLUMNS = {"network", "model", "variant", "decay_measure", "checkpoint_sha256"}
 
 
 def _colour(variant: str) -> Any:
@@ -59,38 +66,39 @@ def _blocks_ticks(data: pd.DataFrame, *axes: Any) -> None:
         ax.set_xlim(min(blocks) - 3, max(blocks) + 3)
 
 
-def _numeric(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def _numeric(df: pd.DataFrame, kind: TableKind) -> pd.DataFrame:
+    """The table with every column of its kind (``results.TABLES``), numbers as numbers and a
+    column it lacks as NaN, sorted by blocks."""
     data = df.copy()
-    for col in columns:
-        data[col] = pd.to_numeric(data[col], errors="coerce") if col in data else np.nan
+    for col in TABLES[kind].columns:
+        if col not in _TEXT_COLUMNS:
+            data[col] = pd.to_numeric(data[col], errors="coerce") if col in data else np.nan
     data["variant"] = data["variant"].fillna("").astype(str)
     return data.sort_values("blocks")
+
+
+@contextlib.contextmanager
+def _two_panels(style: Style, name: str) -> Iterator[tuple[Figure, Axes, Axes, _Key]]:
+    """A page-wide figure of two panels in the paper style: the body draws into the panels and
+    the legend; the title and the legend (below, from the left panel) are added after it."""
+    with figure_style(style):
+        fig, (left, right) = _new_figure(style, "double", extra_height=0.5, ncols=2)
+        key = _Key()
+        yield fig, left, right, key
+        fig.suptitle(DEPTH_TITLES[name])
+        _legend(fig, left, key.handles, key.labels, owned=True, below=True)
 
 
 def plot_depth_single_block(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
     """Left: the error with one block deleted (mean ●, median ◆, worst ▲) and the full
     network's (thin line), per variant against blocks; the plain control's mean as a cross,
     chance as a dotted line. Right: mean error with one block deleted ÷ full error."""
-    data = _numeric(
-        df,
-        [
-            "blocks",
-            "full_error",
-            "single_mean",
-            "single_median",
-            "single_worst",
-            "single_mean_over_full",
-            "chance_error",
-        ],  # fmt: skip
-    )
+    data = _numeric(df, "depth")
     if data.empty:
         raise ValueError("no networks in the depth table")
     lines = [v for v in ("residual", "stochastic depth") if (data["variant"] == v).any()]
     plain = data[data["variant"] == "plain"]
-    with figure_style(style):
-        fig, (left, right) = _new_figure(style, "double", extra_height=0.5, ncols=2)
-        handles: list[Any] = []
-        labels: list[str] = []
+    with _two_panels(style, "depth_single_block") as (fig, left, right, key):
         for variant in lines:
             rows = data[data["variant"] == variant]
             colour = _colour(variant)
@@ -104,58 +112,47 @@ def plot_depth_single_block(df: pd.DataFrame, *, style: Style = "paper") -> Figu
                 left.plot(x, _percent(rows[col]), color=colour, ls=ls, marker=marker,
                           ms=_ms(0.7))  # fmt: skip
             right.plot(x, rows["single_mean_over_full"], color=colour, marker="o", ms=_ms(0.7))
-            handles.append(Patch(facecolor=colour))
-            labels.append(variant)
+            key.add(Patch(facecolor=colour), variant)
         if not plain.empty:
             colour = _colour("plain")
             left.plot(plain["blocks"], _percent(plain["single_mean"]), ls="", marker="X",
                       color=colour, ms=_ms(1.0))  # fmt: skip
-            handles.append(Line2D([], [], ls="", marker="X", color=colour))
-            labels.append("plain control (mean)")
+            key.add(Line2D([], [], ls="", marker="X", color=colour), "plain control (mean)")
         chance = data["chance_error"].dropna()
         if not chance.empty:
             left.axhline(100 * chance.iloc[0], color="0.5", ls=":", lw=0.8)
-            handles.append(Line2D([], [], color="0.5", ls=":", lw=0.8))
-            labels.append("chance")
+            key.add(Line2D([], [], color="0.5", ls=":", lw=0.8), "chance")
         for marker, ls, what in (("o", "-", "mean"), ("D", "--", "median"), ("^", ":", "worst")):
-            handles.append(Line2D([], [], color="0.3", ls=ls, marker=marker, ms=_ms(0.7)))
-            labels.append(f"{what}, one block deleted")
-        handles.append(Line2D([], [], color="0.3", lw=0.8, alpha=0.6))
-        labels.append("full network")
+            handle = Line2D([], [], color="0.3", ls=ls, marker=marker, ms=_ms(0.7))
+            key.add(handle, f"{what}, one block deleted")
+        key.add(Line2D([], [], color="0.3", lw=0.8, alpha=0.6), "full network")
         left.set(xlabel=BLOCKS_LABEL, ylabel=ERROR_LABEL, ylim=(0, None))
         right.axhline(1.0, color="0.5", lw=0.8)
-        right.set(xlabel=BLOCKS_LABEL, ylabel="one block deleted: mean error ÷ full")
+        # Two lines: on one, the label ran the panel's full height, up into the title.
+        right.set(xlabel=BLOCKS_LABEL, ylabel="one block deleted:\nmean error ÷ full")
         _blocks_ticks(data, left, right)
-        fig.suptitle(DEPTH_TITLES["depth_single_block"])
-        _legend(fig, left, handles, labels, owned=True, below=True)
-        return fig
+    return fig
 
 
 def plot_depth_delete_k(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
     """Error against k deleted blocks, one line per network (darker = deeper), against k
     (left) and against k / n (right); stochastic depth dashed."""
-    data = _numeric(df, ["blocks", "k", "k_over_n", "error", "error_sem"])
+    data = _numeric(df, "depth_k")
     if data.empty:
         raise ValueError("no k-deletion curves in the depth_k table")
     data["pct"] = _percent(data["error"])
     networks = data.drop_duplicates("network")[["network", "blocks", "variant"]]
     shades = sns.color_palette("rocket_r", len(networks) + 1)[1:]
-    with figure_style(style):
-        fig, (left, right) = _new_figure(style, "double", extra_height=0.5, ncols=2)
-        handles: list[Any] = []
-        labels: list[str] = []
+    with _two_panels(style, "depth_delete_k") as (fig, left, right, key):
         for colour, net in zip(shades, networks.itertuples(), strict=True):
             rows = data[data["network"] == net.network].sort_values("k")
             ls = "--" if net.variant == "stochastic depth" else "-"
             for ax, x in ((left, "k"), (right, "k_over_n")):
                 ax.plot(rows[x], rows["pct"], color=colour, ls=ls, marker="o", ms=_ms(0.5))
-            handles.append(Line2D([], [], color=colour, ls=ls))
-            labels.append(f"{net.network} (n = {net.blocks})")
+            key.add(Line2D([], [], color=colour, ls=ls), f"{net.network} (n = {net.blocks})")
         left.set(xlabel="blocks deleted k", ylabel=ERROR_LABEL, ylim=(0, None))
         right.set(xlabel="share of blocks deleted k / n", ylabel=ERROR_LABEL, ylim=(0, None))
-        fig.suptitle(DEPTH_TITLES["depth_delete_k"])
-        _legend(fig, left, handles, labels, owned=True, below=True)
-        return fig
+    return fig
 
 
 def plot_depth_gradients(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
@@ -163,26 +160,11 @@ def plot_depth_gradients(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
     bar) beside the shortest range holding 95% of all paths (a thin bar), against blocks.
     Right: the factor by which the single-path gradient norm changes per block of length
     (below 1: it falls with length, as the paper found)."""
-    data = _numeric(
-        df,
-        [
-            "blocks",
-            "effective_lo",
-            "effective_hi",
-            "paths95_lo",
-            "paths95_hi",
-            "decay_per_block",
-            "decay_r2",
-        ],  # fmt: skip
-    )
-    data = data.dropna(subset=["effective_lo", "effective_hi"])
+    data = _numeric(df, "depth").dropna(subset=["effective_lo", "effective_hi"])
     if data.empty:
         raise ValueError("no effective ranges in the depth table")
     variants = [v for v in ("residual", "stochastic depth") if (data["variant"] == v).any()]
-    with figure_style(style):
-        fig, (left, right) = _new_figure(style, "double", extra_height=0.5, ncols=2)
-        handles: list[Any] = []
-        labels: list[str] = []
+    with _two_panels(style, "depth_gradients") as (fig, left, right, key):
         for v_i, variant in enumerate(variants):
             rows = data[data["variant"] == variant]
             colour = _colour(variant)
@@ -192,14 +174,12 @@ def plot_depth_gradients(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
             left.vlines(x + 0.35, rows["paths95_lo"], rows["paths95_hi"], color="0.6", lw=1.2)
             right.plot(rows["blocks"], rows["decay_per_block"], color=colour, marker="o",
                        ms=_ms(0.7))  # fmt: skip
-            handles.append(Line2D([], [], color=colour, lw=4))
-            labels.append(f"{variant}: lengths holding 95% of the gradient")
-        handles.append(Line2D([], [], color="0.6", lw=1.2))
-        labels.append("lengths of 95% of all paths (shortest range)")
+            label = f"{variant}: lengths holding 95% of the gradient"
+            key.add(Line2D([], [], color=colour, lw=4), label)
+        key.add(Line2D([], [], color="0.6", lw=1.2), "lengths of 95% of all paths (shortest range)")
         left.set(xlabel=BLOCKS_LABEL, ylabel="path length (blocks)", ylim=(0, None))
         right.axhline(1.0, color="0.5", lw=0.8)
-        right.set(xlabel=BLOCKS_LABEL, ylabel="single-path norm ×, per block of length")
+        # Two lines, as in plot_depth_single_block: one ran up into the title.
+        right.set(xlabel=BLOCKS_LABEL, ylabel="single-path norm ×,\nper block of length")
         _blocks_ticks(data, left, right)
-        fig.suptitle(DEPTH_TITLES["depth_gradients"])
-        _legend(fig, left, handles, labels, owned=True, below=True)
-        return fig
+    return fig

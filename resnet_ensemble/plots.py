@@ -1,7 +1,8 @@
 """Figures from results tables: the paper's plots, drawn with seaborn, saved as PNG and PDF.
 
-Plotting only reads tables; it never computes an experiment. Errors in the tables are fractions
-and are drawn as percentages.
+Plotting only reads tables; it never computes an experiment. The kinds of table and their columns
+are ``results.TABLES``'. A sweep is drawn in its own metric (the column named after it: error,
+top5, loss, ...); errors in the tables are fractions and are drawn as percentages.
 
 Holds:
 - ``load_table`` / ``load_tables`` / ``find_tables``: read results CSVs and tell their kind (the
@@ -14,7 +15,8 @@ Holds:
   ``plot_total_gradient`` (Fig. 6c), ``plot_stochastic_depth`` (Fig. 8), ``plot_training``
   (training on effective paths only) and ``plot_subnetworks`` (error by blocks kept)
 - ``save_figure``: PNG at 150 dpi and vector PDF, each written atomically
-- ``plot_all``: every figure the given tables allow, named after the paper figure
+- ``plot_all``: every figure the given tables allow, named after the paper figure (a sweep in
+  another metric than error adds the metric to the name: ``fig3_single_block_top5``)
 """
 
 from __future__ import annotations
@@ -41,13 +43,18 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .paths import parse_blocks, summarize_paths
+from .paths import parse_blocks, shortest_range_holding, summarize_paths
 from .results import (
     TABLES,
+    SweepKind,
+    SweepMetric,
+    TableKind,
     atomic_write_bytes,
+    chance_level,
     check_writable,
     read_sidecar,
     read_table,
+    sweep_metric,
     table_kind,
 )
 
@@ -75,6 +82,7 @@ __all__ = [
 
 Style = Literal["paper", "talk"]
 Width = Literal["single", "double"]
+Format = Literal["png", "pdf", "svg"]
 # The columns a figure needs from each kind of table (``results.TABLES``); others are drawn
 # when present.
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {kind: spec.required for kind, spec in TABLES.items()}
@@ -106,6 +114,15 @@ TITLES = {
 }
 
 ERROR_LABEL = "test error (%)"
+# Each sweep metric's axis label, and whether its values are fractions (drawn as %); another
+# (a custom metric's) is drawn as it is, labelled with its name.
+_METRIC_AXES: dict[str, tuple[str, bool]] = {
+    "error": (ERROR_LABEL, True),
+    "top5": ("top-5 test error (%)", True),
+    "loss": ("test loss (cross-entropy, nats)", False),
+    "perplexity": ("test perplexity", False),
+    "kl": ("KL from the full network (nats)", False),
+}
 LENGTH_LABEL = "path length (blocks)"
 GRADIENT_LABEL = "gradient magnitude (L2 norm)"
 
@@ -117,14 +134,9 @@ _TALK_SCALE = (1.6, 1.8)
 _SHADE = "0.88"  # shaded ranges: downsampling blocks, central / effective path lengths
 _VARIANT_ORDER = ("residual", "plain", "stochastic depth", "effective paths")
 _VARIANT_COLOUR = {"residual": 0, "plain": 1, "stochastic depth": 2, "effective paths": 4}
-_NUM_CLASSES = {  # fallback for sidecars that name the dataset but not its classes
-    "cifar10": 10,
-    "cifar100": 100,
-    "fashion-mnist": 10,
-    "imagenet": 1000,
-    "synthetic": 10,
-    "embedded": 10,
-}
+# The share of the gradient that makes a range of path lengths "effective" (the paper's, and
+# ``gradient_analysis``'s headline range), where a table's sidecar does not give the range.
+_EFFECTIVE_SHARE = 0.95
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,7 +148,7 @@ class LoadedTable:
     """One results table: where it came from, its kind, its rows and its sidecar."""
 
     path: Path
-    kind: str
+    kind: TableKind
     frame: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -335,21 +347,110 @@ def _truthy(values: pd.Series) -> pd.Series:
     return values.map(lambda v: str(v).strip().lower() in {"true", "1", "1.0", "yes"})
 
 
+def _numbers(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")
+
+
 def _percent(values: pd.Series) -> pd.Series:
-    return 100.0 * pd.to_numeric(values, errors="coerce")
+    return 100.0 * _numbers(values)
 
 
 def _integer_ticks(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
 
 
+@dataclass
+class _Key:
+    """A legend being built: its handles and their labels, in order."""
+
+    handles: list[Any] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    def add(self, handle: Any, label: str) -> None:
+        self.handles.append(handle)
+        self.labels.append(label)
+
+
+def _dot(colour: Any, size: float, *, edge: float | None = 0, **line: Any) -> Line2D:
+    """A legend handle with round markers ``size`` times the style's (``edge`` None: the
+    style's marker edge)."""
+    return Line2D([], [], color=colour, marker="o", markersize=_ms(size), mew=edge, **line)
+
+
+def _line(
+    ax: Axes,
+    data: pd.DataFrame | None,
+    x: Any,
+    y: Any,
+    colour: Any = None,
+    *,
+    dots: float | None = None,
+    **kw: Any,
+) -> None:
+    """seaborn's line plot as the figures draw it: no error bars and no legend of its own
+    unless ``kw`` asks; with ``dots``, round markers that size (times the style's), no edges."""
+    if dots is not None:
+        kw.update(marker="o", markersize=_ms(dots), markeredgewidth=0)
+    if colour is not None:
+        kw["color"] = colour
+    sns.lineplot(data=data, x=x, y=y, ax=ax, **{"errorbar": None, "legend": False, **kw})
+
+
+def _shade(ax: Axes, lo: float, hi: float, gid: str | None = None) -> Patch:
+    """Shade the cells lo..hi (blocks or lengths) behind the data; returns a legend handle."""
+    ax.axvspan(lo - 0.5, hi + 0.5, color=_SHADE, lw=0, zorder=0).set_gid(gid)
+    return Patch(facecolor=_SHADE, lw=0)
+
+
+def _hline(ax: Axes, y: float, gid: str, colour: Any, ls: str, lw: float) -> Line2D:
+    """A reference line across ``ax``, under the data; returns a legend handle."""
+    ax.axhline(y, color=colour, ls=ls, lw=lw, zorder=1).set_gid(gid)
+    return Line2D([], [], color=colour, ls=ls, lw=lw)
+
+
 # ----------------------------------------------------------------------------------------------
 # Sweeps: Fig. 3, 5a, 5b, 8
 
 
-def _prepare_sweep(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+@dataclass(frozen=True)
+class _Measure:
+    """The metric a sweep figure draws: the table's column, the axis label, and whether its
+    fractions are drawn as percentages."""
+
+    column: str
+    label: str
+    percent: bool
+
+    @classmethod
+    def of(cls, df: pd.DataFrame, metric: str | None) -> _Measure:
+        column = metric or sweep_metric(df.columns)
+        if column is None or column not in df:
+            raise ValueError(
+                f"no metric column to plot in the sweep table (it has {list(df.columns)}): "
+                "expected one named after the metric (error, top5, loss, ...)"
+            )
+        label, percent = _METRIC_AXES.get(column, (column, False))
+        return cls(column, label, percent)
+
+    def values(self, frame: pd.DataFrame) -> pd.Series:
+        return _percent(frame[self.column]) if self.percent else _numbers(frame[self.column])
+
+    def text(self, value: float) -> str:
+        return f"{value:.3g}{'%' if self.percent else ''}"
+
+    def chance(self, num_classes: int | None) -> float | None:
+        """What guessing scores, in the figure's units (``results.chance_level``)."""
+        level = chance_level(self.column, num_classes)
+        return None if level is None else 100.0 * level if self.percent else level
+
+
+def _prepare_sweep(
+    df: pd.DataFrame, metric: str | None = None
+) -> tuple[pd.DataFrame, dict[str, str], _Measure]:
     """Add ``series`` (the variant; with the model where one variant has several), numeric
-    columns and ``error_pct``; return the frame and series -> variant."""
+    columns and ``value`` (the metric as drawn); return the frame, series -> variant and the
+    metric."""
+    measure = _Measure.of(df, metric)
     df = df.copy()
     variant = df["variant"].fillna("").astype(str) if "variant" in df else pd.Series("", df.index)
     model = df["model"].fillna("").astype(str) if "model" in df else pd.Series("", df.index)
@@ -359,12 +460,12 @@ def _prepare_sweep(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
         if v and model[rows].nunique() > 1:
             series[rows] = v + " (" + model[rows] + ")"
     df["series"] = series
-    df["error_pct"] = _percent(df["error"])
+    df["value"] = measure.values(df)
     df["is_baseline"] = df["config"].astype(str) == "baseline"
     for col in ("k", "kendall_tau"):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
+        df[col] = _numbers(df[col])
     variants = dict(zip(df["series"], variant, strict=True))
-    return df, variants
+    return df, variants, measure
 
 
 def _series_order(labels: Sequence[str], variants: Mapping[str, str]) -> list[str]:
@@ -375,22 +476,66 @@ def _series_order(labels: Sequence[str], variants: Mapping[str, str]) -> list[st
     return sorted(set(labels), key=key)
 
 
-def _baselines(df: pd.DataFrame, sweep: str) -> dict[str, float]:
-    """Full-network error (%) per series: the baseline row of this sweep, else of any sweep."""
+def _in_sweep(df: pd.DataFrame, sweep: SweepKind) -> pd.Series:
+    return df["sweep"].astype(str) == sweep
+
+
+def _baselines(df: pd.DataFrame, sweep: SweepKind) -> dict[str, float]:
+    """Full-network value per series: the baseline row of this sweep, else of any sweep."""
     out: dict[str, float] = {}
     base = df[df["is_baseline"]]
     for label, rows in base.groupby("series", sort=False):
-        own = rows[rows["sweep"].astype(str) == sweep]
+        own = rows[_in_sweep(rows, sweep)]
         pick = own if len(own) else rows
-        value = pick["error_pct"].dropna()
+        value = pick["value"].dropna()
         if len(value):
             out[str(label)] = float(value.iloc[0])
     return out
 
 
-def _lesioned_variants(df: pd.DataFrame, sweep: str) -> set[str]:
-    rows = df[(df["sweep"].astype(str) == sweep) & (df["config"].astype(str) != "baseline")]
+def _lesioned_variants(df: pd.DataFrame, sweep: SweepKind) -> set[str]:
+    rows = df[_in_sweep(df, sweep) & (df["config"].astype(str) != "baseline")]
     return set(rows["variant"].fillna("").astype(str)) if "variant" in rows else set()
+
+
+@dataclass
+class _Lesions:
+    """A sweep's lesioned rows, the same with each series' full network prepended, and the
+    series' order and colours."""
+
+    rows: pd.DataFrame
+    points: pd.DataFrame
+    order: list[str]
+    colours: dict[str, Any]
+    measure: _Measure
+
+    @property
+    def by_series(self) -> dict[str, Any]:
+        """seaborn's arguments for a colour per series, in order."""
+        return {"hue": "series", "hue_order": self.order, "palette": self.colours}
+
+
+def _lesions(
+    df: pd.DataFrame,
+    sweep: SweepKind,
+    x: str,
+    baseline_at: Mapping[str, float],
+    what: str,
+    metric: str | None,
+) -> _Lesions:
+    """The rows of ``sweep`` with an ``x`` and a value, and the full network at
+    ``baseline_at`` (k = 0; for a reorder also tau = 1)."""
+    data, series_variant, measure = _prepare_sweep(df, metric)
+    rows = data[_in_sweep(data, sweep) & ~data["is_baseline"]].dropna(subset=[x, "value"])
+    if rows.empty:
+        raise ValueError(f"no {what} to plot (sweep {sweep!r} rows)")
+    baselines = _baselines(data[data["series"].isin(rows["series"])], sweep)
+    zero = pd.DataFrame(
+        {"series": list(baselines), **baseline_at, "value": list(baselines.values())}
+    )
+    points = pd.concat([zero, rows[list(zero.columns)]], ignore_index=True)
+    order = _series_order(points["series"].unique(), series_variant)
+    return _Lesions(rows, points, order, _palette(order, series_variant), measure)
 
 
 def plot_single_block(
@@ -399,6 +544,7 @@ def plot_single_block(
     *,
     variants: Sequence[str] | None = None,
     num_classes: int | None = None,
+    metric: SweepMetric | None = None,
     title: str = TITLES["fig3_single_block"],
     style: Style = "paper",
     width: Width = "single",
@@ -409,18 +555,20 @@ def plot_single_block(
         df: sweep rows (``SWEEP_COLUMNS``); those with sweep "single" are drawn, the baseline
             row (config "baseline") as a dashed line in the series' colour.
         variants: only these variants (default: all present).
-        num_classes: draws chance level, 100 - 100 / num_classes %, as a dotted line, where
-            some error reaches half of it (else it would squash small differences).
+        num_classes: draws chance level (what guessing scores: for error 100 - 100 /
+            num_classes %) as a dotted line, where some value reaches half of it (else it
+            would squash small differences).
+        metric: the column to draw (default: the table's metric column, ``error`` for top-1).
     Returns:
         The figure; downsampling blocks get a diamond marker and a shaded band.
     """
-    data, series_variant = _prepare_sweep(df)
-    data = data[data["sweep"].astype(str) == "single"]
+    data, series_variant, measure = _prepare_sweep(df, metric)
+    data = data[_in_sweep(data, "single")]
     if variants is not None:
         data = data[data["variant"].astype(str).isin(list(variants))]
     lesions = data[~data["is_baseline"]].copy()
-    lesions["block"] = pd.to_numeric(lesions["deleted"], errors="coerce")
-    lesions = lesions.dropna(subset=["block", "error_pct"])
+    lesions["block"] = _numbers(lesions["deleted"])
+    lesions = lesions.dropna(subset=["block", "value"])
     if lesions.empty:
         raise ValueError("no single-block deletions to plot (sweep 'single' rows)")
     lesions["down"] = _truthy(lesions["downsampling"])
@@ -430,67 +578,36 @@ def plot_single_block(
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
         for block in sorted(set(lesions.loc[lesions["down"], "block"])):
-            ax.axvspan(block - 0.5, block + 0.5, color=_SHADE, lw=0, zorder=0)
-        handles: list[Any] = []
-        labels: list[str] = []
+            _shade(ax, block, block)
+        key = _Key()
+        # Downsampling blocks: a diamond over the series' marker.
+        diamonds = dict(marker="D", s=_ms(1.1) ** 2, edgecolor="black", linewidth=_lw(0.5))
+        diamonds.update(zorder=4, legend=False)
         for label in order:
             rows = lesions[lesions["series"] == label].sort_values("block")
             c = colours[label]
-            sns.lineplot(
-                data=rows,
-                x="block",
-                y="error_pct",
-                ax=ax,
-                color=c,
-                marker="o",
-                markersize=_ms(0.75),
-                markeredgewidth=0,
-                linewidth=_lw(),
-                errorbar=None,
-                legend=False,
-            )
+            _line(ax, rows, "block", "value", c, dots=0.75, linewidth=_lw())
             down = rows[rows["down"]]
             if len(down):
-                sns.scatterplot(
-                    data=down,
-                    x="block",
-                    y="error_pct",
-                    ax=ax,
-                    color=c,
-                    marker="D",
-                    s=_ms(1.1) ** 2,
-                    edgecolor="black",
-                    linewidth=_lw(0.5),
-                    zorder=4,
-                    legend=False,
-                )
-            handles.append(Line2D([], [], color=c, marker="o", markersize=_ms(0.75), mew=0))
-            labels.append(label)
+                sns.scatterplot(data=down, x="block", y="value", ax=ax, color=c, **diamonds)
+            key.add(_dot(c, 0.75), label)
             if label in baselines:
-                line = ax.axhline(baselines[label], color=c, ls="--", lw=_lw(0.85), zorder=1)
-                line.set_gid(f"baseline:{label}")
+                _hline(ax, baselines[label], f"baseline:{label}", c, "--", _lw(0.85))
         if baselines:
-            handles.append(Line2D([], [], color="0.35", ls="--", lw=_lw(0.85)))
-            labels.append("full network")
+            key.add(Line2D([], [], color="0.35", ls="--", lw=_lw(0.85)), "full network")
         if lesions["down"].any():
-            handles.append(
-                (
-                    Patch(facecolor=_SHADE, lw=0),
-                    Line2D([], [], ls="", marker="D", color="0.6", mec="black", mew=_lw(0.5)),
-                )
-            )
-            labels.append("downsampling block")
-        chance = 100.0 - 100.0 / num_classes if num_classes and num_classes > 1 else None
-        # Chance level only where an error comes near it, lest it squash small differences.
-        if chance is not None and lesions["error_pct"].max() >= chance / 2:
-            ax.axhline(chance, color="0.3", ls=":", lw=_lw(), zorder=1).set_gid("chance")
-            handles.append(Line2D([], [], color="0.3", ls=":", lw=_lw()))
-            labels.append(f"chance ({chance:.3g}%)")
+            diamond = Line2D([], [], ls="", marker="D", color="0.6", mec="black", mew=_lw(0.5))
+            key.add((Patch(facecolor=_SHADE, lw=0), diamond), "downsampling block")
+        chance = measure.chance(num_classes)
+        # Chance level only where a value comes near it, lest it squash small differences.
+        if chance is not None and lesions["value"].max() >= chance / 2:
+            handle = _hline(ax, chance, "chance", "0.3", ":", _lw())
+            key.add(handle, f"chance ({measure.text(chance)})")
         ax.set_ylim(bottom=0)
         ax.set_xlim(lesions["block"].min() - 0.7, lesions["block"].max() + 0.7)
         _integer_ticks(ax)
-        ax.set(xlabel="deleted block (index)", ylabel=ERROR_LABEL, title=title)
-        _legend(fig, ax, handles, labels, owned=owned, below=True)
+        ax.set(xlabel="deleted block (index)", ylabel=measure.label, title=title)
+        _legend(fig, ax, key.handles, key.labels, owned=owned, below=True)
 
     return _styled(draw, ax, style, width, extra_height=0.5)
 
@@ -500,6 +617,7 @@ def plot_stochastic_depth(
     ax: Axes | None = None,
     *,
     num_classes: int | None = None,
+    metric: SweepMetric | None = None,
     style: Style = "paper",
     width: Width = "single",
 ) -> Figure:
@@ -513,6 +631,7 @@ def plot_stochastic_depth(
         ax,
         variants=("residual", "stochastic depth"),
         num_classes=num_classes,
+        metric=metric,
         title=TITLES["fig8_stochastic_depth"],
         style=style,
         width=width,
@@ -520,61 +639,47 @@ def plot_stochastic_depth(
 
 
 def plot_delete_k(
-    df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    metric: SweepMetric | None = None,
+    style: Style = "paper",
+    width: Width = "single",
 ) -> Figure:
-    """Paper Fig. 5a: error against the number k of blocks deleted together.
+    """Paper Fig. 5a: error (or the table's metric) against the number k of blocks deleted
+    together.
 
     Args:
         df: sweep rows; those with sweep "multi" give the mean and a ± s.d. band over the
             samples at each k, and the baseline row gives k = 0.
     """
-    data, series_variant = _prepare_sweep(df)
-    multi = data[(data["sweep"].astype(str) == "multi") & ~data["is_baseline"]]
-    multi = multi.dropna(subset=["k", "error_pct"])
-    if multi.empty:
-        raise ValueError("no multi-block deletions to plot (sweep 'multi' rows)")
-    baselines = _baselines(data[data["series"].isin(multi["series"])], "multi")
-    zero = pd.DataFrame(
-        {"series": list(baselines), "k": 0.0, "error_pct": list(baselines.values())}
-    )
-    rows = pd.concat([zero, multi[["series", "k", "error_pct"]]], ignore_index=True)
-    order = _series_order(rows["series"].unique(), series_variant)
-    colours = _palette(order, series_variant)
-    samples = int(multi.groupby(["series", "k"]).size().max())
+    multi = _lesions(df, "multi", "k", {"k": 0.0}, "multi-block deletions", metric)
+    order, colours = multi.order, multi.colours
+    samples = int(multi.rows.groupby(["series", "k"]).size().max())
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
-        sns.lineplot(
-            data=rows,
-            x="k",
-            y="error_pct",
-            hue="series",
-            hue_order=order,
-            palette=colours,
-            errorbar="sd",
-            marker="o",
-            markersize=_ms(0.85),
-            markeredgewidth=0,
-            linewidth=_lw(),
-            err_kws={"alpha": 0.2, "linewidth": 0},
-            legend=False,
-            ax=ax,
-        )
-        handles = [
-            Line2D([], [], color=colours[s], marker="o", markersize=_ms(0.85), mew=0) for s in order
-        ]
+        band = {"errorbar": "sd", "err_kws": {"alpha": 0.2, "linewidth": 0}}
+        _line(ax, multi.points, "k", "value", dots=0.85, linewidth=_lw(), **band, **multi.by_series)
         ax.set_ylim(bottom=0)
         _integer_ticks(ax)
-        ax.set(xlabel="blocks deleted (k)", ylabel=ERROR_LABEL, title=TITLES["fig5a_delete_k"])
+        ax.set(xlabel="blocks deleted (k)", ylabel=multi.measure.label)
+        ax.set_title(TITLES["fig5a_delete_k"])
         band = f"mean ± s.d. over {samples} samples" if samples > 1 else None
+        handles = [_dot(colours[s], 0.85) for s in order]
         _legend(fig, ax, handles, order, owned=owned, loc="upper left", title=band)
 
     return _styled(draw, ax, style, width)
 
 
 def plot_reorder(
-    df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    metric: SweepMetric | None = None,
+    style: Style = "paper",
+    width: Width = "single",
 ) -> Figure:
-    """Paper Fig. 5b: error against the Kendall tau of the block order.
+    """Paper Fig. 5b: error (or the table's metric) against the Kendall tau of the block order.
 
     Every configuration is a faint point; the line joins, per number of swaps, the mean tau and
     the mean error, with a ± s.d. band of the error. The x axis runs from tau = 1 (the original
@@ -583,88 +688,36 @@ def plot_reorder(
     Args:
         df: sweep rows; those with sweep "reorder", and the baseline row at tau = 1.
     """
-    data, series_variant = _prepare_sweep(df)
-    swaps = data[(data["sweep"].astype(str) == "reorder") & ~data["is_baseline"]]
-    swaps = swaps.dropna(subset=["kendall_tau", "error_pct"])
-    if swaps.empty:
-        raise ValueError("no reordered networks to plot (sweep 'reorder' rows)")
-    baselines = _baselines(data[data["series"].isin(swaps["series"])], "reorder")
-    zero = pd.DataFrame(
-        {
-            "series": list(baselines),
-            "k": 0.0,
-            "kendall_tau": 1.0,
-            "error_pct": list(baselines.values()),
-        }
+    swaps = _lesions(
+        df, "reorder", "kendall_tau", {"k": 0.0, "kendall_tau": 1.0}, "reordered networks", metric
     )
-    points = pd.concat(
-        [zero, swaps[["series", "k", "kendall_tau", "error_pct"]]], ignore_index=True
-    )
+    points, order, colours = swaps.points, swaps.order, swaps.colours
     means = (
         points.groupby(["series", "k"])
-        .agg(tau=("kendall_tau", "mean"), err=("error_pct", "mean"), sd=("error_pct", "std"))
+        .agg(tau=("kendall_tau", "mean"), err=("value", "mean"), sd=("value", "std"))
         .reset_index()
         .fillna({"sd": 0.0})
     )
-    order = _series_order(points["series"].unique(), series_variant)
-    colours = _palette(order, series_variant)
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
-        sns.scatterplot(
-            data=points,
-            x="kendall_tau",
-            y="error_pct",
-            hue="series",
-            hue_order=order,
-            palette=colours,
-            s=_ms(0.65) ** 2,
-            alpha=0.45,
-            linewidth=0,
-            legend=False,
-            ax=ax,
-        )
+        faint = {"s": _ms(0.65) ** 2, "alpha": 0.45, "linewidth": 0, "legend": False}
+        sns.scatterplot(data=points, x="kendall_tau", y="value", ax=ax, **faint, **swaps.by_series)
         for label in order:
             m = means[means["series"] == label].sort_values("tau")
             c = colours[label]
             ax.fill_between(
                 m["tau"], m["err"] - m["sd"], m["err"] + m["sd"], color=c, alpha=0.2, lw=0
             )
-            sns.lineplot(
-                data=m,
-                x="tau",
-                y="err",
-                color=c,
-                marker="o",
-                markersize=_ms(0.85),
-                markeredgewidth=0,
-                linewidth=_lw(),
-                sort=True,
-                errorbar=None,
-                ax=ax,
-                legend=False,
-            )
+            _line(ax, m, "tau", "err", c, dots=0.85, linewidth=_lw(), sort=True)
         ax.invert_xaxis()
         ax.set_ylim(bottom=0)
-        ax.set(
-            xlabel="Kendall τ of the block order", ylabel=ERROR_LABEL, title=TITLES["fig5b_reorder"]
-        )
-        handles: list[Any] = [
-            Line2D([], [], color=colours[s], marker="o", markersize=_ms(0.85), mew=0) for s in order
-        ]
-        dot = colours[order[0]]
-        handles.append(
-            Line2D([], [], ls="", marker="o", markersize=_ms(0.65), color=dot, alpha=0.6)
-        )
+        ax.set(xlabel="Kendall τ of the block order", ylabel=swaps.measure.label)
+        ax.set_title(TITLES["fig5b_reorder"])
+        handles = [_dot(colours[s], 0.85) for s in order]
+        handles.append(_dot(colours[order[0]], 0.65, edge=None, ls="", alpha=0.6))
         labels = [*order, "one configuration"]
-        _legend(
-            fig,
-            ax,
-            handles,
-            labels,
-            owned=owned,
-            loc="upper left",
-            title="mean ± s.d. per swap count",
-        )
+        title = "mean ± s.d. per swap count"
+        _legend(fig, ax, handles, labels, owned=owned, loc="upper left", title=title)
 
     return _styled(draw, ax, style, width)
 
@@ -691,7 +744,7 @@ def plot_path_lengths(
             shortest range of lengths holding ``share`` of the paths.
     """
     data = df.copy()
-    data["length"] = pd.to_numeric(data["length"], errors="coerce")
+    data["length"] = _numbers(data["length"])
     data["pct"] = _percent(data["fraction"])
     data = data.dropna(subset=["length", "pct"])
     if data.empty:
@@ -721,8 +774,7 @@ def plot_path_lengths(
         )
         if summary is not None:
             held = data.loc[data["length"].between(lo, hi), "pct"].sum()
-            ax.axvspan(lo - 0.5, hi + 0.5, color=_SHADE, lw=0, zorder=0)
-            handle = Patch(facecolor=_SHADE, lw=0)
+            handle = _shade(ax, lo, hi, "path range")
             label = (
                 f"{100 * share:.3g}% of paths: lengths {lo}–{hi} ({held:.1f}%);\n"
                 f"as mean ± {NormalDist().inv_cdf(0.5 + share / 2):.2f} sd: "
@@ -736,20 +788,23 @@ def plot_path_lengths(
     return _styled(draw, ax, style, width, extra_height=0.25)
 
 
+_GRADIENT_NUMBERS = (
+    "length",
+    "num_paths",
+    "exact_norm",
+    "exact_norm_sem",
+    "sampled_mean",
+    "sampled_std",
+    "sampled_sem",
+    "sampled_total",
+    "rms_single_path",
+)
+
+
 def _gradient_frame(df: pd.DataFrame) -> pd.DataFrame:
     data = df.copy()
-    for col in (
-        "length",
-        "num_paths",
-        "exact_norm",
-        "exact_norm_sem",
-        "sampled_mean",
-        "sampled_std",
-        "sampled_sem",
-        "sampled_total",
-        "rms_single_path",
-    ):
-        data[col] = pd.to_numeric(data[col], errors="coerce") if col in data else np.nan
+    for col in _GRADIENT_NUMBERS:
+        data[col] = _numbers(data[col]) if col in data else np.nan
     data["model"] = data["model"].fillna("").astype(str) if "model" in data else ""
     return data.dropna(subset=["length"]).sort_values(["model", "length"])
 
@@ -776,10 +831,32 @@ def gradient_axis_label(data: pd.DataFrame, what: str = "gradient norm") -> str:
     return f"{what}\n({at}; {norm})"
 
 
-def _model_colours(models: Sequence[str]) -> list[Any]:
-    """One colour per model where there are several (measures are told apart by line style);
-    with one model, colours tell the measures apart instead."""
-    return sns.color_palette("colorblind", max(3, len(models)))
+def _per_model(data: pd.DataFrame, second: int) -> Iterator[tuple[pd.DataFrame, Any, Any, str]]:
+    """Each model's rows, the colours of its two measures and its legend prefix. With several
+    models each has a colour (its measures told apart by line style); with one, each measure
+    has one (the first colour, and colour ``second``)."""
+    models = list(data["model"].unique())
+    several = len(models) > 1
+    colours = sns.color_palette("colorblind", max(3, len(models)))
+    for i, model in enumerate(models):
+        first, other = (colours[i], colours[i]) if several else (colours[0], colours[second])
+        prefix = f"{model}: " if several and model else ""
+        yield data[data["model"] == model].copy(), first, other, prefix
+
+
+def _by_length(fig: Figure, ax: Axes, key: _Key, owned: bool, ylabel: str, name: str) -> None:
+    """A gradient figure's finish: path lengths along x, its title, the legend below."""
+    _integer_ticks(ax)
+    ax.set(xlabel=LENGTH_LABEL, ylabel=ylabel, title=TITLES[name])
+    _legend(fig, ax, key.handles, key.labels, owned=owned, below=True)
+
+
+def _banded(ax: Axes, band: tuple[Any, Any, Any], x: Any, y: Any, colour: Any) -> Line2D:
+    """A measure's line with round markers over its error band (x, low, high); returns a
+    legend handle for the line."""
+    ax.fill_between(*band, color=colour, alpha=0.25, lw=0)
+    _line(ax, None, x, y, colour, dots=0.65)
+    return _dot(colour, 0.65, edge=None)
 
 
 def plot_gradient_per_length(
@@ -802,77 +879,47 @@ def plot_gradient_per_length(
         raise ValueError(
             "no single-path gradient magnitudes to plot (sampled_mean or rms_single_path)"
         )
-    models = list(data["model"].unique())
-    several = len(models) > 1
-    colours = _model_colours(models)
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
-        handles: list[Any] = []
-        labels: list[str] = []
-        for m_i, model in enumerate(models):
-            rows = data[data["model"] == model]
-            sampled_colour = colours[m_i] if several else colours[0]
-            rms_colour = colours[m_i] if several else colours[2]
-            prefix = f"{model}: " if several and model else ""
+        key = _Key()
+        for rows, sampled_colour, rms_colour, prefix in _per_model(data, 2):
             x = rows["length"]
             if has["sampled_mean"] and rows["sampled_mean"].gt(0).any():
                 spread = "sampled_sem" if rows["sampled_sem"].notna().any() else "sampled_std"
                 mean, err = rows["sampled_mean"], rows[spread].fillna(0.0)
                 low = (mean - err).where(mean - err > 0, mean)  # a log axis cannot go below 0
-                ax.fill_between(x, low, mean + err, color=sampled_colour, alpha=0.25, lw=0)
-                px, py = _positive(x, mean)
-                sns.lineplot(
-                    x=px,
-                    y=py,
-                    ax=ax,
-                    color=sampled_colour,
-                    marker="o",
-                    markersize=_ms(0.65),
-                    markeredgewidth=0,
-                    errorbar=None,
-                )
+                line = _banded(ax, (x, low, mean + err), *_positive(x, mean), sampled_colour)
                 band = "s.e.m." if spread == "sampled_sem" else "s.d."
-                handles.append(
-                    (
-                        Patch(facecolor=sampled_colour, alpha=0.25, lw=0),
-                        Line2D([], [], color=sampled_colour, marker="o", ms=_ms(0.65)),
-                    )
-                )
-                labels.append(f"{prefix}sampled mean ± {band}")
+                patch = Patch(facecolor=sampled_colour, alpha=0.25, lw=0)
+                key.add((patch, line), f"{prefix}sampled mean ± {band}")
             if has["rms_single_path"] and rows["rms_single_path"].gt(0).any():
-                px, py = _positive(x, rows["rms_single_path"])
-                sns.lineplot(x=px, y=py, ax=ax, color=rms_colour, ls="--", errorbar=None)
-                handles.append(Line2D([], [], color=rms_colour, ls="--"))
-                labels.append(f"{prefix}root mean square (sign estimator)")
+                _line(ax, None, *_positive(x, rows["rms_single_path"]), rms_colour, ls="--")
+                rms = Line2D([], [], color=rms_colour, ls="--")
+                key.add(rms, f"{prefix}root mean square (sign estimator)")
         ax.set_yscale("log")
         ax.grid(True, which="major", axis="y")
-        _integer_ticks(ax)
-        ax.set(
-            xlabel=LENGTH_LABEL,
-            ylabel=gradient_axis_label(data, "single-path gradient norm"),
-            title=TITLES["fig6b_gradient_per_length"],
-        )
-        _legend(fig, ax, handles, labels, owned=owned, below=True)
+        ylabel = gradient_axis_label(data, "single-path gradient norm")
+        _by_length(fig, ax, key, owned, ylabel, "fig6b_gradient_per_length")
 
     return _styled(draw, ax, style, width, extra_height=0.4)
 
 
-def _effective_range(
+def _shaded_range(
     data: pd.DataFrame, lo: float | None, hi: float | None, share: float | None
 ) -> tuple[int, int, float | None] | None:
-    """The shaded range: given (the sidecar's), else the ``in_effective_range`` column; its
-    share of the total gradient, given or from the table's totals."""
+    """The effective range to shade and its share of the gradient. Given (the sidecar's), as
+    given; else, for one model, the shortest range of lengths holding 95% of the table's
+    per-length gradient (``paths.shortest_range_holding`` over the sampled totals where
+    sampled, else the exact norms: ``gradient_analysis``'s headline range)."""
+    measure = data["total"] if data["total"].gt(0).any() else data["exact_norm"]
     if lo is None or hi is None:
-        if "in_effective_range" not in data or data["model"].nunique() > 1:
+        if data["model"].nunique() > 1 or not measure.gt(0).any():
             return None
-        inside = data.loc[_truthy(data["in_effective_range"]), "length"]
-        if inside.empty:
-            return None
-        lo, hi = inside.min(), inside.max()
-    if share is None:
-        total = data["total"] if data["total"].notna().any() else data["exact_norm"]
-        if total.notna().any() and total.sum() > 0:
-            share = float(total[data["length"].between(lo, hi)].sum() / total.sum())
+        lengths = data["length"].astype(int).tolist()
+        first, last, held = shortest_range_holding(measure.fillna(0.0).tolist(), _EFFECTIVE_SHARE)
+        return lengths[first], lengths[last], held if share is None else share
+    if share is None and measure.gt(0).any():
+        share = float(measure[data["length"].between(lo, hi)].sum() / measure.sum())
     return int(lo), int(hi), share
 
 
@@ -895,84 +942,44 @@ def plot_total_gradient(
 
     Args:
         df: a gradients table (``length``, ``num_paths``, ``sampled_mean`` or
-            ``sampled_total``, ``exact_norm``; ``in_effective_range`` optional).
+            ``sampled_total``, ``exact_norm``).
         effective_lo, effective_hi, effective_share: the range to shade and its share of the
-            gradient (the gradients sidecar's ``effective_*``); else ``in_effective_range``.
+            gradient (the gradients sidecar's ``effective_*``); else, for one model, the
+            shortest range of lengths holding 95% of the gradient.
     """
     data = _gradient_frame(df)
     data["total"] = data["sampled_total"].fillna(data["sampled_mean"] * data["num_paths"])
     data["total_err"] = data["sampled_sem"].fillna(data["sampled_std"]) * data["num_paths"]
     if not (data["total"].gt(0).any() or data["exact_norm"].gt(0).any()):
         raise ValueError("no total gradient magnitudes to plot")
-    rng = _effective_range(data, effective_lo, effective_hi, effective_share)
-    models = list(data["model"].unique())
-    several = len(models) > 1
-    colours = _model_colours(models)
+    rng = _shaded_range(data, effective_lo, effective_hi, effective_share)
 
     def share_pct(rows: pd.DataFrame, col: str) -> pd.Series:
         total = rows[col].sum()
         return 100 * rows[col] / total if total > 0 else rows[col] * np.nan
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
-        handles: list[Any] = []
-        labels: list[str] = []
+        key = _Key()
         if rng is not None:
             lo, hi, share = rng
-            ax.axvspan(lo - 0.5, hi + 0.5, color=_SHADE, lw=0, zorder=0)
-            handles.append(Patch(facecolor=_SHADE, lw=0))
             held = f" ({100 * share:.0f}% of the gradient)" if share is not None else ""
-            labels.append(f"effective range {lo}–{hi}{held}")
-        for m_i, model in enumerate(models):
-            rows = data[data["model"] == model].copy()
-            sampled_colour = colours[m_i] if several else colours[0]
-            exact_colour = colours[m_i] if several else colours[1]
-            prefix = f"{model}: " if several and model else ""
+            key.add(_shade(ax, lo, hi, "effective range"), f"effective range {lo}–{hi}{held}")
+        for rows, sampled_colour, exact_colour, prefix in _per_model(data, 1):
+            x = rows["length"]
             if rows["total"].gt(0).any():
                 scale = 100 / rows["total"].sum()
-                rows["total_pct"] = rows["total"] * scale
-                err = rows["total_err"].fillna(0.0) * scale
-                ax.fill_between(
-                    rows["length"],
-                    (rows["total_pct"] - err).clip(lower=0),
-                    rows["total_pct"] + err,
-                    color=sampled_colour,
-                    alpha=0.25,
-                    lw=0,
+                pct, err = rows["total"] * scale, rows["total_err"].fillna(0.0) * scale
+                line = _banded(
+                    ax, (x, (pct - err).clip(lower=0), pct + err), x, pct, sampled_colour
                 )
-                sns.lineplot(
-                    data=rows,
-                    x="length",
-                    y="total_pct",
-                    ax=ax,
-                    color=sampled_colour,
-                    marker="o",
-                    markersize=_ms(0.65),
-                    markeredgewidth=0,
-                    errorbar=None,
-                )
-                handles.append(Line2D([], [], color=sampled_colour, marker="o", ms=_ms(0.65)))
-                labels.append(f"{prefix}sampled mean × paths (the paper's)")
+                key.add(line, f"{prefix}sampled mean × paths (the paper's)")
             if rows["exact_norm"].gt(0).any():
-                rows["exact_pct"] = share_pct(rows, "exact_norm")
-                sns.lineplot(
-                    data=rows,
-                    x="length",
-                    y="exact_pct",
-                    ax=ax,
-                    color=exact_colour,
-                    ls="--",
-                    errorbar=None,
-                )
-                handles.append(Line2D([], [], color=exact_colour, ls="--"))
-                labels.append(f"{prefix}exact, norm of the per-length sum")
+                _line(ax, None, x, share_pct(rows, "exact_norm"), exact_colour, ls="--")
+                exact = Line2D([], [], color=exact_colour, ls="--")
+                key.add(exact, f"{prefix}exact, norm of the per-length sum")
         ax.set_ylim(bottom=0)
-        _integer_ticks(ax)
-        ax.set(
-            xlabel=LENGTH_LABEL,
-            ylabel=gradient_axis_label(data, "share of the total (%)"),
-            title=TITLES["fig6c_total_gradient"],
-        )
-        _legend(fig, ax, handles, labels, owned=owned, below=True)
+        ylabel = gradient_axis_label(data, "share of the total (%)")
+        _by_length(fig, ax, key, owned, ylabel, "fig6c_total_gradient")
 
     return _styled(draw, ax, style, width, extra_height=0.4)
 
@@ -1009,15 +1016,15 @@ def plot_subnetworks(
             network's error where no row keeps every block).
     """
     data = df.copy()
-    data["num_kept"] = pd.to_numeric(data["num_kept"], errors="coerce")
-    data["error_pct"] = _percent(data["error"])
-    data = data.dropna(subset=["num_kept", "error_pct"])
+    data["num_kept"] = _numbers(data["num_kept"])
+    data["value"] = _percent(data["error"])
+    data = data.dropna(subset=["num_kept", "value"])
     if data.empty:
         raise ValueError("no sub-networks to plot")
     blocks = data["kept"].map(_parse_blocks)
     n = num_blocks if num_blocks is not None else max((max(b) + 1 for b in blocks if b), default=0)
     full_rows = data[blocks.map(len) == n] if n else data.iloc[:0]
-    full = float(full_rows["error_pct"].mean()) if len(full_rows) else None
+    full = float(full_rows["value"].mean()) if len(full_rows) else None
     if full is None and full_error is not None:
         full = 100.0 * full_error
     colours = sns.color_palette("colorblind", 10)
@@ -1027,7 +1034,7 @@ def plot_subnetworks(
             sns.stripplot(
                 data=data,
                 x="num_kept",
-                y="error_pct",
+                y="value",
                 native_scale=True,
                 jitter=0.25,
                 size=_ms(0.5),
@@ -1036,37 +1043,22 @@ def plot_subnetworks(
                 color=colours[0],
                 ax=ax,
             )
-        sns.lineplot(
-            data=data,
-            x="num_kept",
-            y="error_pct",
-            estimator="mean",
-            errorbar=None,
-            color=colours[3],
-            marker="o",
-            markersize=_ms(0.85),
-            markeredgewidth=0,
-            ax=ax,
-        )
-        handles: list[Any] = [
-            Line2D([], [], ls="", marker="o", ms=_ms(0.65), color=colours[0], alpha=0.5),
-            Line2D([], [], color=colours[3], marker="o", ms=_ms(0.85), mew=0),
-        ]
-        labels = ["one sub-network", "mean per size"]
+        _line(ax, data, "num_kept", "value", colours[3], dots=0.85, estimator="mean")
+        key = _Key()
+        key.add(_dot(colours[0], 0.65, edge=None, ls="", alpha=0.5), "one sub-network")
+        key.add(_dot(colours[3], 0.85), "mean per size")
         if full is not None:
-            ax.axhline(full, color="0.3", ls="--", lw=_lw(0.85), zorder=1).set_gid("full network")
-            handles.append(Line2D([], [], color="0.3", ls="--", lw=_lw(0.85)))
-            labels.append(f"full network ({full:.3g}%)")
+            handle = _hline(ax, full, "full network", "0.3", "--", _lw(0.85))
+            key.add(handle, f"full network ({full:.3g}%)")
         if ensemble_error is not None:
             ens = 100.0 * ensemble_error
-            ax.axhline(ens, color=colours[2], ls=":", lw=_lw(), zorder=1).set_gid("ensemble")
-            handles.append(Line2D([], [], color=colours[2], ls=":", lw=_lw()))
-            labels.append(f"ensemble of all ({ens:.3g}%)")
+            handle = _hline(ax, ens, "ensemble", colours[2], ":", _lw())
+            key.add(handle, f"ensemble of all ({ens:.3g}%)")
         ax.set_ylim(bottom=0)
         _integer_ticks(ax)
         xlabel = f"blocks kept (of {n})" if n else "blocks kept"
         ax.set(xlabel=xlabel, ylabel=ERROR_LABEL, title=TITLES["subnetworks"])
-        _legend(fig, ax, handles, labels, owned=owned, below=True)
+        _legend(fig, ax, key.handles, key.labels, owned=owned, below=True)
 
     return _styled(draw, ax, style, width, extra_height=0.4)
 
@@ -1086,7 +1078,7 @@ def plot_training(
     """
     data = df.copy()
     data["variant"] = data["variant"].fillna("").astype(str)
-    data["epoch"] = pd.to_numeric(data["epoch"], errors="coerce")
+    data["epoch"] = _numbers(data["epoch"])
     data["test_pct"] = _percent(data["test_error"])
     data["train_pct"] = _percent(data["train_error"]) if "train_error" in data else np.nan
     data = data.dropna(subset=["epoch", "test_pct"])
@@ -1125,45 +1117,21 @@ def plot_training(
             return
         bar_ax, curve_ax = ax
         bars(bar_ax)
-        sns.lineplot(
-            data=data,
-            x="epoch",
-            y="test_pct",
-            hue="variant",
-            hue_order=order,
-            palette=colours,
-            errorbar=None,
-            linewidth=_lw(),
-            legend=False,
-            ax=curve_ax,
-        )
-        handles: list[Any] = [Line2D([], [], color=colours[v], lw=_lw()) for v in order]
-        labels = list(order)
-        if data["train_pct"].notna().any():
-            sns.lineplot(
-                data=data,
-                x="epoch",
-                y="train_pct",
-                hue="variant",
-                hue_order=order,
-                palette=colours,
-                errorbar=None,
-                linewidth=_lw(0.75),
-                legend=False,
-                ax=curve_ax,
-            )
+        key = _Key([Line2D([], [], color=colours[v], lw=_lw()) for v in order], list(order))
+        trained = bool(data["train_pct"].notna().any())
+        for y, lw in [("test_pct", 1.0), ("train_pct", 0.75)][: 1 + trained]:
+            hue = {"hue": "variant", "hue_order": order, "palette": colours}
+            _line(curve_ax, data, "epoch", y, linewidth=_lw(lw), **hue)
+        if trained:  # the training error, dashed
             for line in curve_ax.get_lines()[len(order) :]:
                 line.set_linestyle("--")
-            handles += [
-                Line2D([], [], color="0.3", lw=_lw()),
-                Line2D([], [], color="0.3", ls="--", lw=_lw(0.75)),
-            ]
-            labels += ["test", "train"]
+            key.add(Line2D([], [], color="0.3", lw=_lw()), "test")
+            key.add(Line2D([], [], color="0.3", ls="--", lw=_lw(0.75)), "train")
         curve_ax.set_ylim(bottom=0)
         _integer_ticks(curve_ax)
         curve_ax.set(xlabel="epoch", ylabel="error (%)")
         fig.suptitle(TITLES["effective_paths_training"], fontsize=mpl.rcParams["axes.titlesize"])
-        _legend(fig, curve_ax, handles, labels, owned=True, below=True)
+        _legend(fig, curve_ax, key.handles, key.labels, owned=True, below=True)
 
     return _styled(draw, ax, style, width, extra_height=0.4, ncols=2, width_ratios=[1, 1.6])
 
@@ -1173,7 +1141,7 @@ def plot_training(
 
 
 def save_figure(
-    fig: Figure, out_dir: str | Path, name: str, formats: Sequence[str] = ("png", "pdf")
+    fig: Figure, out_dir: str | Path, name: str, formats: Sequence[Format] = ("png", "pdf")
 ) -> list[Path]:
     """Write ``out_dir/name.{format}`` for each format (PNG at 150 dpi, PDF as vectors), each
     rendered in memory first and then written atomically; returns the paths written."""
@@ -1192,29 +1160,36 @@ def save_figure(
 
 
 def _check_out_dir(out_dir: str | Path) -> Path:
+    """Refuse, before drawing, a folder that is a file, lies under one, or cannot be written."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"cannot write figures to {out_dir}: it is a file, not a folder")
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(
-                    f"cannot write figures to {out_dir}: {parent} is a file, not a folder"
-                )
-            break
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "it" if existing == out_dir else str(existing)
+        raise ValueError(f"cannot write figures to {out_dir}: {what} is a file, not a folder")
     check_writable(out_dir / f"{FIGURES[0]}.png")
     return out_dir
 
 
+def _dataset_classes(dataset: Any) -> int | None:
+    """The number of classes of the dataset a sidecar names (the data layer's), if known."""
+    if not dataset:
+        return None
+    from .data import dataset_info  # imports torch: only for sidecars without num_classes
+
+    try:
+        return dataset_info(str(dataset).split()[0]).num_classes or None
+    except (KeyError, ValueError):
+        return None
+
+
 def _num_classes(tables: Sequence[LoadedTable]) -> int | None:
-    """The sweeps' number of classes, where their sidecars agree on one."""
+    """The sweeps' number of classes, where they agree on one: the ``num_classes`` that each
+    sidecar records, else that of the dataset it names."""
     found = set()
     for t in tables:
-        k = t.meta.get("num_classes")
-        if k is None and t.meta.get("dataset"):
-            k = _NUM_CLASSES.get(str(t.meta["dataset"]).split()[0].lower())
-        if k is not None:
-            found.add(int(k))
+        classes = t.meta.get("num_classes") or _dataset_classes(t.meta.get("dataset"))
+        if classes:
+            found.add(int(classes))
     return found.pop() if len(found) == 1 else None
 
 
@@ -1223,113 +1198,124 @@ def _only_meta(tables: Sequence[LoadedTable]) -> dict[str, Any]:
     return tables[0].meta if len(tables) == 1 else {}
 
 
-def _figure_jobs(tables: Sequence[LoadedTable]) -> list[tuple[str, Callable[..., Figure]]]:
+def _concat(tables: Sequence[LoadedTable]) -> pd.DataFrame:
+    return pd.concat([t.frame for t in tables], ignore_index=True) if tables else pd.DataFrame()
+
+
+_Job = tuple[str, Callable[..., Figure]]
+
+
+def _sweep_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
+    """The sweep figures, one set per metric: named after the paper figure, with the metric
+    added for any but error (``fig3_single_block_top5``)."""
+    by_metric: dict[str, list[LoadedTable]] = {}
+    for t in tables:
+        metric = sweep_metric(t.frame.columns, t.meta)
+        if metric is not None:
+            by_metric.setdefault(metric, []).append(t)
+    jobs: list[_Job] = []
+    for metric, group in by_metric.items():
+        sweeps, classes = _concat(group), _num_classes(group)
+        name = "{}" if metric == "error" else f"{{}}_{metric}"
+        kw: dict[str, Any] = {"metric": metric}
+        single = _lesioned_variants(sweeps, "single")
+        if single - {"stochastic depth"}:
+            variants = sorted(single - {"stochastic depth"})
+            fig3 = partial(plot_single_block, sweeps, variants=variants, num_classes=classes, **kw)
+            jobs.append((name.format("fig3_single_block"), fig3))
+        if _lesioned_variants(sweeps, "multi"):
+            jobs.append((name.format("fig5a_delete_k"), partial(plot_delete_k, sweeps, **kw)))
+        if _lesioned_variants(sweeps, "reorder"):
+            jobs.append((name.format("fig5b_reorder"), partial(plot_reorder, sweeps, **kw)))
+        if "stochastic depth" in single:
+            fig8 = partial(plot_stochastic_depth, sweeps, num_classes=classes, **kw)
+            jobs.append((name.format("fig8_stochastic_depth"), fig8))
+    return jobs
+
+
+def _gradient_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
+    """Fig. 6b and 6c, each where the gradients tables hold what it draws."""
+    if not tables:
+        return []
+    grads, meta = _gradient_frame(_concat(tables)), _only_meta(tables)
+    jobs: list[_Job] = []
+    if grads[["sampled_mean", "rms_single_path"]].gt(0).any().any():
+        jobs.append(("fig6b_gradient_per_length", partial(plot_gradient_per_length, grads)))
+    if grads[["sampled_mean", "sampled_total", "exact_norm"]].gt(0).any().any():
+        effective = {k: meta.get(k) for k in ("effective_lo", "effective_hi", "effective_share")}
+        fig6c = partial(plot_total_gradient, grads, **effective)
+        jobs.append(("fig6c_total_gradient", fig6c))
+    return jobs
+
+
+def _figure_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
     """The figures the tables allow, each as (name, draw) with ``draw(style=, width=)``."""
     by_kind: dict[str, list[LoadedTable]] = {k: [] for k in TABLES}
     for t in tables:
         by_kind[t.kind].append(t)
-
-    def frame(kind: str) -> pd.DataFrame:
-        if kind == "training" and not by_kind["training"]:  # histories stand in for one
-            parts = [_history_as_training(t) for t in by_kind["history"]]
-            return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-        return pd.concat([t.frame for t in by_kind[kind]], ignore_index=True)
-
-    jobs: list[tuple[str, Callable[..., Figure]]] = []
-    if by_kind["sweep"]:
-        sweeps = frame("sweep")
-        classes = _num_classes(by_kind["sweep"])
-        single = _lesioned_variants(sweeps, "single")
-        if single - {"stochastic depth"}:
-            fig3 = partial(
-                plot_single_block,
-                sweeps,
-                variants=sorted(single - {"stochastic depth"}),
-                num_classes=classes,
-            )
-            jobs.append(("fig3_single_block", fig3))
-        if _lesioned_variants(sweeps, "multi"):
-            jobs.append(("fig5a_delete_k", partial(plot_delete_k, sweeps)))
-        if _lesioned_variants(sweeps, "reorder"):
-            jobs.append(("fig5b_reorder", partial(plot_reorder, sweeps)))
-        if "stochastic depth" in single:
-            fig8 = partial(plot_stochastic_depth, sweeps, num_classes=classes)
-            jobs.append(("fig8_stochastic_depth", fig8))
-    if by_kind["paths"] and not frame("paths").empty:
+    jobs = [*_sweep_jobs(by_kind["sweep"]), *_gradient_jobs(by_kind["gradients"])]
+    paths = _concat(by_kind["paths"])
+    if not paths.empty:
         meta = _only_meta(by_kind["paths"])
         fig6a = partial(
             plot_path_lengths,
-            frame("paths"),
+            paths,
             share=float(meta.get("share", 0.95)),
             lo=meta.get("range_lo", meta.get("normal_lo")),
             hi=meta.get("range_hi", meta.get("normal_hi")),
         )
         jobs.append(("fig6a_path_lengths", fig6a))
-    if by_kind["gradients"]:
-        grads, meta = _gradient_frame(frame("gradients")), _only_meta(by_kind["gradients"])
-        if grads[["sampled_mean", "rms_single_path"]].gt(0).any().any():
-            jobs.append(("fig6b_gradient_per_length", partial(plot_gradient_per_length, grads)))
-        if grads[["sampled_mean", "sampled_total", "exact_norm"]].gt(0).any().any():
-            fig6c = partial(
-                plot_total_gradient,
-                grads,
-                effective_lo=meta.get("effective_lo"),
-                effective_hi=meta.get("effective_hi"),
-                effective_share=meta.get("effective_share"),
-            )
-            jobs.append(("fig6c_total_gradient", fig6c))
-    if (by_kind["training"] or by_kind["history"]) and not frame("training").empty:
-        jobs.append(("effective_paths_training", partial(plot_training, frame("training"))))
-    if by_kind["subnetworks"] and not frame("subnetworks").empty:
+    training = _concat(by_kind["training"])
+    if not by_kind["training"] and by_kind["history"]:  # the histories `train` writes
+        parts = [_history_as_training(t) for t in by_kind["history"]]
+        training = pd.concat(parts, ignore_index=True)
+    if not training.empty:
+        jobs.append(("effective_paths_training", partial(plot_training, training)))
+    subnetworks = _concat(by_kind["subnetworks"])
+    if not subnetworks.empty:
         meta = _only_meta(by_kind["subnetworks"])
         view = meta.get("ensemble") if isinstance(meta.get("ensemble"), dict) else {}
-        subnetworks = partial(
+        fig = partial(
             plot_subnetworks,
-            frame("subnetworks"),
+            subnetworks,
             num_blocks=meta.get("num_blocks"),
             full_error=view.get("full_error"),
             ensemble_error=view.get("ensemble_error"),
         )
-        jobs.append(("subnetworks", subnetworks))
+        jobs.append(("subnetworks", fig))
     jobs += _depth_jobs(by_kind)
-    order = {name: i for i, name in enumerate(FIGURES)}
-    return sorted(jobs, key=lambda job: order[job[0]])
+
+    def order(job: _Job) -> tuple[int, str]:  # in FIGURES' order; another metric's after error's
+        name = job[0]
+        return next(i for i, f in enumerate(FIGURES) if name.startswith(f)), name
+
+    return sorted(jobs, key=order)
 
 
-def _depth_jobs(
-    by_kind: Mapping[str, Sequence[LoadedTable]],
-) -> list[tuple[str, Callable[..., Figure]]]:
-    """The depth-series figures (always two panels, a page wide)."""
+def _page_wide(draw: Callable[..., Figure], frame: pd.DataFrame, **style: Any) -> Figure:
+    """A depth-series figure: always two panels, a page wide, whatever the width asked."""
+    return draw(frame, style=style["style"])
+
+
+def _depth_jobs(by_kind: Mapping[str, Sequence[LoadedTable]]) -> list[_Job]:
+    """The depth-series figures: one row per network (depth), and k-deletion curves (depth_k)."""
     if not (by_kind["depth"] or by_kind["depth_k"]):
         return []
     from . import depth_plots  # it builds on this module's plumbing
 
-    def both(kind: str) -> pd.DataFrame:
-        return pd.concat([t.frame for t in by_kind[kind]], ignore_index=True)
-
-    jobs: list[tuple[str, Callable[..., Figure]]] = []
-    if by_kind["depth"] and not both("depth").empty:
-        depth = both("depth")
+    depth, curves = _concat(by_kind["depth"]), _concat(by_kind["depth_k"])
+    jobs: list[_Job] = []
+    if not depth.empty:
         jobs.append(
-            (
-                "depth_single_block",
-                lambda style, width: depth_plots.plot_depth_single_block(depth, style=style),
-            )
+            ("depth_single_block", partial(_page_wide, depth_plots.plot_depth_single_block, depth))
         )
-        if pd.to_numeric(depth.get("effective_lo"), errors="coerce").notna().any():
+        if "effective_lo" in depth and _numbers(depth["effective_lo"]).notna().any():
             jobs.append(
-                (
-                    "depth_gradients",
-                    lambda style, width: depth_plots.plot_depth_gradients(depth, style=style),
-                )
+                ("depth_gradients", partial(_page_wide, depth_plots.plot_depth_gradients, depth))
             )
-    if by_kind["depth_k"] and not both("depth_k").empty:
-        curves = both("depth_k")
+    if not curves.empty:
         jobs.append(
-            (
-                "depth_delete_k",
-                lambda style, width: depth_plots.plot_depth_delete_k(curves, style=style),
-            )
+            ("depth_delete_k", partial(_page_wide, depth_plots.plot_depth_delete_k, curves))
         )
     return jobs
 
@@ -1348,7 +1334,7 @@ def plot_all(
     out_dir: str | Path,
     style: Style = "paper",
     width: Width = "single",
-    formats: Sequence[str] = ("png", "pdf"),
+    formats: Sequence[Format] = ("png", "pdf"),
     *,
     on_skip: Callable[[str], None] | None = None,
 ) -> list[Path]:

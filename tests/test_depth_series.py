@@ -145,3 +145,39 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
 def _interrupt_after_epoch_1(line: str) -> None:
     if line.startswith("epoch 1/2"):
         raise KeyboardInterrupt
+
+
+def _depth_table() -> pd.DataFrame:
+    """A depth table by hand: ResNets of 9, 15 and 27 blocks, stochastic depth, the plain net."""
+    rows = []
+    for network, variant, blocks, full in (
+        ("resnet20", "residual", 9, 0.064),
+        ("resnet32", "residual", 15, 0.060),
+        ("resnet56", "residual", 27, 0.058),
+        ("sd20", "stochastic depth", 9, 0.088),
+        ("plain20", "plain", 9, 0.068),
+    ):
+        mean = full + 0.5 / blocks
+        rows.append({"network": network, "variant": variant, "blocks": blocks,
+                     "full_error": full, "single_mean": mean, "single_median": mean - 0.01,
+                     "single_worst": mean + 0.3, "single_mean_over_full": mean / full,
+                     "chance_error": 0.9, "effective_lo": 2, "effective_hi": blocks // 2,
+                     "paths95_lo": 2, "paths95_hi": blocks - 2,
+                     "decay_per_block": 0.6})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("name", ["plot_depth_single_block", "plot_depth_gradients"])
+def test_the_right_axis_label_keeps_clear_of_the_title(name: str) -> None:
+    """The right panel's y label fits beside its panel, below the figure's title (it ran up
+    into the title when it was one long line)."""
+    from resnet_ensemble import depth_plots
+
+    fig = getattr(depth_plots, name)(_depth_table())
+    fig.canvas.draw()  # the constrained layout is done when drawn
+    renderer = fig.canvas.get_renderer()
+    right = fig.axes[1]
+    label = right.yaxis.label.get_window_extent(renderer)
+    assert label.y1 <= right.get_window_extent(renderer).y1
+    (title,) = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
+    assert label.y1 < title.get_window_extent(renderer).y0

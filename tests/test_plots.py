@@ -36,6 +36,7 @@ from resnet_ensemble.plots import (
     plot_total_gradient,
     plot_training,
 )
+from resnet_ensemble.results import sweep_columns
 
 SWEEP = [
     "model", "variant", "sweep", "config", "route", "deleted", "k", "sample", "seed",
@@ -265,6 +266,12 @@ def test_path_lengths_bars_and_shortest_central_range():
     ]
 
 
+@pytest.mark.parametrize("n", [3, 9, 20, 54])
+def test_path_lengths_shades_the_shortest_range_of_binomial_counts(n):
+    lo, hi = brute_force_shortest_range([math.comb(n, k) for k in range(n + 1)], 0.95)
+    assert shaded_cells(plot_path_lengths(path_table(n)), "path range") == pytest.approx((lo, hi))
+
+
 def test_path_lengths_uses_a_given_range():
     fig = plot_path_lengths(path_table(54), lo=19, hi=35)
     # 54 blocks: the paper's 19–35 (27 ± 7.2 rounded outward) holds 98.0%; the shortest range
@@ -331,11 +338,44 @@ def test_total_gradient_shades_the_effective_range():
     assert ax.get_ylabel().startswith("share of the total (%)")
 
 
-def test_total_gradient_range_from_the_column():
-    table = gradient_table(6)
+def brute_force_shortest_range(weights: list[float], share: float) -> tuple[int, int]:
+    """Every range [lo, hi] tried: the shortest holding ``share`` of the weights, then the one
+    holding most, then the lowest."""
+    total = sum(weights)
+    fits = [
+        (hi - lo, -sum(weights[lo : hi + 1]), lo, hi)
+        for lo in range(len(weights))
+        for hi in range(lo, len(weights))
+        if sum(weights[lo : hi + 1]) >= share * total
+    ]
+    _, _, lo, hi = min(fits)
+    return lo, hi
+
+
+def shaded_cells(fig: Figure, gid: str) -> tuple[float, float]:
+    (span,) = [p for p in fig.axes[0].patches if p.get_gid() == gid]
+    xs = [x for x, _ in span.get_path().transformed(span.get_patch_transform()).vertices]
+    return min(xs) + 0.5, max(xs) - 0.5  # the span covers whole cells, lo - 0.5 .. hi + 0.5
+
+
+@pytest.mark.parametrize("n", [6, 9, 15, 54])
+@pytest.mark.parametrize("decay", [1.0, 0.25])
+def test_total_gradient_without_a_range_shades_the_shortest_one_holding_95_percent(n, decay):
+    """Without the sidecar's range the figure shades the shortest range of lengths holding 95%
+    of the gradient. With every single path alike (decay 1) the total per length is the
+    number of paths, Binomial(n, 1/2) counts: the effective range is then the 95% of paths."""
+    table = gradient_table(n, decay=decay)
     fig = plot_total_gradient(table)
-    inside = table.loc[table["in_effective_range"], "length"]
-    assert legend_texts(fig)[0].startswith(f"effective range {inside.min()}–{inside.max()} (")
+    totals = [math.comb(n, k) * 0.05 * decay**k for k in range(n + 1)]
+    lo, hi = brute_force_shortest_range(totals, 0.95)
+    assert shaded_cells(fig, "effective range") == pytest.approx((lo, hi))
+    held = sum(totals[lo : hi + 1]) / sum(totals)
+    assert legend_texts(fig)[0] == f"effective range {lo}–{hi} ({100 * held:.0f}% of the gradient)"
+
+
+def test_total_gradient_of_several_models_shades_no_range():
+    table = pd.concat([gradient_table(6), gradient_table(8).assign(model="deep")])
+    assert not [p for p in plot_total_gradient(table).axes[0].patches if p.get_gid()]
 
 
 def test_subnetworks_points_mean_and_full_network():
@@ -370,6 +410,79 @@ def test_talk_style_uses_larger_fonts(sweeps):
     paper = plot_single_block(sweeps, style="paper").axes[0].title.get_fontsize()
     talk = plot_single_block(sweeps, style="talk").axes[0].title.get_fontsize()
     assert talk > paper
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps in other metrics than error
+
+
+def in_metric(frame: pd.DataFrame, metric: str, scale: float = 1.0) -> pd.DataFrame:
+    """A sweep table as ``sweep --metric METRIC`` writes it: the value column named after the
+    metric, ``wrong`` as ``sum``."""
+    renamed = frame.rename(columns={"error": metric, "wrong": "sum"})
+    renamed[metric] = scale * frame["error"]
+    return renamed[sweep_columns(metric)]
+
+
+def test_a_top5_sweep_is_drawn_in_top5_as_percent(sweeps):
+    table = in_metric(sweeps, "top5", 0.5)
+    fig = plot_single_block(table, variants=["residual"])
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "top-5 test error (%)"
+    res = single_sweep("residual")
+    series = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 6]
+    assert any(np.allclose(ln.get_ydata(), 50 * res["error"].iloc[1:]) for ln in series)
+    (base,) = lines_by_gid(fig, "baseline:residual")
+    assert base.get_ydata()[0] == pytest.approx(50 * BASE_ERROR["residual"])
+
+
+def test_a_loss_sweep_is_drawn_as_it_is_with_the_loss_of_a_guess():
+    """Loss is no fraction: drawn unscaled; a uniform guess over 10 classes scores ln 10."""
+    table = in_metric(single_sweep("plain"), "loss", 3.0)  # 0.9 -> 2.7 nats, above ln(10) / 2
+    fig = plot_single_block(table, num_classes=10)
+    assert fig.axes[0].get_ylabel() == "test loss (cross-entropy, nats)"
+    (chance,) = lines_by_gid(fig, "chance")
+    assert chance.get_ydata()[0] == pytest.approx(math.log(10))
+    assert f"chance ({math.log(10):.3g})" in legend_texts(fig)
+    fig = plot_delete_k(in_metric(multi_sweep(), "loss", 3.0))
+    (line,) = fig.axes[0].get_lines()
+    assert line.get_ydata()[0] == pytest.approx(3.0 * 0.07)  # the baseline at k = 0
+
+
+def test_reorder_in_another_metric():
+    fig = plot_reorder(in_metric(reorder_sweep(), "kl"))
+    assert fig.axes[0].get_ylabel() == "KL from the full network (nats)"
+
+
+@pytest.mark.parametrize("sidecar", [True, False])
+def test_plot_all_draws_sweeps_of_any_metric_named_after_it(tmp_path, sidecar):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    frames = {
+        "single_top5": in_metric(single_sweep("residual"), "top5"),
+        "multi_loss": in_metric(multi_sweep(), "loss"),
+        "single_error": single_sweep("residual"),
+    }
+    for name, frame in frames.items():
+        frame.to_csv(tables / f"{name}.csv", index=False)
+        if sidecar:
+            meta = {"table": "sweep", "metric": name.split("_")[1], "num_classes": 10}
+            (tables / f"{name}.json").write_text(json.dumps(meta))
+    written = plot_all([tables], tmp_path / "figs", formats=["png"])
+    assert [p.name for p in written] == [
+        "fig3_single_block.png",
+        "fig3_single_block_top5.png",
+        "fig5a_delete_k_loss.png",
+    ]
+
+
+def test_cli_plot_draws_a_top5_sweep(tmp_path):
+    path = tmp_path / "single_top5.csv"
+    in_metric(single_sweep("residual"), "top5").to_csv(path, index=False)
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(cli, ["plot", str(path), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == [str(out / "fig3_single_block_top5.png")]
 
 
 # ----------------------------------------------------------------------------------------------

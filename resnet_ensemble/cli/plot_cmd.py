@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .common import fail_cleanly
+
+
+def _choice(*decls: str, choices: tuple[str, ...], **more: Any) -> Any:
+    """An option taking one of ``choices`` (by default the first), its default shown."""
+    more.setdefault("default", choices[0])
+    return click.option(*decls, type=click.Choice(choices), show_default=True, **more)
 
 
 @click.command()
@@ -18,27 +25,22 @@ from .common import fail_cleanly
     type=click.Path(),
     help="Folder for the figures (created if missing).",
 )
-@click.option(
+@_choice(
     "--style",
-    type=click.Choice(["paper", "talk"]),
-    default="paper",
-    show_default=True,
+    choices=("paper", "talk"),
     help="Font sizes: seaborn's paper context, or the larger talk context for slides.",
 )
-@click.option(
+@_choice(
     "--width",
-    type=click.Choice(["single", "double"]),
-    default="single",
-    show_default=True,
+    choices=("single", "double"),
     help="Figure width: one journal column (3.5 in) or the full page (7.1 in).",
 )
-@click.option(
+@_choice(
     "--format",
     "formats",
-    type=click.Choice(["png", "pdf", "svg"]),
+    choices=("png", "pdf", "svg"),
     multiple=True,
     default=("png", "pdf"),
-    show_default=True,
     help="File format; repeat for several. PNG is drawn at 150 dpi.",
 )
 def plot(
@@ -47,10 +49,11 @@ def plot(
     """Draw every paper figure that the RESULTS tables (CSV files, or folders holding them)
     allow, and list the files.
 
-    Sweep tables give Fig. 3, 5a, 5b and 8, a paths table Fig. 6a, a gradients table Fig. 6b
-    and 6c; training tables and the histories `train` writes, subnetworks tables and the depth
-    series give their own figures (histories only where no training table is given). Each
-    table's kind comes from its JSON sidecar, or from its
+    Sweep tables give Fig. 3, 5a, 5b and 8, drawn in the sweep's metric (a metric other than
+    error is added to the figure's name: fig3_single_block_top5); a paths table gives Fig. 6a,
+    a gradients table Fig. 6b and 6c; training tables and the histories `train` writes,
+    subnetworks tables and the depth series give their own figures (histories only where no
+    training table is given). Each table's kind comes from its JSON sidecar, or from its
     columns; a CSV of no known kind is skipped with a note.
 
     \b
@@ -68,7 +71,7 @@ def plot(
             out_dir,
             style=style,  # type: ignore[arg-type]
             width=width,  # type: ignore[arg-type]
-            formats=formats,
+            formats=formats,  # type: ignore[arg-type]
             on_skip=lambda note: click.echo(f"note: {note}", err=True),
         )
         for path in written:
