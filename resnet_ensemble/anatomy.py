@@ -84,6 +84,60 @@ class Block:
     parts: tuple[nn.Module, ...] = field(default=(), repr=False)
     shares_input_with: int | None = None
 
+    @classmethod
+    def whole(
+        cls,
+        index: int,
+        name: str,
+        stage: int,
+        module: nn.Module,
+        residual: TensorFn,
+        projection: nn.Module | None,
+        post: TensorFn | None = None,
+    ) -> Block:
+        """A block that is one module (a ResNet block): ``post(shortcut(x) + residual(x))``,
+        whose shortcut is ``projection``, or the identity where that is None or nn.Identity."""
+        identity = projection is None or isinstance(projection, nn.Identity)
+        return cls(
+            index=index,
+            name=name,
+            stage=stage,
+            downsamples=not identity,
+            module=module,
+            residual=residual,
+            shortcut=_identity if identity else projection,
+            post=post,
+            owner=module,
+            parts=(module,),
+        )
+
+    @classmethod
+    def unit(
+        cls,
+        index: int,
+        name: str,
+        module: nn.Module,
+        residual: TensorFn,
+        owner: nn.Module,
+        parts: tuple[nn.Module, ...],
+        shortcut: TensorFn = _identity,
+        shares_input_with: int | None = None,
+    ) -> Block:
+        """One of the residual units of a layer that holds several (a transformer layer's
+        attention and MLP): ``x + residual(x)``, run by ``owner``, the layer."""
+        return cls(
+            index=index,
+            name=name,
+            stage=0,
+            downsamples=False,
+            module=module,
+            residual=residual,
+            shortcut=shortcut,
+            owner=owner,
+            parts=parts,
+            shares_input_with=shares_input_with,
+        )
+
     def __repr__(self) -> str:
         # Short: the module's class, not its whole tree (print(residual_blocks(m)) stays legible).
         shared = (
@@ -330,22 +384,13 @@ class TorchvisionResNetAdapter:
         blocks: list[Block] = []
         for stage, layer in enumerate((model.layer1, model.layer2, model.layer3, model.layer4)):
             for blk in layer:
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(blk)],
-                        stage=stage,
-                        downsamples=blk.downsample is not None,
-                        module=blk,
-                        residual=self._residual(blk),
-                        # Not torchvision's in-place ReLU: a deleted block's post op would
-                        # otherwise overwrite its own input.
-                        shortcut=blk.downsample if blk.downsample is not None else _identity,
-                        post=F.relu,
-                        owner=blk,
-                        parts=(blk,),
-                    )
+                # F.relu, not torchvision's in-place ReLU: a deleted block's post op would
+                # otherwise overwrite its own input.
+                residual = self._residual(blk)
+                block = Block.whole(
+                    len(blocks), names[id(blk)], stage, blk, residual, blk.downsample, F.relu
                 )
+                blocks.append(block)
 
         def stem(x: Tensor) -> Tensor:
             return model.maxpool(model.relu(model.bn1(model.conv1(x))))
@@ -384,19 +429,8 @@ class TorchvisionViTAdapter:
                 (layer.self_attention, attention, (layer.ln_1, layer.self_attention)),
                 (layer.mlp, mlp, (layer.ln_2, layer.mlp)),
             ):
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(module)],
-                        stage=0,
-                        downsamples=False,
-                        module=module,
-                        residual=residual,
-                        shortcut=_identity,
-                        owner=layer,
-                        parts=parts,
-                    )
-                )
+                name = names[id(module)]
+                blocks.append(Block.unit(len(blocks), name, module, residual, layer, parts))
 
         def stem(x: Tensor) -> Tensor:
             h = model._process_input(x)

@@ -1,8 +1,10 @@
-"""What the zoo adapters share: module names, post ops that never write into their input, and
-a stem that is the model's own forward up to its first block."""
+"""What the zoo adapters share: matching one library class without importing its library,
+module names, post ops that never write into their input, and a stem that is the model's own
+forward up to its first block."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from collections.abc import Callable
@@ -20,6 +22,20 @@ TensorFn = Callable[[Tensor], Tensor]
 def library_loaded(name: str) -> bool:
     """True where ``name`` has been imported: only then can a model belong to it."""
     return name in sys.modules
+
+
+class ClassAdapter:
+    """An adapter for the instances of one library class, named by its import path
+    (``model_class``) so that the library is imported only once a model of it can exist."""
+
+    name: str
+    model_class: str  # "package.module.Class"
+
+    def matches(self, model: nn.Module) -> bool:
+        module, _, cls = self.model_class.rpartition(".")
+        if not library_loaded(module.partition(".")[0]):
+            return False
+        return isinstance(model, getattr(importlib.import_module(module), cls))
 
 
 def qualified_names(model: nn.Module) -> dict[int, str]:
@@ -42,7 +58,9 @@ def out_of_place(act: nn.Module) -> TensorFn:
     return act
 
 
-def example(model: nn.Module, size: tuple[int, ...], dtype: torch.dtype | None = None):
+def example(
+    model: nn.Module, size: tuple[int, ...], dtype: torch.dtype | None = None
+) -> Callable[[], Tensor]:
     def make() -> Tensor:
         p = next(model.parameters())
         return torch.zeros(1, *size, device=p.device, dtype=dtype or p.dtype)
@@ -50,11 +68,13 @@ def example(model: nn.Module, size: tuple[int, ...], dtype: torch.dtype | None =
     return make
 
 
-def first_conv_channels(model: nn.Module, default: int = 3) -> int:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return int(m.in_channels)
-    return default
+def image_example(
+    model: nn.Module, height_width: tuple[int, ...] = (64, 64)
+) -> Callable[[], Tensor]:
+    """``example`` for an image model: its first convolution's input channels (3 without one)
+    by ``height_width``."""
+    channels = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
+    return example(model, (int(channels), *height_width))
 
 
 class _Reached(Exception):

@@ -10,13 +10,14 @@ by deleted or re-ordered layers would be stale or mis-indexed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..anatomy import Anatomy, Block, CallContext
-from ._common import example, identity, is_identity, library_loaded, qualified_names
+from ._common import ClassAdapter, example, identity, library_loaded, qualified_names
 from ._common import stem_by_capture as _stem_by_capture
 
 __all__ = ["HFDecoderAdapter", "HFResNetAdapter", "HFViTAdapter"]
@@ -58,38 +59,27 @@ def _is_hf(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel)
 
 
-class HFResNetAdapter:
+class HFResNetAdapter(ClassAdapter):
     """``ResNetForImageClassification``: layers ``activation(shortcut(x) + layer(x))``."""
 
     name = "hf-resnet"
-
-    def matches(self, model: nn.Module) -> bool:
-        if not _is_hf(model):
-            return False
-        from transformers import ResNetForImageClassification
-
-        return isinstance(model, ResNetForImageClassification)
+    model_class = "transformers.ResNetForImageClassification"
 
     def anatomy(self, model: nn.Module) -> Anatomy:
         names = qualified_names(model)
         blocks: list[Block] = []
         for stage, st in enumerate(model.resnet.encoder.stages):
             for layer in st.layers:
-                short = layer.shortcut
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(layer)],
-                        stage=stage,
-                        downsamples=not is_identity(short),
-                        module=layer,
-                        residual=layer.layer,
-                        shortcut=identity if is_identity(short) else short,
-                        post=layer.activation,
-                        owner=layer,
-                        parts=(layer,),
-                    )
+                block = Block.whole(
+                    len(blocks),
+                    names[id(layer)],
+                    stage,
+                    layer,
+                    layer.layer,
+                    layer.shortcut,
+                    layer.activation,
                 )
+                blocks.append(block)
 
         def head(h: Tensor) -> Tensor:
             return model.classifier(model.resnet.pooler(h))
@@ -100,19 +90,13 @@ class HFResNetAdapter:
         )
 
 
-class HFViTAdapter:
+class HFViTAdapter(ClassAdapter):
     """``ViTForImageClassification``: layer i holds unit 2i,
     ``dropout(attention(layernorm_before(x)))``, and unit 2i + 1,
     ``dropout(mlp(layernorm_after(x)))``."""
 
     name = "hf-vit"
-
-    def matches(self, model: nn.Module) -> bool:
-        if not _is_hf(model):
-            return False
-        from transformers import ViTForImageClassification
-
-        return isinstance(model, ViTForImageClassification)
+    model_class = "transformers.ViTForImageClassification"
 
     def anatomy(self, model: nn.Module) -> Anatomy:
         names = qualified_names(model)
@@ -136,19 +120,8 @@ class HFViTAdapter:
                 (layer.attention, attention, (layer.layernorm_before, layer.attention)),
                 (layer.mlp, mlp, (layer.layernorm_after, layer.mlp)),
             ):
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(module)],
-                        stage=0,
-                        downsamples=False,
-                        module=module,
-                        residual=residual,
-                        shortcut=identity,
-                        owner=layer,
-                        parts=parts,
-                    )
-                )
+                name = names[id(module)]
+                blocks.append(Block.unit(len(blocks), name, module, residual, layer, parts))
 
         stem = _stem_by_capture(layers[0], lambda x: model.vit(x), context)
 
@@ -194,6 +167,39 @@ def _layout(layer: nn.Module):  # noqa: ANN205
     return None
 
 
+def _sublayer(
+    layer: nn.Module,
+    unit: tuple[str, str, str | None],
+    call_kwargs: Callable[[], dict[str, Any]] | None = None,
+) -> Callable[[Tensor], Tensor]:
+    """``dropout(main(norm(x)))`` of the decoder layer's children that ``unit`` names (norm,
+    main, dropout or None); an attention gets ``call_kwargs()`` and returns a tuple."""
+    norm, main, drop = unit
+
+    def branch(x: Tensor) -> Tensor:
+        kwargs = call_kwargs() if call_kwargs is not None else {}
+        out = _first(getattr(layer, main)(getattr(layer, norm)(x), **kwargs))
+        return getattr(layer, drop)(out) if drop else out
+
+    return branch
+
+
+def _through_stash(
+    context: CallContext, key: int, mlp: Callable[[Tensor], Tensor]
+) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """A parallel layer (GPT-NeoX): the attention unit's shortcut keeps the layer input in the
+    context's stash, and the MLP unit's branch reads it from there, not its own input."""
+
+    def stash(x: Tensor) -> Tensor:
+        context.stash[key] = x
+        return x
+
+    def mlp_of_layer_input(x: Tensor) -> Tensor:
+        return mlp(context.stash[key])
+
+    return stash, mlp_of_layer_input
+
+
 class HFDecoderAdapter:
     """Decoder language models (``*ForCausalLM``): unit 2i is layer i's attention,
     ``attn(norm_1(x))``, unit 2i + 1 its MLP, ``mlp(norm_2(x))``; the head is the final norm
@@ -224,64 +230,24 @@ class HFDecoderAdapter:
                     "decoder layers this adapter knows; register an adapter for it "
                     "(docs/bring_your_model.md)"
                 )
-            (n1, attn_name, drop1), (n2, mlp_name, drop2) = layout
             where = names[id(layer)]
-            first = len(blocks)
-
-            def attention(
-                x: Tensor,
-                layer: nn.Module = layer,
-                n1: str = n1,
-                attn_name: str = attn_name,
-                drop1: str | None = drop1,
-                where: str = where,
-            ) -> Tensor:
-                kwargs = attention_kwargs(context, where)
-                out = _first(getattr(layer, attn_name)(getattr(layer, n1)(x), **kwargs))
-                return getattr(layer, drop1)(out) if drop1 else out
-
-            def mlp_of(
-                x: Tensor,
-                layer: nn.Module = layer,
-                n2: str = n2,
-                mlp_name: str = mlp_name,
-                drop2: str | None = drop2,
-            ) -> Tensor:
-                out = getattr(layer, mlp_name)(getattr(layer, n2)(x))
-                return getattr(layer, drop2)(out) if drop2 else out
-
+            attention = _sublayer(layer, layout[0], lambda w=where: attention_kwargs(context, w))
+            mlp = _sublayer(layer, layout[1])
+            attn_shortcut, shares = identity, None
             if parallel:
-
-                def stash(x: Tensor, key: int = first) -> Tensor:
-                    context.stash[key] = x
-                    return x
-
-                def mlp(x: Tensor, key: int = first, mlp_of: Any = mlp_of) -> Tensor:
-                    return mlp_of(context.stash[key])
-
-                attn_shortcut, shares = stash, first
-            else:
-                mlp, attn_shortcut, shares = mlp_of, identity, None
+                attn_shortcut, mlp = _through_stash(context, len(blocks), mlp)
+                shares = len(blocks)
             units = (
-                (attn_name, attention, attn_shortcut, n1, None),
-                (mlp_name, mlp, identity, n2, shares),
+                (layout[0], attention, attn_shortcut, None),
+                (layout[1], mlp, identity, shares),
             )
-            for child, residual, shortcut, norm, shared in units:
+            for (norm, child, _), residual, shortcut, shared in units:
                 module = getattr(layer, child)
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(module)],
-                        stage=0,
-                        downsamples=False,
-                        module=module,
-                        residual=residual,
-                        shortcut=shortcut,
-                        owner=layer,
-                        parts=(getattr(layer, norm), module),
-                        shares_input_with=shared,
-                    )
+                parts = (getattr(layer, norm), module)
+                block = Block.unit(
+                    len(blocks), names[id(module)], module, residual, layer, parts, shortcut, shared
                 )
+                blocks.append(block)
 
         norm = next((getattr(base, a) for a in _FINAL_NORMS if hasattr(base, a)), None)
         lm_head = model.get_output_embeddings()

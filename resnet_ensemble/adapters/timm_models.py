@@ -14,11 +14,9 @@ from torch import Tensor, nn
 
 from ..anatomy import Anatomy, Block, CallContext, Transition
 from ._common import (
-    example,
-    first_conv_channels,
-    identity,
+    ClassAdapter,
+    image_example,
     is_identity,
-    library_loaded,
     out_of_place,
     qualified_names,
 )
@@ -33,17 +31,11 @@ def _unsupported(name: str, blk: nn.Module, known: str) -> ValueError:
     )
 
 
-class TimmResNetAdapter:
+class TimmResNetAdapter(ClassAdapter):
     """timm ``ResNet``: BasicBlock and Bottleneck, ``act(downsample(x) + se(bn_last(...)))``."""
 
     name = "timm-resnet"
-
-    def matches(self, model: nn.Module) -> bool:
-        if not library_loaded("timm"):
-            return False
-        from timm.models.resnet import ResNet
-
-        return isinstance(model, ResNet)
+    model_class = "timm.models.resnet.ResNet"
 
     @staticmethod
     def _branch(blk: nn.Module, name: str):  # noqa: ANN205 - a (residual, post) pair
@@ -78,44 +70,24 @@ class TimmResNetAdapter:
         blocks: list[Block] = []
         for stage, layer in enumerate((model.layer1, model.layer2, model.layer3, model.layer4)):
             for blk in layer:
-                residual, post = self._branch(blk, names[id(blk)])
-                down = blk.downsample
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(blk)],
-                        stage=stage,
-                        downsamples=down is not None,
-                        module=blk,
-                        residual=residual,
-                        shortcut=down if down is not None else identity,
-                        post=post,
-                        owner=blk,
-                        parts=(blk,),
-                    )
-                )
+                name = names[id(blk)]
+                residual, post = self._branch(blk, name)
+                block = Block.whole(len(blocks), name, stage, blk, residual, blk.downsample, post)
+                blocks.append(block)
 
         def stem(x: Tensor) -> Tensor:
             return model.maxpool(model.act1(model.bn1(model.conv1(x))))
 
-        size = (first_conv_channels(model), 64, 64)
-        return Anatomy(
-            tuple(blocks), stem, model.forward_head, example(model, size), adapter=self.name
-        )
+        inputs = image_example(model)
+        return Anatomy(tuple(blocks), stem, model.forward_head, inputs, adapter=self.name)
 
 
-class TimmConvNeXtAdapter:
+class TimmConvNeXtAdapter(ClassAdapter):
     """timm ``ConvNeXt``: blocks ``shortcut(x) + drop_path(gamma * mlp(norm(conv_dw(x))))``,
     and each stage's downsampling (norm + strided conv) as a transition between blocks."""
 
     name = "timm-convnext"
-
-    def matches(self, model: nn.Module) -> bool:
-        if not library_loaded("timm"):
-            return False
-        from timm.models.convnext import ConvNeXt
-
-        return isinstance(model, ConvNeXt)
+    model_class = "timm.models.convnext.ConvNeXt"
 
     @staticmethod
     def _residual(blk: nn.Module, name: str):  # noqa: ANN205
@@ -152,20 +124,9 @@ class TimmConvNeXtAdapter:
                 else:
                     lead.append(st.downsample)
             for blk in st.blocks:
-                shortcut = blk.shortcut
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(blk)],
-                        stage=stage,
-                        downsamples=not is_identity(shortcut),
-                        module=blk,
-                        residual=self._residual(blk, names[id(blk)]),
-                        shortcut=identity if is_identity(shortcut) else shortcut,
-                        owner=blk,
-                        parts=(blk,),
-                    )
-                )
+                name = names[id(blk)]
+                residual = self._residual(blk, name)
+                blocks.append(Block.whole(len(blocks), name, stage, blk, residual, blk.shortcut))
 
         def stem(x: Tensor) -> Tensor:
             x = model.stem(x)
@@ -176,30 +137,17 @@ class TimmConvNeXtAdapter:
         def head(h: Tensor) -> Tensor:
             return model.forward_head(model.norm_pre(h))
 
-        size = (first_conv_channels(model), 64, 64)
-        return Anatomy(
-            tuple(blocks),
-            stem,
-            head,
-            example(model, size),
-            adapter=self.name,
-            transitions=tuple(transitions),
-        )
+        inputs, moves = image_example(model), tuple(transitions)
+        return Anatomy(tuple(blocks), stem, head, inputs, adapter=self.name, transitions=moves)
 
 
-class TimmViTAdapter:
+class TimmViTAdapter(ClassAdapter):
     """timm ``VisionTransformer`` (and DeiT, its distilled subclass): each block holds unit 2i,
     its attention, and unit 2i + 1, its MLP. An ``attn_mask`` given to the model's call reaches
     the attention under the ``with`` forms."""
 
     name = "timm-vit"
-
-    def matches(self, model: nn.Module) -> bool:
-        if not library_loaded("timm"):
-            return False
-        from timm.models.vision_transformer import VisionTransformer
-
-        return isinstance(model, VisionTransformer)
+    model_class = "timm.models.vision_transformer.VisionTransformer"
 
     @staticmethod
     def _units(blk: nn.Module, name: str, context: CallContext):  # noqa: ANN205
@@ -241,19 +189,8 @@ class TimmViTAdapter:
         blocks: list[Block] = []
         for blk in model.blocks:
             for module, residual, parts in self._units(blk, names[id(blk)], context):
-                blocks.append(
-                    Block(
-                        index=len(blocks),
-                        name=names[id(module)],
-                        stage=0,
-                        downsamples=False,
-                        module=module,
-                        residual=residual,
-                        shortcut=identity,
-                        owner=blk,
-                        parts=parts,
-                    )
-                )
+                name = names[id(module)]
+                blocks.append(Block.unit(len(blocks), name, module, residual, blk, parts))
 
         def stem(x: Tensor) -> Tensor:
             context.set({})  # the engine's images come without a mask
@@ -265,13 +202,6 @@ class TimmViTAdapter:
         def head(h: Tensor) -> Tensor:
             return model.forward_head(model.norm(h))
 
-        img = getattr(model.patch_embed, "img_size", None) or (224, 224)
-        size = (first_conv_channels(model), *tuple(img))
-        return Anatomy(
-            tuple(blocks),
-            stem,
-            head,
-            example(model, size),
-            adapter=self.name,
-            context=context,
-        )
+        height_width = getattr(model.patch_embed, "img_size", None) or (224, 224)
+        inputs = image_example(model, tuple(height_width))
+        return Anatomy(tuple(blocks), stem, head, inputs, adapter=self.name, context=context)
