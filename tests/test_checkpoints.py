@@ -42,18 +42,15 @@ def model() -> torch.nn.Module:
     return randomize_batchnorm(cifar_resnet(8)).eval()
 
 
+def _save(path: Path, model: torch.nn.Module, metadata: dict, **extra: object) -> None:
+    kwargs = {"arch": "resnet8", "arch_kwargs": ARCH_KWARGS, "dataset": "cifar10"}
+    save_checkpoint(path, model, metadata=metadata, **kwargs, **extra)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def ckpt(tmp_path: Path, model: torch.nn.Module) -> Path:
     path = tmp_path / "model.pt"
-    save_checkpoint(
-        path,
-        model,
-        arch="resnet8",
-        arch_kwargs=ARCH_KWARGS,
-        dataset="cifar10",
-        metadata={"epochs": 3, "seed": 7, "out": tmp_path / "x.pt"},
-        epoch=3,
-    )
+    _save(path, model, {"epochs": 3, "seed": 7, "out": tmp_path / "x.pt"}, epoch=3)
     return path
 
 
@@ -91,14 +88,7 @@ def test_saved_file_has_ordinary_permissions(ckpt: Path) -> None:
 def test_save_refuses_unsavable_metadata_and_leaves_nothing(tmp_path: Path, model) -> None:
     path = tmp_path / "bad.pt"
     with pytest.raises(TypeError, match="metadata.when"):
-        save_checkpoint(
-            path,
-            model,
-            arch="resnet8",
-            arch_kwargs=ARCH_KWARGS,
-            dataset="cifar10",
-            metadata={"when": object()},
-        )
+        _save(path, model, {"when": object()})
     assert list(tmp_path.iterdir()) == []
 
 
