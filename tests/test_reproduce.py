@@ -204,3 +204,37 @@ def test_the_imagenet_path_analyses_a_torchvision_model_without_training(tmp_pat
     assert meta["dataset"] == "imagenet" and meta["model_spec"] == "torchvision:resnet18"
     assert (out / "figures" / "fig3_single_block.png").is_file()
     assert (out / "figures" / "fig6c_total_gradient.pdf").is_file()
+
+
+def test_each_size_option_overrides_its_scale_field(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``reproduce --NAME N`` reaches ``Scale.NAME`` for every size option, and only that field
+    (a stand-in for ``Reproduction`` records the scale instead of running)."""
+    import resnet_ensemble.reproduce as reproduce_module
+    from resnet_ensemble.cli.reproduce_cmd import _SCALE_OPTIONS
+    from resnet_ensemble.reproduce import QUICK
+
+    fields = set(Scale.__dataclass_fields__)
+    assert set(_SCALE_OPTIONS) <= fields
+    seen: list[Scale] = []
+    summary = tmp_path / "summary.md"
+    summary.write_text("stand-in")
+
+    class StandIn:
+        def __init__(self, *args: object, scale: Scale, **kwargs: object) -> None:
+            seen.append(scale)
+
+        def run(self) -> Path:
+            return summary
+
+    monkeypatch.setattr(reproduce_module, "Reproduction", StandIn)
+    for i, name in enumerate(_SCALE_OPTIONS):
+        value = 8 + i  # at least 8: --depth's minimum; every value differs from QUICK's
+        result = CliRunner().invoke(
+            cli, ["reproduce", "--quick", f"--{name.replace('_', '-')}", str(value)]
+        )
+        assert result.exit_code == 0, result.output
+        changed = {f for f in fields if getattr(seen[-1], f) != getattr(QUICK, f)}
+        assert getattr(seen[-1], name) == value and changed == {name}
+    assert len(seen) == len(_SCALE_OPTIONS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
@@ -139,10 +139,10 @@ def _echo_table(table: pd.DataFrame) -> None:
 def gradients(
     images: int,
     batches: int,
-    split: str,
+    split: Literal["auto", "train", "test"],
     samples_per_length: int,
-    at: str,
-    norm: str,
+    at: Literal["auto", "image", "blocks"],
+    norm: Literal["batch", "per_image"],
     sign_draws: int,
     seed: int,
     out: str | None,
@@ -167,12 +167,12 @@ def gradients(
         options,
         images=images,
         batches=batches,
-        split=split,  # type: ignore[arg-type]  # click checked it
+        split=split,
         samples_per_length=samples_per_length,
         sign_draws=sign_draws,
         seed=seed,
-        at=at,  # type: ignore[arg-type]
-        norm=norm,  # type: ignore[arg-type]
+        at=at,
+        norm=norm,
         out=out_path,
         report=report_path,
         on_start=lambda line: click.echo(line, err=True),  # a quiet minute is not a hang

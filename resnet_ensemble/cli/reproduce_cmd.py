@@ -2,10 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from ..archs import check_depth
-from .common import positive_int
+from .common import device_option, positive_int, seed_option
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What a run may resize: ``reproduce.Scale``'s fields, each left at the scale's own value
+#: (``--quick`` or the paper's) unless given.
+_SCALE_OPTIONS: dict[str, tuple[click.ParamType, str]] = {
+    "depth": (click.IntRange(min=8), "Override the depth."),
+    "epochs": (positive_int, "Override the epochs."),
+    "train_limit": (positive_int, "Train on N images."),
+    "test_images": (positive_int, "Evaluate on N images."),
+    "samples": (positive_int, "Draws per k in sweeps."),
+    "max_k": (positive_int, "Delete up to k blocks (Fig. 5a)."),
+    "max_swaps": (positive_int, "Up to k swaps (Fig. 5b)."),
+    "gradient_images": (positive_int, "Images per gradient batch."),
+    "gradient_batches": (positive_int, "Random training batches the gradients are measured on."),
+    "samples_per_length": (
+        positive_int,
+        "The paper's gradient estimator: single paths per length in each batch (the paper: "
+        "1,000 in all).",
+    ),
+    "sign_draws": (
+        click.IntRange(min=0),
+        "Draws of the all-lengths sign estimator of the gradient (0 skips it).",
+    ),
+    "subnetwork_samples": (
+        click.IntRange(min=0),
+        "Sub-networks sampled when n is above --max-exhaustive (0: none).",
+    ),
+    "subnetwork_images": (positive_int, "Images for the evaluation of all sub-networks."),
+    "max_exhaustive": (
+        click.IntRange(min=0),
+        "Evaluate all 2^n sub-networks up to this n; sample beyond it.",
+    ),
+}
+
+
+def _scale_options(func: F) -> F:
+    """One --NAME option per entry of ``_SCALE_OPTIONS``, in its order, default None."""
+    for name, (kind, text) in reversed(_SCALE_OPTIONS.items()):
+        option = click.option(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+        func = option(func)
+    return func
 
 
 @click.command()
@@ -53,55 +98,9 @@ from .common import positive_int
     default=None,
     help="Reuse this effective-path-trained checkpoint.",
 )
-@click.option("--depth", type=click.IntRange(min=8), default=None, help="Override the depth.")
-@click.option("--epochs", type=positive_int, default=None, help="Override the epochs.")
-@click.option("--train-limit", type=positive_int, default=None, help="Train on N images.")
-@click.option("--test-images", type=positive_int, default=None, help="Evaluate on N images.")
-@click.option("--samples", type=positive_int, default=None, help="Draws per k in sweeps.")
-@click.option("--max-k", type=positive_int, default=None, help="Delete up to k blocks (Fig. 5a).")
-@click.option("--max-swaps", type=positive_int, default=None, help="Up to k swaps (Fig. 5b).")
-@click.option(
-    "--gradient-images", type=positive_int, default=None, help="Images per gradient batch."
-)
-@click.option(
-    "--gradient-batches",
-    type=positive_int,
-    default=None,
-    help="Random training batches the gradients are measured on.",
-)
-@click.option(
-    "--samples-per-length",
-    type=positive_int,
-    default=None,
-    help="The paper's gradient estimator: single paths per length in each batch (the paper: "
-    "1,000 in all).",
-)
-@click.option(
-    "--sign-draws",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Draws of the all-lengths sign estimator of the gradient (0 skips it).",
-)
-@click.option(
-    "--subnetwork-samples",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Sub-networks sampled when n is above --max-exhaustive (0: none).",
-)
-@click.option(
-    "--subnetwork-images",
-    type=positive_int,
-    default=None,
-    help="Images for the evaluation of all sub-networks.",
-)
-@click.option(
-    "--max-exhaustive",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Evaluate all 2^n sub-networks up to this n; sample beyond it.",
-)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_scale_options
+@device_option
+@seed_option()
 def reproduce(
     quick: bool,
     dataset: str,
@@ -114,22 +113,9 @@ def reproduce(
     plain_ckpt: str | None,
     sd_ckpt: str | None,
     effective_ckpt: str | None,
-    depth: int | None,
-    epochs: int | None,
-    train_limit: int | None,
-    test_images: int | None,
-    samples: int | None,
-    max_k: int | None,
-    max_swaps: int | None,
-    gradient_images: int | None,
-    gradient_batches: int | None,
-    samples_per_length: int | None,
-    sign_draws: int | None,
-    subnetwork_samples: int | None,
-    subnetwork_images: int | None,
-    max_exhaustive: int | None,
     device: str,
     seed: int,
+    **sizes: int | None,
 ) -> None:
     """Train (or reuse) the networks, run every sweep and the gradient analysis, draw every
     figure and write summary.md. Finished stages are skipped on a re-run."""
@@ -137,25 +123,10 @@ def reproduce(
         raise click.UsageError("--model analyses one given model; drop the checkpoint options")
     from ..reproduce import Reproduction, scale_for
 
+    depth = sizes["depth"]
     if depth is not None and check_depth(depth):
         raise click.BadParameter(str(check_depth(depth)), param_hint="--depth")
-    scale = scale_for(
-        quick,
-        depth=depth,
-        epochs=epochs,
-        train_limit=train_limit,
-        test_images=test_images,
-        samples=samples,
-        max_k=max_k,
-        max_swaps=max_swaps,
-        gradient_images=gradient_images,
-        gradient_batches=gradient_batches,
-        samples_per_length=samples_per_length,
-        sign_draws=sign_draws,
-        subnetwork_samples=subnetwork_samples,
-        subnetwork_images=subnetwork_images,
-        max_exhaustive=max_exhaustive,
-    )
+    scale = scale_for(quick, **sizes)
     reuse = {
         "resnet": resnet_ckpt,
         "plain": plain_ckpt,

@@ -12,7 +12,17 @@ from typing import Any, TypeVar
 
 import click
 
-from .common import data_options, metric_option, model_options, positive_int, progress_bar
+from .common import (
+    STRATEGY_CHOICES,
+    choice_option,
+    data_options,
+    file_option,
+    metric_option,
+    model_options,
+    positive_int,
+    progress_bar,
+    seed_option,
+)
 
 __all__ = ["sweep"]
 
@@ -54,11 +64,9 @@ def _common_options(func: F) -> F:
     """The options every kind has: model, data, output, resume and the engine's."""
     for option in reversed(
         [
-            click.option(
+            file_option(
                 "--out",
-                type=click.Path(dir_okay=False),
-                default=None,
-                help="Results CSV (a JSON sidecar goes beside it). Default: results/sweep_KIND.csv",
+                "Results CSV (a JSON sidecar goes beside it). Default: results/sweep_KIND.csv",
             ),
             click.option(
                 "--resume",
@@ -73,12 +81,8 @@ def _common_options(func: F) -> F:
                 show_default=True,
                 help="Configurations evaluated together; a kill loses at most one chunk.",
             ),
-            click.option(
-                "--strategy",
-                type=click.Choice(["auto", "prefix", "mask"]),
-                default="auto",
-                show_default=True,
-                help="Share prefixes, or batch deletion masks (GPU).",
+            choice_option(
+                "--strategy", STRATEGY_CHOICES, "Share prefixes, or batch deletion masks (GPU)."
             ),
             click.option(
                 "--amp", is_flag=True, help="bf16 autocast (GPU); full precision is the default."
@@ -96,7 +100,7 @@ def _common_options(func: F) -> F:
 _SAMPLES = click.option(
     "--samples", type=positive_int, default=3, show_default=True, help="Random draws per k."
 )
-_SEED = click.option("--seed", type=int, default=0, show_default=True)
+_SEED = seed_option()
 
 
 def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
@@ -186,36 +190,42 @@ def _echo_summary(summary: Any, metric: str) -> None:
     click.echo(tabulate(rows, headers=list(summary.columns), colalign=colalign))
 
 
-@sweep.command()
-@_common_options
-def single(**options: Any) -> None:
-    """Every block deleted alone (paper Fig. 3)."""
-    _run("single", **options)
+def _kind_command(kind: str, doc: str, *options: Callable[[F], F]) -> click.Command:
+    """``sweep KIND``: the common options, then ``options``; ``doc`` is its help."""
+
+    def command(**values: Any) -> None:
+        _run(kind, **values)
+
+    command.__doc__ = doc
+    for option in reversed(options):
+        command = option(command)
+    return sweep.command(kind)(_common_options(command))
 
 
-@sweep.command()
-@_common_options
-@click.option(
-    "--max-k",
-    type=positive_int,
-    default=8,
-    show_default=True,
-    help="Delete up to this many blocks (the paper went to 20).",
+single = _kind_command("single", "Every block deleted alone (paper Fig. 3).")
+multi = _kind_command(
+    "multi",
+    "k random blocks deleted together, k = 1..--max-k (paper Fig. 5a).",
+    click.option(
+        "--max-k",
+        type=positive_int,
+        default=8,
+        show_default=True,
+        help="Delete up to this many blocks (the paper went to 20).",
+    ),
+    _SAMPLES,
+    _SEED,
 )
-@_SAMPLES
-@_SEED
-def multi(**options: Any) -> None:
-    """k random blocks deleted together, k = 1..--max-k (paper Fig. 5a)."""
-    _run("multi", **options)
-
-
-@sweep.command()
-@_common_options
-@click.option(
-    "--max-swaps", type=positive_int, default=8, show_default=True, help="Up to this many swaps."
+reorder = _kind_command(
+    "reorder",
+    "k random swaps of same-shape blocks, with their Kendall tau (paper Fig. 5b).",
+    click.option(
+        "--max-swaps",
+        type=positive_int,
+        default=8,
+        show_default=True,
+        help="Up to this many swaps.",
+    ),
+    _SAMPLES,
+    _SEED,
 )
-@_SAMPLES
-@_SEED
-def reorder(**options: Any) -> None:
-    """k random swaps of same-shape blocks, with their Kendall tau (paper Fig. 5b)."""
-    _run("reorder", **options)
