@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,14 @@ from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
 from .metrics import resolve_metric
-from .results import SWEEP_COLUMNS, ResultsTable, check_writable, run_metadata, sweep_columns
+from .results import (
+    SWEEP_COLUMNS,
+    ResultsTable,
+    SweepKind,
+    check_writable,
+    run_metadata,
+    sweep_columns,
+)
 
 __all__ = [
     "SWEEP_COLUMNS",
@@ -51,7 +58,6 @@ __all__ = [
     "sweep_to_table",
 ]
 
-SweepKind = Literal["single", "multi", "reorder"]
 SWEEP_KINDS: dict[str, str] = {
     "single": "every block deleted alone (paper Fig. 3)",
     "multi": "k random blocks deleted together (paper Fig. 5a)",
