@@ -9,8 +9,9 @@ Holds:
   that names what does not fit before anything is copied
 - ``file_sha256``, ``package_version``; ``atomic_write`` (``atomic``'s) and ``resolve_device``
   (``runtime``'s) re-exported
-- ``load_model``, ``LoadedModel`` and ``EMBEDDED_CHECKPOINT`` are ``model_specs``' (what
-  ``--model`` means), re-exported here on first use
+
+What ``--model`` means (``load_model``, ``LoadedModel``, ``EMBEDDED_CHECKPOINT``) is
+``model_specs``', which builds on this module.
 
 A checkpoint is a dict holding only tensors and plain containers of primitives: a format tag and
 version, the state dict, the built-in arch name and its builder arguments, the dataset and its
@@ -29,9 +30,8 @@ import re
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
-from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,20 +41,14 @@ from .atomic import atomic_write
 from .models import BUILDER_OPTIONS
 from .runtime import resolve_device
 
-if TYPE_CHECKING:
-    from .model_specs import EMBEDDED_CHECKPOINT, LoadedModel, load_model
-
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
-    "EMBEDDED_CHECKPOINT",
-    "LoadedModel",
     "atomic_write",
     "check_state_dict",
     "file_sha256",
     "first_line",
     "load_checkpoint",
-    "load_model",
     "load_state",
     "package_version",
     "read_checkpoint",
@@ -68,16 +62,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "resnet-ensemble-checkpoint"
 CHECKPOINT_VERSION = 1
-_MODEL_SPEC_NAMES = ("EMBEDDED_CHECKPOINT", "LoadedModel", "load_model")
-
-
-def __getattr__(name: str) -> Any:
-    """``load_model`` and its kin live in ``model_specs``, which imports this module."""
-    if name in _MODEL_SPEC_NAMES:
-        return getattr(import_module(".model_specs", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # ----------------------------------------------------------------------------------------------
 # Small helpers
 

@@ -15,7 +15,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .anatomy import Anatomy, Block, anatomy
-from .checkpoints import LoadedModel, load_model
 from .data import (
     DatasetInfo,
     Split,
@@ -25,6 +24,7 @@ from .data import (
     make_loader,
     random_batches,
 )
+from .model_specs import LoadedModel, load_model
 from .runtime import model_device, resolve_device
 from .text_data import is_text_spec, load_text, text_window
 

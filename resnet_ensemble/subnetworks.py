@@ -27,9 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from .anatomy import Anatomy, anatomy
-from .checkpoints import load_model
 from .engine import Strategy, count_route_mistakes
 from .experiment import open_experiment
+from .model_specs import load_model
 from .paths import PathSummary, format_blocks, path_table, summarize_paths
 from .results import check_writable, write_table
 from .runtime import resolve_device

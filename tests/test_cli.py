@@ -16,10 +16,10 @@ import torch
 from click.testing import CliRunner, Result
 from torch import nn
 
-from resnet_ensemble.checkpoints import EMBEDDED_CHECKPOINT
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
+from resnet_ensemble.model_specs import EMBEDDED_CHECKPOINT
 
 from .conftest import save_tiny_checkpoint
 from .reference import cifar_blocks, cifar_forward, reference_model

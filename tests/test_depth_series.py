@@ -104,7 +104,8 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
 
     import torch
 
-    from resnet_ensemble.checkpoints import load_checkpoint, load_model
+    from resnet_ensemble.checkpoints import load_checkpoint
+    from resnet_ensemble.model_specs import load_model
     from resnet_ensemble.training import TrainConfig, train
 
     train_dir, out = tmp_path / "train", tmp_path / "checkpoints"

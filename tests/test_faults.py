@@ -30,9 +30,10 @@ import torch
 from click.testing import CliRunner, Result
 
 from resnet_ensemble.atomic import stale_temporaries
-from resnet_ensemble.checkpoints import load_checkpoint, load_model, save_checkpoint
+from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
+from resnet_ensemble.model_specs import load_model
 from resnet_ensemble.models import cifar_resnet
 from resnet_ensemble.training import TrainConfig, history_path, train
 

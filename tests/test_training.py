@@ -22,8 +22,9 @@ from click.testing import CliRunner
 from torch import nn
 
 from resnet_ensemble import training
-from resnet_ensemble.checkpoints import load_checkpoint, load_model
+from resnet_ensemble.checkpoints import load_checkpoint
 from resnet_ensemble.cli import cli
+from resnet_ensemble.model_specs import load_model
 from resnet_ensemble.models import build_builtin
 from resnet_ensemble.training import (
     HISTORY_COLUMNS,

@@ -28,7 +28,7 @@ def blocks(
 ) -> None:
     """List the blocks: index, name, stage, downsampling, parameter count."""
     from ..anatomy import residual_blocks
-    from ..checkpoints import load_model
+    from ..model_specs import load_model
 
     loaded = load_model(
         model_spec,
