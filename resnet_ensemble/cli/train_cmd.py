@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..archs import BUILTIN_ARCH_PATTERN, num_blocks, parse_arch
-from .common import positive_int, progress_bar
+from .common import choice_option, device_option, positive_int, progress_bar, seed_option
 
 if TYPE_CHECKING:
     from ..training import EpochStart, TrainEvent
@@ -128,9 +128,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
-@click.option(
-    "--schedule", type=click.Choice(["step", "cosine"]), default="step", show_default=True
-)
+@choice_option("--schedule", ["step", "cosine"], "Step (He et al.) or cosine decay of the lr.")
 @click.option(
     "--milestones",
     default="0.5,0.75",
@@ -145,7 +143,9 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Train at lr/10 first (He et al. warm ResNet-110 up for ~1 epoch).",
 )
-@click.option("--shortcut", type=click.Choice(["A", "B"]), default="A", show_default=True)
+@choice_option(
+    "--shortcut", ["A", "B"], "A: zero-padded identity (He et al.'s CIFAR); B: projection."
+)
 @click.option(
     "--stochastic-depth",
     type=click.FloatRange(0, 1, min_open=True),
@@ -153,12 +153,10 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     metavar="P",
     help="Stochastic depth with final survival probability P (Huang et al. use 0.5).",
 )
-@click.option(
+@choice_option(
     "--stochastic-depth-draw",
-    type=click.Choice(["batch", "sample"]),
-    default="batch",
-    show_default=True,
-    help="Drop each block once per mini-batch (Huang et al.) or per sample (timm's drop_path).",
+    ["batch", "sample"],
+    "Drop each block once per mini-batch (Huang et al.) or per sample (timm's drop_path).",
 )
 @click.option(
     "--active-blocks",
@@ -167,8 +165,8 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     metavar="K",
     help="Effective-path training: each mini-batch runs K random blocks, the rest deleted.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@seed_option("Seeds the initial weights, the shuffling, augmentation and dropped blocks.")
+@device_option
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast. Default: on for CUDA.")
 @click.option(
     "--channels-last/--no-channels-last",
