@@ -31,7 +31,7 @@ from .anatomy import Anatomy, block_shapes
 from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
-from .metrics import resolve_metric
+from .metrics import MetricName, resolve_metric
 from .results import (
     SWEEP_COLUMNS,
     ResultsTable,
@@ -218,7 +218,7 @@ def run_sweep(
     amp: bool = False,
     channels_last: bool = False,
     progress: Callable[[int], None] | None = None,
-    metric: str = "error",
+    metric: MetricName = "error",
 ) -> list[dict[str, Any]]:
     """Evaluate every configuration not yet in ``table`` and append its row when its chunk
     finishes. Rows come out in the order of ``specs``, whether or not the sweep was resumed.
@@ -332,7 +332,7 @@ def sweep_to_table(
     strategy: Strategy = "auto",
     amp: bool = False,
     channels_last: bool = False,
-    metric: str = "error",
+    metric: MetricName = "error",
     on_start: Callable[[str, int], Callable[[int], None] | None] | None = None,
 ) -> SweepOutcome:
     """Run one lesion sweep into a results table, resumably; distributed under torchrun.
@@ -413,7 +413,7 @@ def sweep_to_table(
         return SweepOutcome(path, len(specs), len(specs) - todo, table.frame, table.notes)
 
 
-def summarize_sweep(frame: pd.DataFrame, metric: str = "error") -> pd.DataFrame:
+def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.DataFrame:
     """What a sweep found, in a few rows: for single deletions the full network and the blocks
     whose deletion costs most and least; for multi and reorder the mean and range per k.
 
