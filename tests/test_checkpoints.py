@@ -17,10 +17,10 @@ from resnet_ensemble.checkpoints import (
     atomic_write,
     file_sha256,
     load_checkpoint,
-    load_model,
     resolve_device,
     save_checkpoint,
 )
+from resnet_ensemble.model_specs import load_model
 from resnet_ensemble.models import cifar_resnet
 
 from .conftest import randomize_batchnorm
