@@ -136,6 +136,11 @@ class Experiment:
         """How the network was built and trained: what the paper's figures compare."""
         return model_variant(self.loaded)
 
+    @property
+    def unit(self) -> str:
+        """What one item of the data is, for messages: "images", or "windows" of a text."""
+        return "windows" if is_text_spec(self.dataset_name) else "images"
+
     def describe(self) -> dict[str, Any]:
         """Metadata for results: what was evaluated, on what."""
         loaded = self.loaded

@@ -391,7 +391,7 @@ def sweep_to_table(
             about = exp.describe()
             line = (
                 f"{kind} sweep of {about['model']} on {about['dataset']}: {len(specs)} "
-                f"configurations ({len(specs) - todo} already done), {about['images']} images "
+                f"configurations ({len(specs) - todo} already done), {about['images']} {exp.unit} "
                 f"-> {path}"
             )
             progress = on_start(line, todo * len(exp.shard(dist.rank, dist.world)))

@@ -179,6 +179,10 @@ def test_cli_sweeps_and_lesion_run_on_a_language_model_over_a_text_file(
     run = CliRunner().invoke(cli, ["--drop-block", "1", *data, "--metric", "kl", "--json"])
     assert run.exit_code == 0, run.output
     assert '"kl_full": 0' in run.output and '"kl_lesioned"' in run.output
+    # A text is counted in windows, not images.
+    run = CliRunner().invoke(cli, ["--drop-block", "1", *data])
+    assert run.exit_code == 0, run.output
+    assert f"windows:  {len(exp.dataset)}\n" in run.output and "images" not in run.output
 
 
 def test_cli_gradients_on_a_language_model_are_taken_at_the_input_embeddings(

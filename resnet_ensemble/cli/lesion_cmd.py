@@ -74,7 +74,7 @@ def run_lesion(
     if dataset == "embedded":
         dataset += " (held-out Fashion-MNIST test images shipped with the package)"
     click.echo(f"dataset:  {dataset}")
-    click.echo(f"images:   {record['images']}")
+    click.echo(f"{exp.unit + ':':<10}{record['images']}")
     label = {"error": "error", "top5": "top-5 error"}.get(metric, metric)
     click.echo(f"{label}, full network:  {record[keys[0]]:6.2f}{unit}")
     if drop_blocks:
