@@ -18,7 +18,7 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from .sweeps import (
     swappable_groups,
 )
 
-__all__ = ["PAPER_SCALE", "QUICK", "Reproduction", "Scale"]
+__all__ = ["PAPER_SCALE", "QUICK", "STAGE_GROUPS", "Reproduction", "Scale", "stage_group"]
 
 Log = Callable[[str], None]
 
@@ -107,6 +107,18 @@ QUICK = replace(
     max_exhaustive=9,
 )
 VARIANTS = ("resnet", "plain", "stochastic_depth", "effective_paths")
+#: What ``only`` selects: a long analysis can be run a part at a time (on a CPU, the gradients of
+#: a 54-block network first, since effective-path training takes its K from them).
+STAGE_GROUPS = ("train", "sweeps", "paths", "gradients", "figures")
+
+
+def stage_group(stage: str) -> str:
+    """The group of a stage: ``train_resnet`` -> train, ``sweep_multi_resnet`` -> sweeps."""
+    if stage.startswith("train") or stage == "training_table":
+        return "train"
+    if stage.startswith("sweep_") or stage == "effective_paths_error":
+        return "sweeps"
+    return stage
 
 
 def effective_blocks(effective_lo: int, effective_hi: int, n: int) -> int:
@@ -146,7 +158,12 @@ class Reproduction:
         seed: int = 0,
         log: Log = print,
         command: str | None = None,
+        only: Collection[str] | None = None,
     ) -> None:
+        unknown = sorted(set(only or ()) - set(STAGE_GROUPS))
+        if unknown:
+            raise ValueError(f"unknown stage {unknown[0]!r}; choose from {', '.join(STAGE_GROUPS)}")
+        self.only = frozenset(only or STAGE_GROUPS)
         self.out = Path(out)
         self.command = command or " ".join(
             shlex.quote(a) for a in ["ensemble-lesion", *sys.argv[1:]]
@@ -200,6 +217,9 @@ class Reproduction:
     def _stage(self, name: str, fn: Callable[[], Any]) -> None:
         if name in self._done:
             self.log(f"[skip] {name}: done {self._done[name]['finished']}")
+            return
+        if stage_group(name) not in self.only:
+            self.log(f"[skip] {name}: not among the stages asked for")
             return
         self.log(f"[run]  {name}")
         start = time.time()
@@ -390,6 +410,12 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
 
+def _sidecar(table: Path) -> dict[str, Any]:
+    """A table's sidecar, or {} where its stage has not run (``only``)."""
+    path = sidecar_path(table)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def write_summary(rep: Reproduction) -> Path:
     """``summary.md``: each measured number beside the paper's, with the command that ran."""
     t = rep.tables
@@ -397,9 +423,7 @@ def write_summary(rep: Reproduction) -> Path:
     plain = _table(t / "single_plain.csv")
     sd = _table(t / "single_stochastic_depth.csv")
     multi = _table(t / "multi_resnet.csv")
-    grads = json.loads(sidecar_path(t / "gradients.csv").read_text())
-    paths = json.loads(sidecar_path(t / "paths.csv").read_text())
-    n = int(paths["n"])
+    grads, paths = _sidecar(t / "gradients.csv"), _sidecar(t / "paths.csv")
 
     def base(df: pd.DataFrame | None) -> float | None:
         return None if df is None else float(df.loc[df.config == "baseline", "error"].iloc[0])
@@ -421,17 +445,16 @@ def write_summary(rep: Reproduction) -> Path:
             return None
         return float(multi.loc[multi.k == k, "error"].mean())
 
-    meta = (
-        json.loads(sidecar_path(t / "single_resnet.csv").read_text()) if single is not None else {}
-    )
+    meta = _sidecar(t / "single_resnet.csv")
+    n = int(paths.get("n") or grads.get("num_blocks") or meta.get("num_blocks") or 0)
     classes = meta.get("num_classes")
     chance = f" (chance: {_pct(1 - 1 / classes)})" if classes else ""
     eff = _table(t / "baseline_effective_paths.csv")
-    k_eff = effective_blocks(grads["effective_lo"], grads["effective_hi"], n)
+    k_eff = effective_blocks(grads["effective_lo"], grads["effective_hi"], n) if grads else None
     degenerate = (
         f"; the effective range holds {100 * grads['effective_path_share']:.0f}% of all paths "
         f"here, so training on it is not training on short paths and does not test the paper"
-        if grads["effective_path_share"] > DEGENERATE_PATH_SHARE
+        if grads and grads["effective_path_share"] > DEGENERATE_PATH_SHARE
         else ""
     )
     k_max = int(multi.k.max()) if multi is not None else 0
@@ -442,7 +465,7 @@ def write_summary(rep: Reproduction) -> Path:
         return rows if rep.trains else ()
 
     rows = [
-        ("blocks (n)", str(paper.BLOCKS), str(n)),
+        ("blocks (n)", str(paper.BLOCKS), str(n or "?")),
         ("full-network test error", paper.full_error_text(), _pct(base(single))),
         (
             "one non-downsampling block deleted",
@@ -476,13 +499,15 @@ def write_summary(rep: Reproduction) -> Path:
         (
             "95% of paths (mean ± 1.96 sd)",
             f"{paper.PATHS_95[0]}–{paper.PATHS_95[1]} of {paper.BLOCKS}",
-            f"{paths['range_lo']}–{paths['range_hi']} of {n}",
+            f"{paths['range_lo']}–{paths['range_hi']} of {n}" if paths else "n/a",
         ),
         (
             "effective gradient range (95% of gradient)",
             paper.effective_text(),
             f"{grads['effective_lo']}–{grads['effective_hi']} "
-            f"({100 * grads['effective_path_share']:.3g}% of paths)",
+            f"({100 * grads['effective_path_share']:.3g}% of paths)"
+            if grads
+            else "n/a",
         ),
         *controls(
             (

@@ -98,6 +98,13 @@ def _scale_options(func: F) -> F:
     default=None,
     help="Reuse this effective-path-trained checkpoint.",
 )
+@click.option(
+    "--only",
+    type=click.Choice(["train", "sweeps", "paths", "gradients", "figures"]),
+    multiple=True,
+    help="Run only these stages (repeatable; default: all). A stage that needs an output not "
+    "yet made fails with its error.",
+)
 @_scale_options
 @device_option
 @seed_option()
@@ -115,6 +122,7 @@ def reproduce(
     effective_ckpt: str | None,
     device: str,
     seed: int,
+    only: tuple[str, ...],
     **sizes: int | None,
 ) -> None:
     """Train (or reuse) the networks, run every sweep and the gradient analysis, draw every
@@ -146,6 +154,7 @@ def reproduce(
         device=device,
         seed=seed,
         log=lambda m: click.echo(m, err=True),
+        only=only or None,
     )
     summary = rep.run()
     click.echo(summary.read_text())
