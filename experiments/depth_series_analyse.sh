@@ -25,6 +25,9 @@ SIGN_DRAWS=${SIGN_DRAWS:-0}
 MAX_EXHAUSTIVE=${MAX_EXHAUSTIVE:-15}      # all 2^n sub-networks up to this n
 SUBNETWORK_IMAGES=${SUBNETWORK_IMAGES:-500}
 NETWORKS=${NETWORKS:-resnet20 resnet32 resnet44 resnet56 resnet110 sd20 sd56 sd110 plain20 ep110}
+ONLY=${ONLY:-}                            # e.g. ONLY=gradients: some stages now, the rest later
+only=()
+for stage in $ONLY; do only+=(--only "$stage"); done
 
 for name in $NETWORKS; do
     ckpt="$ROOT/checkpoints/$name.pt"
@@ -45,6 +48,6 @@ for name in $NETWORKS; do
         --gradient-images "$GRADIENT_IMAGES" --gradient-batches "$GRADIENT_BATCHES" \
         --samples-per-length "$SAMPLES_PER_LENGTH" --sign-draws "$SIGN_DRAWS" \
         --max-exhaustive "$MAX_EXHAUSTIVE" --subnetwork-images "$SUBNETWORK_IMAGES" \
-        --subnetwork-samples 0 > /dev/null
+        --subnetwork-samples 0 "${only[@]}" > /dev/null
 done
 "$BIN" depth "$ROOT"

@@ -53,13 +53,17 @@ def _read(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]
 
 
 def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
-    """The row of one reproduce folder and its k-deletion curve; None without a sweep."""
+    """The row of one reproduce folder and its k-deletion curve; None without a single-block
+    sweep or a gradient analysis (a network analysed in parts has NaN for the rest)."""
     single, meta = _read(folder, "single_resnet")
-    if single is None:
-        return None
     grads, gmeta = _read(folder, "gradients")
+    if single is None and grads is None:
+        return None
     multi, _ = _read(folder, "multi_resnet")
+    meta = meta or gmeta
     n = int(meta.get("num_blocks") or 0)
+    if single is None:  # the columns, no rows: every deletion statistic is NaN
+        single = pd.DataFrame({"config": ["baseline"], "error": [math.nan], "downsampling": [""]})
     full = float(single.loc[single["config"] == "baseline", "error"].iloc[0])
     deleted = single[single["config"] != "baseline"]
     down = deleted["downsampling"].astype(str) == "True"
@@ -108,7 +112,7 @@ def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
 
 
 def collect_series(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every reproduce folder under ``root`` (those holding ``tables/single_resnet.csv``).
+    """Every reproduce folder under ``root`` holding a single-block sweep or a gradient analysis.
 
     Returns:
         (one row per network, sorted by variant and blocks; one row per network and k).
@@ -131,6 +135,10 @@ def collect_series(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _pct(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def _ratio(x: float) -> str:
+    return "n/a" if math.isnan(float(x)) else f"{float(x):.2f}"
 
 
 def _summary(table: pd.DataFrame, command: str) -> str:
@@ -159,7 +167,7 @@ def _summary(table: pd.DataFrame, command: str) -> str:
         lines.append(
             f"| {r.network} | {r.variant} | {r.blocks} | {_pct(r.full_error)} | "
             f"{_pct(r.single_mean)} / {_pct(r.single_median)} / {_pct(r.single_worst)} | "
-            f"{r.single_mean_over_full:.2f} | {_pct(r.single_downsampling_mean)} / "
+            f"{_ratio(r.single_mean_over_full)} | {_pct(r.single_downsampling_mean)} / "
             f"{_pct(r.single_other_mean)} | {eff} | {r.paths95_lo}–{r.paths95_hi} "
             f"({100 * r.paths95_share:.1f}%) | {decay} |"
         )
@@ -180,7 +188,7 @@ def _summary(table: pd.DataFrame, command: str) -> str:
             "|---|---|---|",
             f"| full-network error | {PAPER_AT_54['full_error']} | {_pct(deep['full_error'])} |",
             f"| one block deleted | {PAPER_AT_54['single']} | mean {_pct(deep['single_mean'])} "
-            f"(× {deep['single_mean_over_full']:.2f} of full); downsampling "
+            f"(× {_ratio(deep['single_mean_over_full'])} of full); downsampling "
             f"{_pct(deep['single_downsampling_mean'])}, others "
             f"{_pct(deep['single_other_mean'])} |",
             f"| 95% of paths | {PAPER_AT_54['paths95']} | {deep['paths95_normal_lo']}–"

@@ -92,6 +92,31 @@ def test_figures_and_summary(series: Path) -> None:
     assert "| r14 | residual | 6 |" in summary
 
 
+def test_a_network_analysed_only_for_its_gradients_joins_the_series(
+    series: Path, tmp_path: Path
+) -> None:
+    """``reproduce --only gradients`` (a deep network's gradients first): its row has the
+    gradient columns, NaN for the deletions, and no k-curve."""
+    import shutil
+
+    root = tmp_path / "series"
+    shutil.copytree(series / "r8", root / "r8")
+    (root / "r14" / "tables").mkdir(parents=True)
+    for name in ("gradients.csv", "gradients.json"):
+        shutil.copy(series / "r14" / "tables" / name, root / "r14" / "tables" / name)
+    result = _invoke("depth", str(root))
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(root / "depth.csv").set_index("network")
+    grads = json.loads((series / "r14" / "tables" / "gradients.json").read_text())
+    partial = table.loc["r14"]
+    assert partial["blocks"] == 6 and partial["effective_lo"] == grads["effective_lo"]
+    assert partial[["full_error", "single_mean", "single_mean_over_full"]].isna().all()
+    assert not math.isnan(table.loc["r8", "full_error"])
+    assert set(pd.read_csv(root / "depth_k.csv")["network"]) == {"r8"}
+    summary = (root / "summary.md").read_text()
+    assert "| r14 | residual | 6 | n/a | n/a / n/a / n/a | n/a |" in summary
+
+
 def test_a_folder_without_analyses_is_refused_in_one_line(tmp_path: Path) -> None:
     result = _invoke("depth", str(tmp_path))
     assert result.exit_code == 1
