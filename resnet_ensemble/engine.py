@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from .anatomy import Anatomy, anatomy
 from .interventions import Step, in_order, plan_route, route, run_step, run_steps
 from .metrics import Metric, MetricSpec, resolve_metric
+from .runtime import eval_mode, model_device
 
 __all__ = [
     "PrefixTree",
@@ -164,22 +165,19 @@ def model_logits(output: object) -> Tensor:
 @contextlib.contextmanager
 def _inference(model: nn.Module, amp: bool, channels_last: bool) -> Iterator[torch.device]:
     """Eval mode, no grad, optional bf16 autocast and channels_last; all undone on exit."""
-    modes = {m: m.training for m in model.modules()}
-    device = next(model.parameters()).device
-    try:
-        model.eval()
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
-            yield device
-    finally:
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
-        for m, mode in modes.items():
-            m.training = mode
+    device = model_device(model)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    )
+    with eval_mode(model):
+        try:
+            if channels_last:
+                model.to(memory_format=torch.channels_last)
+            with torch.inference_mode(), autocast:
+                yield device
+        finally:
+            if channels_last:
+                model.to(memory_format=torch.contiguous_format)
 
 
 def _only_deletions(steps: Sequence[Step], n: int) -> bool:
@@ -391,7 +389,7 @@ def naive_evaluate_routes(
     model: nn.Module, data: Iterable, routes: Sequence[Sequence[int]]
 ) -> list[float]:
     """The naive way: one full forward of the intervened model per route and batch."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     batches = list(_batches(data, device))
     errors = []
     with _inference(model, amp=False, channels_last=False):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .anatomy import anatomy, fold_transitions
-from .runtime import eval_mode
+from .runtime import eval_mode, model_device
 
 __all__ = [
     "PROXIES",
@@ -101,7 +101,7 @@ def block_proxies(
     if loss_fn is None:
         loss_fn = _lm_loss if language else F.cross_entropy
     n = len(found.blocks)
-    device = next(model.parameters()).device
+    device = model_device(model)
     sums = torch.zeros(n, 4, dtype=torch.float64)
     positions = torch.zeros(n, dtype=torch.float64)
     grad_at = ["input"] * n
