@@ -190,7 +190,7 @@ def open_experiment(
     download: bool = False,
     limit: int | None = None,
     batch_size: int = 256,
-    device: str = "auto",
+    device: str | torch.device = "auto",
 ) -> Experiment:
     """Load a model and its test data, and check that they fit each other.
 
@@ -200,7 +200,7 @@ def open_experiment(
     target = resolve_device(device)
     if dataset is not None and is_text_spec(dataset):
         return _open_text_experiment(
-            model_spec, dataset, weights_file, weights, limit, batch_size, str(target), data_dir
+            model_spec, dataset, weights_file, weights, limit, batch_size, target, data_dir
         )
     info = dataset_info(dataset) if dataset else None
     loaded = load_model(
@@ -209,7 +209,7 @@ def open_experiment(
         weights=weights,
         num_classes=info.num_classes if info else None,
         in_channels=info.in_channels if info else None,
-        device=str(target),
+        device=target,
     )
     name = dataset or _default_dataset(loaded)
     info = info or dataset_info(name)
@@ -231,7 +231,7 @@ def _open_text_experiment(
     weights: str | None,
     limit: int | None,
     batch_size: int,
-    device: str,
+    device: torch.device,
     data_dir: str | None,
 ) -> Experiment:
     """A language model (``hf:PATH``) on ``text:PATH``, tokenised with the folder's tokenizer

@@ -22,15 +22,16 @@ __all__ = ["eval_mode", "model_device", "resolve_device"]
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
     """``auto`` -> CUDA where available, else CPU; refuse a CUDA device this machine lacks."""
-    if isinstance(name, torch.device):
-        name = str(name)
-    text = (name or "auto").strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if isinstance(name, torch.device):  # resolved already: checked again, not re-parsed
+        device = name
+    else:
+        text = (name or "auto").strip().lower()
+        if text == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(text)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("CUDA is not available on this machine; use --device cpu")
