@@ -37,7 +37,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from .anatomy import Anatomy, Block, anatomy, block_shapes, describe_shape
+from .anatomy import ADAPTER_DOC, Anatomy, Block, anatomy, block_shapes, describe_shape
 
 __all__ = [
     "Parallel",
@@ -530,7 +530,7 @@ def _patched(
         if x is not handoff["out"]:
             raise RuntimeError(
                 "the blocks are not run back to back in this model's forward, so a route that "
-                "moves blocks cannot be applied here; deletions still work (docs/adapters.md)"
+                f"moves blocks cannot be applied here; deletions still work ({ADAPTER_DOC})"
             )
         return x
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..anatomy import Anatomy, Block, CallContext
+from ..anatomy import ADAPTER_DOC, Anatomy, Block, CallContext
 from ._common import ClassAdapter, example, identity, library_loaded, qualified_names
 from ._common import stem_by_capture as _stem_by_capture
 
@@ -227,8 +227,7 @@ class HFDecoderAdapter:
             if layout is None:
                 raise ValueError(
                     f"layer {names[id(layer)]} ({type(layer).__name__}) is not built like the "
-                    "decoder layers this adapter knows; register an adapter for it "
-                    "(docs/bring_your_model.md)"
+                    f"decoder layers this adapter knows; register an adapter for it ({ADAPTER_DOC})"
                 )
             where = names[id(layer)]
             attention = _sublayer(layer, layout[0], lambda w=where: attention_kwargs(context, w))

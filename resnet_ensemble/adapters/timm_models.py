@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..anatomy import Anatomy, Block, CallContext, Transition
+from ..anatomy import ADAPTER_DOC, Anatomy, Block, CallContext, Transition
 from ._common import (
     ClassAdapter,
     image_example,
@@ -27,7 +27,7 @@ __all__ = ["TimmConvNeXtAdapter", "TimmResNetAdapter", "TimmViTAdapter"]
 def _unsupported(name: str, blk: nn.Module, known: str) -> ValueError:
     return ValueError(
         f"block {name} is a {type(blk).__name__}, which the timm adapter does not take apart "
-        f"(it knows {known}); register an adapter for it (docs/bring_your_model.md)"
+        f"(it knows {known}); register an adapter for it ({ADAPTER_DOC})"
     )
 
 
