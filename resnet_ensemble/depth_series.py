@@ -34,12 +34,12 @@ __all__ = ["DEPTH_COLUMNS", "DEPTH_K_COLUMNS", "collect_series", "write_series"]
 DEPTH_COLUMNS = list(results.DEPTH_COLUMNS)
 DEPTH_K_COLUMNS = list(results.DEPTH_K_COLUMNS)
 
-#: The paper's numbers at n = 54 (ResNet-110 on CIFAR-10), for the summary's last column.
+#: The paper's numbers at its n (ResNet-110 on CIFAR-10), for the summary's last column.
 PAPER_AT_54 = {
     "full_error": paper.full_error_text(),
     "single": "no noticeable change, except at downsampling blocks",
     "effective": paper.effective_text(),
-    "paths95": "19–35 (mean ± 1.96 sd; the shortest exact range is 20–34)",
+    "paths95": paper.paths95_text(),
     "decay": "falls exponentially",
     "k": "rises smoothly with k (to about k = 20)",
 }
@@ -172,19 +172,19 @@ def _summary(table: pd.DataFrame, command: str) -> str:
             f"({100 * r.paths95_share:.1f}%) | {decay} |"
         )
     resnets = table[table["variant"] == "residual"]
-    lines += ["", "## Against the paper at n = 54", ""]
-    if resnets.empty or int(resnets["blocks"].max()) != 54:
+    lines += ["", f"## Against the paper at n = {paper.BLOCKS}", ""]
+    if resnets.empty or int(resnets["blocks"].max()) != paper.BLOCKS:
         have = ", ".join(str(b) for b in sorted(resnets["blocks"].unique())) or "none"
         lines.append(
-            f"No 54-block ResNet is analysed yet (ResNet blocks here: {have}); the paper's "
-            "numbers are compared with the deepest one, and read as a trend over depth."
+            f"No {paper.BLOCKS}-block ResNet is analysed yet (ResNet blocks here: {have}); the "
+            "paper's numbers are compared with the deepest one, and read as a trend over depth."
         )
     if not resnets.empty:
         deep = resnets.loc[resnets["blocks"].idxmax()]
         lines += [
             "",
-            f"| finding | paper (ResNet-110, 54 blocks, CIFAR-10) | here ({deep['network']}, "
-            f"{deep['blocks']} blocks) |",
+            f"| finding | paper (ResNet-110, {paper.BLOCKS} blocks, CIFAR-10) | here "
+            f"({deep['network']}, {deep['blocks']} blocks) |",
             "|---|---|---|",
             f"| full-network error | {PAPER_AT_54['full_error']} | {_pct(deep['full_error'])} |",
             f"| one block deleted | {PAPER_AT_54['single']} | mean {_pct(deep['single_mean'])} "

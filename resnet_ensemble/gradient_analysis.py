@@ -318,6 +318,7 @@ def write_gradient_report(
     path = Path(path)
     n = analysis.n
     paths95 = summarize_paths(n, 0.95)
+    at_paper = summarize_paths(paper.BLOCKS, 0.95)  # exact, for the paper's n
     headline = "sampled_95" if "sampled_95" in analysis.ranges else "exact_95"
     eff = analysis.effective
     decay = single_path_decay(analysis.table)
@@ -362,7 +363,7 @@ def write_gradient_report(
         )
     lines += [
         "",
-        "## Against the paper (ResNet-110, 54 blocks)",
+        f"## Against the paper (ResNet-110, {paper.BLOCKS} blocks)",
         "",
         f"The effective range here is the one holding {RANGE_LABELS[headline]}.",
         "",
@@ -372,7 +373,8 @@ def write_gradient_report(
         f"| 95% of paths (mean ± 1.96 sd) | {paper.PATHS_95[0]}–{paper.PATHS_95[1]} | "
         f"{paths95.normal_lo}–{paths95.normal_hi} "
         f"({100 * paths95.normal_fraction:.1f}%) |",
-        f"| 95% of paths (shortest exact range) | 20–34 (96.0%) | {paths95.lo}–{paths95.hi} "
+        f"| 95% of paths (shortest exact range) | {at_paper.lo}–{at_paper.hi} "
+        f"({100 * at_paper.fraction:.1f}%) | {paths95.lo}–{paths95.hi} "
         f"({100 * paths95.fraction:.1f}%) |",
         f"| effective range | {paper.effective_text()} | "
         f"{int(eff['lo'])}–{int(eff['hi'])} ({100 * eff['path_share']:.3g}% of paths) |",

@@ -3,7 +3,7 @@ CIFAR-10 (54 residual blocks). Reports, summaries and figures quote them from he
 
 Holds the numbers (``BLOCKS``, ``FULL_ERROR``, ``EFFECTIVE_LO`` / ``EFFECTIVE_HI`` /
 ``EFFECTIVE_PATH_SHARE``, ``PATHS_95``, ``EFFECTIVE_TRAINING_ERROR`` / ``EFFECTIVE_TRAINING_K``)
-and the phrases that quote them (``full_error_text``, ``effective_text``).
+and the phrases that quote them (``full_error_text``, ``effective_text``, ``paths95_text``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "PATHS_95",
     "effective_text",
     "full_error_text",
+    "paths95_text",
 ]
 
 BLOCKS = 54  # ResNet-110: 3 stages of 18 blocks
@@ -40,3 +41,15 @@ def full_error_text() -> str:
 def effective_text(dash: str = "–") -> str:
     """``5–17 (0.45% of paths)``."""
     return f"{EFFECTIVE_LO}{dash}{EFFECTIVE_HI} ({100 * EFFECTIVE_PATH_SHARE:.2f}% of paths)"
+
+
+def paths95_text(dash: str = "–") -> str:
+    """``19–35 (mean ± 1.96 sd; the shortest exact range is 20–34)``: the paper's range beside
+    the exact one of Binomial(54, 1/2), computed rather than quoted."""
+    from .paths import summarize_paths  # combinatorics: this module stays free of imports
+
+    exact = summarize_paths(BLOCKS, 0.95)
+    return (
+        f"{PATHS_95[0]}{dash}{PATHS_95[1]} (mean ± 1.96 sd; the shortest exact range is "
+        f"{exact.lo}{dash}{exact.hi})"
+    )
