@@ -211,6 +211,7 @@ def test_blocks_of_resnet20() -> None:
     ] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     # Conv weights + BN (weight, bias) of two 3x3 convs; option-A shortcuts have no parameters.
     assert rows[0]["parameters"] == 2 * (16 * 16 * 9 + 2 * 16)
+    assert all(r["random_init"] is True for r in rows)  # a bare arch name: random weights
     table = _invoke("blocks", "--model", "resnet20")
     assert table.exit_code == 0
     lines = table.stdout.splitlines()
@@ -356,3 +357,20 @@ def test_embedded_default_blocks() -> None:
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     model = reference_model(EMBEDDED_CHECKPOINT)
     assert len(rows) == len(cifar_blocks(model))
+    assert not any(r["random_init"] for r in rows)  # trained weights
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml takes the version from ``_version.py``; what is installed agrees."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from resnet_ensemble import __version__
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and not re.search(r'^version = "', pyproject, re.M)
+    assert 'version = { attr = "resnet_ensemble._version.__version__" }' in pyproject
+    try:
+        installed = version("resnet-ensemble")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        installed = __version__
+    assert installed == __version__

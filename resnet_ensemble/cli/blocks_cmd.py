@@ -46,6 +46,7 @@ def blocks(
             "stage": b.stage,
             "downsamples": b.downsamples,
             "parameters": b.num_parameters,
+            "random_init": loaded.random_init,  # every output says when weights are random
         }
         for b in found
     ]
