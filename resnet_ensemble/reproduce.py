@@ -38,8 +38,8 @@ from .results import (
     atomic_write_text,
     check_writable,
     history_path,
+    read_sidecar,
     run_metadata,
-    sidecar_path,
     write_table,
 )
 from .runtime import resolve_device
@@ -270,7 +270,12 @@ class Reproduction:
 
     def effective_k(self, n: int) -> int:
         """K from the effective range that the gradients stage measured on the ResNet."""
-        grads = json.loads(sidecar_path(self.tables / "gradients.csv").read_text())
+        grads = read_sidecar(self.tables / "gradients.csv")
+        if "effective_lo" not in grads:
+            raise ValueError(
+                "effective-path training takes K from the ResNet's gradients: run the gradients "
+                "stage first"
+            )
         return effective_blocks(grads["effective_lo"], grads["effective_hi"], n)
 
     def _experiment(self, variant: str, limit: int | None = None) -> Experiment:
@@ -410,12 +415,6 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
 
-def _sidecar(table: Path) -> dict[str, Any]:
-    """A table's sidecar, or {} where its stage has not run (``only``)."""
-    path = sidecar_path(table)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def write_summary(rep: Reproduction) -> Path:
     """``summary.md``: each measured number beside the paper's, with the command that ran."""
     t = rep.tables
@@ -423,7 +422,7 @@ def write_summary(rep: Reproduction) -> Path:
     plain = _table(t / "single_plain.csv")
     sd = _table(t / "single_stochastic_depth.csv")
     multi = _table(t / "multi_resnet.csv")
-    grads, paths = _sidecar(t / "gradients.csv"), _sidecar(t / "paths.csv")
+    grads, paths = read_sidecar(t / "gradients.csv"), read_sidecar(t / "paths.csv")
 
     def base(df: pd.DataFrame | None) -> float | None:
         return None if df is None else float(df.loc[df.config == "baseline", "error"].iloc[0])
@@ -445,7 +444,7 @@ def write_summary(rep: Reproduction) -> Path:
             return None
         return float(multi.loc[multi.k == k, "error"].mean())
 
-    meta = _sidecar(t / "single_resnet.csv")
+    meta = read_sidecar(t / "single_resnet.csv")
     n = int(paths.get("n") or grads.get("num_blocks") or meta.get("num_blocks") or 0)
     classes = meta.get("num_classes")
     chance = f" (chance: {_pct(1 - 1 / classes)})" if classes else ""
