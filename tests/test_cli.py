@@ -67,9 +67,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet14.pt", 14, 3)
 
 
-def _reference_wrong(model: nn.Module, drop: set[int], images: int | None) -> tuple[int, int]:
-    """Mistakes and images of the hand-written forward with the ``drop`` blocks deleted."""
-    plan = [(blk, i not in drop) for i, blk in enumerate(cifar_blocks(model))]
+def _reference_wrong(
+    model: nn.Module, drop: set[int], images: int | None, order: list[int] | None = None
+) -> tuple[int, int]:
+    """Mistakes and images of the hand-written forward with the ``drop`` blocks deleted, or
+    with the blocks run in ``order``."""
+    blocks = cifar_blocks(model)
+    plan = [(blk, i not in drop) for i, blk in enumerate(blocks)]
+    if order is not None:
+        plan = [(blocks[i], True) for i in order]
     data = load_dataset("embedded", "test", limit=images)
     wrong = total = 0
     with torch.no_grad():
@@ -343,6 +349,30 @@ def test_embedded_default_drop_block_matches_the_hand_written_loop() -> None:
     assert record["images"] == total == 200 and record["dataset"] == "embedded"
     assert record["error_full_pct"] == pytest.approx(100 * full_wrong / total, abs=1e-9)
     assert record["error_lesioned_pct"] == pytest.approx(100 * lesioned_wrong / total, abs=1e-9)
+
+
+def test_route_runs_the_blocks_in_the_order_given_as_the_hand_written_loop() -> None:
+    model = reference_model(EMBEDDED_CHECKPOINT)
+    n = len(cifar_blocks(model))
+    order = [0, 2, 1, 1, *range(3, n)]  # blocks 1 and 2 swapped, block 1 run twice
+    result = _invoke("--route", f"0,2,1x2,3-{n - 1}", "--limit", "200", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    wrong, total = _reference_wrong(model, set(), 200, order=order)
+    assert record["route"] == ",".join(map(str, order))
+    assert record["error_lesioned_pct"] == pytest.approx(100 * wrong / total, abs=1e-9)
+    text = _invoke("--route", f"0,2,1x2,3-{n - 1}", "--limit", "200")
+    assert f"error, route {record['route']}:" in text.stdout
+    # A route whose shapes do not fit, unreadable text, and both ways at once: one line each.
+    for args, code in (
+        (["--route", f"{n - 1},0"], 1),
+        (["--route", "1-x"], 2),
+        (["--route", "0", "--drop-block", "1"], 2),
+    ):
+        bad = _invoke(*args, "--limit", "8")
+        assert bad.exit_code == code, bad.output
+        errors = [ln for ln in bad.stderr.splitlines() if ln.lower().startswith("error")]
+        assert len(errors) == 1 and "Traceback" not in bad.output
 
 
 def test_embedded_default_runs_offline_as_a_real_process(tmp_path: Path) -> None:

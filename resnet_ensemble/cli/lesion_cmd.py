@@ -18,6 +18,14 @@ def lesion_options(func: F) -> F:
     func = data_options(func)
     func = model_options(func)
     func = click.option(
+        "--route",
+        "route_text",
+        default=None,
+        metavar="ROUTE",
+        help="Run this route instead (not with --drop-block): indices and ranges, 5-2 reversed, "
+        "4x2 a repeat, [2|3] a parallel group; e.g. 0-3,5,4,6-8 swaps blocks 4 and 5.",
+    )(func)
+    func = click.option(
         "--drop-block",
         "drop_blocks",
         type=int,
@@ -29,18 +37,30 @@ def lesion_options(func: F) -> F:
 
 
 def run_lesion(
-    drop_blocks: tuple[int, ...], as_json: bool, metric: str = "error", **options: Any
+    drop_blocks: tuple[int, ...],
+    as_json: bool,
+    metric: str = "error",
+    route_text: str | None = None,
+    **options: Any,
 ) -> None:
-    """Evaluate the full network and the lesioned one on the same images in one pass."""
+    """Evaluate the full network and the lesioned (or rerouted) one on the same images in one
+    pass."""
     from ..engine import evaluate_routes
     from ..experiment import open_experiment
-    from ..interventions import plan_route
+    from ..interventions import format_route_item, parse_route, plan_route
 
     if len(set(drop_blocks)) != len(drop_blocks):
         raise click.BadParameter("a block is given twice", param_hint="--drop-block")
+    if route_text is not None and drop_blocks:
+        raise click.UsageError("give --drop-block or --route, not both")
     exp = open_experiment(**options)
     n = len(exp.blocks)
-    kept = [i for i in range(n) if i not in set(drop_blocks)]
+    kept: list[Any] = [i for i in range(n) if i not in set(drop_blocks)]
+    if route_text is not None:
+        try:
+            kept = parse_route(route_text, n)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--route") from None
     for i in drop_blocks:
         if not 0 <= i < n:
             raise click.BadParameter(
@@ -55,6 +75,7 @@ def run_lesion(
         "metric": metric,
         "dropped_blocks": list(drop_blocks),
         "dropped_names": [exp.blocks[i].name for i in drop_blocks],
+        **({"route": ",".join(map(format_route_item, kept))} if route_text is not None else {}),
     }
     percent = metric in ("error", "top5")  # error rates as percentages, the others as they are
     scale, unit = (100, "%") if percent else (1, "")
@@ -77,10 +98,13 @@ def run_lesion(
     click.echo(f"{exp.unit + ':':<10}{record['images']}")
     label = {"error": "error", "top5": "top-5 error"}.get(metric, metric)
     click.echo(f"{label}, full network:  {record[keys[0]]:6.2f}{unit}")
-    if drop_blocks:
+    if drop_blocks or route_text is not None:
         names = ", ".join(f"{i} ({exp.blocks[i].name})" for i in drop_blocks)
-        click.echo(f"{label}, without {names}: {record[keys[1]]:6.2f}{unit}")
+        what = f"route {record['route']}" if route_text is not None else f"without {names}"
+        click.echo(f"{label}, {what}: {record[keys[1]]:6.2f}{unit}")
         points = " points" if percent else ""
         click.echo(f"difference: {record[keys[2]]:+.2f}{points}")
     else:
-        click.echo("no --drop-block given: pass --drop-block INDEX to delete a block")
+        click.echo(
+            "no --drop-block given: pass --drop-block INDEX to delete a block, or --route ROUTE"
+        )
