@@ -29,8 +29,6 @@ only rank 0 writes files or reports.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import os
 import platform
@@ -47,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -58,7 +57,6 @@ from .archs import num_blocks, parse_arch
 from .atomic import remove_stale_temporaries
 from .checkpoints import (
     CHECKPOINT_FORMAT,
-    atomic_write,
     check_state_dict,
     load_checkpoint,
     package_version,
@@ -68,7 +66,7 @@ from .data import CROP_FLIP_PADDING, DatasetInfo, dataset_info, load_dataset, ma
 from .distributed import Distributed, from_environment
 from .interventions import lesion
 from .models import build_builtin
-from .results import HISTORY_COLUMNS, history_path
+from .results import HISTORY_COLUMNS, history_path, sidecar_path, write_table
 from .runtime import resolve_device
 from .tensor_batches import TensorImages
 
@@ -278,15 +276,6 @@ def _rng_states() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = list(torch.cuda.get_rng_state_all())
     return states
-
-
-def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row[k] for k in HISTORY_COLUMNS})
-    atomic_write(path, buffer.getvalue())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,7 +494,7 @@ class _Run:
 
         self.start_epoch, self.history, self.wall_before = 0, [], 0.0
         if world.is_main:  # hidden temporaries of a run killed mid-write: this run owns the files
-            for path in (out, history_path(out)):
+            for path in (out, history_path(out), sidecar_path(history_path(out))):
                 remove_stale_temporaries(path)
         if config.resume and out.exists():
             self.start_epoch, self.history, self.wall_before = _restore(self)
@@ -801,7 +790,11 @@ class _Run:
             normalization=(self.info.mean, self.info.std),
             extra={"history": self.history, "rng": _rng_states(), "epoch_seed": seed},
         )
-        _write_history(history_path(self.out), self.history)
+        # The history CSV and its sidecar (provenance: the recipe, the command, the versions).
+        recipe = self.config.recipe()
+        about = {"arch": recipe["arch"], "dataset": recipe["dataset"], "recipe": recipe}
+        history = pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
+        write_table(history_path(self.out), history, "history", about)
 
 
 def _check_finite_optimizer_state(state: Any, out: Path) -> None:

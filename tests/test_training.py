@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -85,6 +86,9 @@ def test_training_learns_and_checkpoint_reloads_exactly(tmp_path: Path) -> None:
     rows = read_history(history_path(result.checkpoint))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert list(rows[0]) == list(HISTORY_COLUMNS)
+    # The history has a sidecar like every table: its kind, the recipe and the provenance.
+    side = json.loads(history_path(result.checkpoint).with_suffix(".json").read_text())
+    assert side["table"] == "history" and side["recipe"]["lr"] == 0.1 and "command" in side
 
 
 @pytest.mark.parametrize(
@@ -427,4 +431,8 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     meta = load_model(out).metadata
     assert meta["hardware"]["processes"] == 2 and meta["num_test_images"] == 128
     assert len(read_history(tmp_path / "ddp.history.csv")) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.history.csv", "ddp.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ddp.history.csv",
+        "ddp.history.json",
+        "ddp.pt",
+    ]
