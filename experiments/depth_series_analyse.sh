@@ -20,7 +20,9 @@ TEST_IMAGES=${TEST_IMAGES:-2000}
 SAMPLES=${SAMPLES:-10}                    # draws per k (deletion) and per swap count (reordering)
 GRADIENT_IMAGES=${GRADIENT_IMAGES:-128}   # per batch, the paper's mini-batch
 GRADIENT_BATCHES=${GRADIENT_BATCHES:-8}   # random training batches
-SAMPLES_PER_LENGTH=${SAMPLES_PER_LENGTH:-12}   # per batch: 96 single paths per length in all
+# Sampled single paths per length per batch; by default fewer the deeper the network (its cost
+# grows as n^2): 12 up to 15 blocks (96 per length in all), 6 up to 27 (48), 3 beyond (24).
+SAMPLES_PER_LENGTH=${SAMPLES_PER_LENGTH:-}
 SIGN_DRAWS=${SIGN_DRAWS:-0}
 MAX_EXHAUSTIVE=${MAX_EXHAUSTIVE:-15}      # all 2^n sub-networks up to this n
 SUBNETWORK_IMAGES=${SUBNETWORK_IMAGES:-500}
@@ -35,6 +37,7 @@ for name in $NETWORKS; do
     depth=${name//[!0-9]/}
     n=$(( 3 * (depth - 2) / 6 ))
     max_k=$(( n / 2 < 20 ? n / 2 : 20 ))
+    per_length=${SAMPLES_PER_LENGTH:-$(( n <= 15 ? 12 : n <= 27 ? 6 : 3 ))}
     echo "== $name ($n blocks)"
     if [[ $name == plain* ]]; then  # no shortcuts, so no paths: the control needs its deletions only
         mkdir -p "$ROOT/$name/tables"
@@ -46,7 +49,7 @@ for name in $NETWORKS; do
     "$BIN" reproduce --model "$ckpt" --dataset fashion-mnist --out "$ROOT/$name" \
         --test-images "$TEST_IMAGES" --samples "$SAMPLES" --max-k "$max_k" --max-swaps 20 \
         --gradient-images "$GRADIENT_IMAGES" --gradient-batches "$GRADIENT_BATCHES" \
-        --samples-per-length "$SAMPLES_PER_LENGTH" --sign-draws "$SIGN_DRAWS" \
+        --samples-per-length "$per_length" --sign-draws "$SIGN_DRAWS" \
         --max-exhaustive "$MAX_EXHAUSTIVE" --subnetwork-images "$SUBNETWORK_IMAGES" \
         --subnetwork-samples 0 "${only[@]}" > /dev/null
 done
