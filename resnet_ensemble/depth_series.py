@@ -137,6 +137,11 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
 
+def _whole(x: float) -> str:
+    """A length read back from a table whose NaNs made it float: ``11.0`` -> ``11``."""
+    return "n/a" if math.isnan(float(x)) else str(int(x))
+
+
 def _ratio(x: float) -> str:
     return "n/a" if math.isnan(float(x)) else f"{float(x):.2f}"
 
@@ -195,7 +200,7 @@ def _summary(table: pd.DataFrame, command: str) -> str:
             f"{deep['paths95_normal_hi']} (mean ± 1.96 sd); {deep['paths95_lo']}–"
             f"{deep['paths95_hi']} shortest ({100 * deep['paths95_share']:.1f}%) |",
             f"| effective range | {PAPER_AT_54['effective']} | "
-            f"{deep['effective_lo']}–{deep['effective_hi']} "
+            f"{_whole(deep['effective_lo'])}–{_whole(deep['effective_hi'])} "
             f"({100 * float(deep['effective_path_share']):.3g}% of paths) |",
             f"| single-path gradient against length | {PAPER_AT_54['decay']} | "
             f"× {float(deep['decay_per_block']):.3g} per block (R² "
