@@ -214,9 +214,12 @@ class Reproduction:
         """Pretrained models (e.g. torchvision ImageNet ResNets) skip training and controls."""
         return self.model is None
 
-    def _stage(self, name: str, fn: Callable[[], Any]) -> None:
-        if name in self._done:
-            self.log(f"[skip] {name}: done {self._done[name]['finished']}")
+    def _stage(self, name: str, fn: Callable[[], Any], inputs: list[str] | None = None) -> None:
+        """Run ``fn`` unless done; a stage with ``inputs`` runs again when they have changed
+        (the figures, once a later ``--only`` run adds tables)."""
+        done = self._done.get(name)
+        if done is not None and done.get("inputs") == inputs:
+            self.log(f"[skip] {name}: done {done['finished']}")
             return
         if stage_group(name) not in self.only:
             self.log(f"[skip] {name}: not among the stages asked for")
@@ -227,6 +230,7 @@ class Reproduction:
         self._done[name] = {
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": round(time.time() - start, 1),
+            **({"inputs": inputs} if inputs is not None else {}),
         }
         atomic_write_text(self._manifest, json.dumps(self._done, indent=2))
 
@@ -403,7 +407,8 @@ class Reproduction:
             self._stage("train_effective_paths", lambda: self._train("effective_paths"))
             self._stage("effective_paths_error", lambda: self._sweep("baseline", "effective_paths"))
             self._stage("training_table", self._training_table)
-        self._stage("figures", self._plots)
+        tables = sorted(p.name for p in self.tables.glob("*.csv"))
+        self._stage("figures", self._plots, inputs=tables)
         return write_summary(self)
 
 

@@ -265,16 +265,22 @@ def test_only_runs_the_stages_asked_for_and_a_later_run_adds_the_rest(
         pd.read_csv(out / "tables" / "gradients.csv"),
         pd.read_csv(finished / "tables" / "gradients.csv"),
     )
+    result = CliRunner().invoke(cli, [*args, "--only", "figures"])
+    assert result.exit_code == 0, result.output
+    figures = out / "figures"
+    assert (figures / "fig6b_gradient_per_length.png").is_file()
+    assert not (figures / "fig3_single_block.png").exists()
     result = CliRunner().invoke(cli, [*args, "--only", "sweeps"])
     assert result.exit_code == 0, result.output
     stages = set(json.loads((out / "stages.json").read_text()))
-    assert stages == {
-        "gradients",
-        "sweep_single_resnet",
-        "sweep_multi_resnet",
-        "sweep_reorder_resnet",
-    }
+    sweeps = {f"sweep_{kind}_resnet" for kind in ("single", "multi", "reorder")}
+    assert stages == {"gradients", "figures", *sweeps}
     assert "[skip] gradients: done" in result.output
+    # New tables: the figures are drawn again (they were done for the gradients alone) ...
+    result = CliRunner().invoke(cli, [*args, "--only", "figures"])
+    assert "[run]  figures" in result.output and (figures / "fig3_single_block.png").is_file()
+    # ... and skipped once nothing has changed.
+    assert "[skip] figures" in CliRunner().invoke(cli, [*args, "--only", "figures"]).output
     # The CLI spells the groups out (its --help imports no torch); they are the library's.
     option = next(p for p in cli.commands["reproduce"].params if p.name == "only")
     assert tuple(option.type.choices) == STAGE_GROUPS
