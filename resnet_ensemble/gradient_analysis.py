@@ -318,7 +318,7 @@ def write_gradient_report(
     path = Path(path)
     n = analysis.n
     paths95 = summarize_paths(n, 0.95)
-    at_paper = summarize_paths(paper.BLOCKS, 0.95)  # exact, for the paper's n
+    at_paper = paper.paths95_exact()
     headline = "sampled_95" if "sampled_95" in analysis.ranges else "exact_95"
     eff = analysis.effective
     decay = single_path_decay(analysis.table)

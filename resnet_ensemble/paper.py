@@ -8,6 +8,8 @@ and the phrases that quote them (``full_error_text``, ``effective_text``, ``path
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BLOCKS",
     "EFFECTIVE_HI",
@@ -19,6 +21,7 @@ __all__ = [
     "PATHS_95",
     "effective_text",
     "full_error_text",
+    "paths95_exact",
     "paths95_text",
 ]
 
@@ -43,12 +46,18 @@ def effective_text(dash: str = "–") -> str:
     return f"{EFFECTIVE_LO}{dash}{EFFECTIVE_HI} ({100 * EFFECTIVE_PATH_SHARE:.2f}% of paths)"
 
 
-def paths95_text(dash: str = "–") -> str:
-    """``19–35 (mean ± 1.96 sd; the shortest exact range is 20–34)``: the paper's range beside
-    the exact one of Binomial(54, 1/2), computed rather than quoted."""
+def paths95_exact() -> Any:
+    """The shortest exact range of lengths holding 95% of the 2^54 paths (``paths``' summary:
+    ``lo``, ``hi``, ``fraction``), computed rather than quoted."""
     from .paths import summarize_paths  # combinatorics: this module stays free of imports
 
-    exact = summarize_paths(BLOCKS, 0.95)
+    return summarize_paths(BLOCKS, 0.95)
+
+
+def paths95_text(dash: str = "–") -> str:
+    """``19–35 (mean ± 1.96 sd; the shortest exact range is 20–34)``: the paper's range beside
+    the exact one of Binomial(54, 1/2)."""
+    exact = paths95_exact()
     return (
         f"{PATHS_95[0]}{dash}{PATHS_95[1]} (mean ± 1.96 sd; the shortest exact range is "
         f"{exact.lo}{dash}{exact.hi})"
