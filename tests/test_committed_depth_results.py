@@ -34,9 +34,7 @@ needs_fashion = pytest.mark.skipif(
 
 def _sidecars_with_checkpoints() -> list[Path]:
     return sorted(
-        p
-        for p in DEPTH.glob("*/tables/*.json")
-        if "checkpoint_sha256" in json.loads(p.read_text())
+        p for p in DEPTH.glob("*/tables/*.json") if "checkpoint_sha256" in json.loads(p.read_text())
     )
 
 
