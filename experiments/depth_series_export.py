@@ -3,8 +3,10 @@
 ``ensemble-lesion train`` writes the optimizer's momentum, the RNG states and the history into
 its checkpoint so that ``--resume`` continues exactly. The analyses need only the weights and
 what rebuilds the model. To keep the whole series (eleven networks, 9 to 54 blocks) under the
-30 MB the repository allows, the weights are stored in float16 (BatchNorm statistics included);
-they are loaded back into float32, and every committed analysis runs from these files, so the
+30 MB the repository allows, the weights are stored in float16 (BatchNorm statistics included),
+except a tensor with a value beyond float16's range (65,504), which stays in float32 (it would
+become infinite: stochastic depth at 110 has a BatchNorm running variance above it). They are
+loaded back into float32, and every committed analysis runs from these files, so the
 committed tables are exactly what the files give. The float16 rounding moves test error by at
 most a few images: each file's metadata gives the test error before and after it.
 
@@ -40,13 +42,32 @@ def _test_error(exp: Experiment, *, unscaled: bool = False) -> float:
     return wrong / total
 
 
-def _round_to_float16(model: torch.nn.Module) -> None:
-    """Round every floating-point weight and buffer to the nearest float16 value, in place and
-    still in float32: exactly what loading the float16 file gives back."""
+FLOAT16_MAX = torch.finfo(torch.float16).max
+
+
+def _round_to_float16(model: torch.nn.Module) -> list[str]:
+    """Round every floating-point weight and buffer that fits float16's range to the nearest
+    float16 value, in place and still in float32: exactly what loading the file gives back.
+    Returns the names of the tensors that do not fit, which are stored in float32."""
+    kept = []
     with torch.no_grad():
-        for value in model.state_dict().values():
-            if value.is_floating_point():
+        for name, value in model.state_dict().items():
+            if not value.is_floating_point():
+                continue
+            if value.numel() and float(value.abs().max()) > FLOAT16_MAX:
+                kept.append(name)
+            else:
                 value.copy_(value.half())
+    return kept
+
+
+def _store_as_float16(model: torch.nn.Module, keep_float32: list[str]) -> torch.nn.Module:
+    """Cast the floating-point tensors to float16, except those named in ``keep_float32``."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and name not in keep_float32:
+            tensor.data = tensor.data.half()
+    return model
 
 
 def export(train_ckpt: Path, out: Path) -> bool:
@@ -61,13 +82,15 @@ def export(train_ckpt: Path, out: Path) -> bool:
     metadata["trained_sha256"] = exp.loaded.sha256
     metadata["weights_dtype"] = "float16"
     metadata["test_error_float32"] = _test_error(exp)
-    _round_to_float16(exp.model)
+    kept = _round_to_float16(exp.model)
+    if kept:
+        metadata["float32_tensors"] = kept
     metadata["test_error_float16"] = _test_error(exp)
     if (raw.get("arch_kwargs") or {}).get("active_blocks"):  # the paper does not say which
         metadata["test_error_float16_unscaled"] = _test_error(exp, unscaled=True)
     save_checkpoint(
         out,
-        exp.model.half(),
+        _store_as_float16(exp.model, kept),
         arch=raw["arch"],
         arch_kwargs=raw["arch_kwargs"],
         dataset=raw["dataset"],

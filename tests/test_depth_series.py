@@ -168,6 +168,44 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
     assert 0 <= meta["test_error_float16"] <= 1 and 0 <= meta["test_error_float16_unscaled"] <= 1
 
 
+def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) -> None:
+    """A BatchNorm running variance above 65,504 would become infinite in float16 (stochastic
+    depth at 110 has one): it stays in float32, and the file loads as the trained network."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from resnet_ensemble.checkpoints import load_checkpoint
+    from resnet_ensemble.model_specs import load_model
+    from resnet_ensemble.training import TrainConfig, train
+
+    train_dir, out = tmp_path / "train", tmp_path / "checkpoints"
+    train_dir.mkdir()
+    config = TrainConfig(
+        arch="resnet8", dataset="fashion-mnist", out=train_dir / "r8.pt", epochs=1, limit=32,
+        test_limit=32, batch_size=32, device="cpu", num_workers=0,
+    )  # fmt: skip
+    train(config, progress=False)
+    raw = torch.load(config.out, weights_only=True)
+    big = "layer1.0.bn1.running_var"
+    raw["state_dict"][big] = raw["state_dict"][big] * 0 + 1e5
+    torch.save(raw, config.out)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "experiments" / "depth_series_export.py"), "--train",
+         str(train_dir), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    exported = load_checkpoint(out / "r8.pt")
+    assert exported["metadata"]["float32_tensors"] == [big]
+    assert exported["state_dict"][big].dtype == torch.float32
+    assert exported["state_dict"]["layer1.0.bn1.weight"].dtype == torch.float16
+    model = load_model(str(out / "r8.pt"), device="cpu").model  # refuses non-finite weights
+    assert torch.equal(model.state_dict()[big], torch.full_like(model.state_dict()[big], 1e5))
+
+
 def _interrupt_after_epoch_1(line: str) -> None:
     if line.startswith("epoch 1/2"):
         raise KeyboardInterrupt
