@@ -3,7 +3,8 @@
 Each takes a table of ``depth_series`` (the "depth" or "depth_k" kind) and returns a two-panel
 ``Figure`` in the paper style of ``plots``:
 - ``plot_depth_single_block``: one block deleted (mean, median, worst error, and mean ÷ full),
-  for the ResNet and stochastic depth, with the plain control, against blocks
+  for the ResNet, stochastic depth and effective-path training, with the plain control, against
+  blocks
 - ``plot_depth_delete_k``: error against k blocks deleted, one line per depth, against k and
   against k / n
 - ``plot_depth_gradients``: the effective range beside the central 95% of paths, and the
@@ -26,6 +27,7 @@ from matplotlib.patches import Patch
 
 from .plots import (
     _VARIANT_COLOUR,
+    _VARIANT_ORDER,
     ERROR_LABEL,
     Style,
     _Key,
@@ -56,6 +58,18 @@ _TEXT_COLUMNS = {"network", "model", "variant", "decay_measure", "checkpoint_sha
 
 def _colour(variant: str) -> Any:
     return sns.color_palette("colorblind", 10)[_VARIANT_COLOUR.get(variant, 3)]
+
+
+# Line styles of the k-deletion curves by training variant (the ordinary ResNet solid).
+_VARIANT_LINESTYLE = {"stochastic depth": "--", "effective paths": ":"}
+
+
+def _lesioned_variants(data: pd.DataFrame) -> list[str]:
+    """The variants drawn as series over depth: all but the plain control (one path, drawn as a
+    mark of its own), in the package's variant order; a variant with a single network (e.g.
+    effective-path training at 110) is a single marked point."""
+    present = [v for v in data["variant"].unique() if v and v != "plain"]
+    return sorted(present, key=lambda v: (_VARIANT_ORDER + (v,)).index(v))
 
 
 def _blocks_ticks(data: pd.DataFrame, *axes: Any) -> None:
@@ -96,7 +110,7 @@ def plot_depth_single_block(df: pd.DataFrame, *, style: Style = "paper") -> Figu
     data = _numeric(df, "depth")
     if data.empty:
         raise ValueError("no networks in the depth table")
-    lines = [v for v in ("residual", "stochastic depth") if (data["variant"] == v).any()]
+    lines = _lesioned_variants(data)
     plain = data[data["variant"] == "plain"]
     with _two_panels(style, "depth_single_block") as (fig, left, right, key):
         for variant in lines:
@@ -136,7 +150,7 @@ def plot_depth_single_block(df: pd.DataFrame, *, style: Style = "paper") -> Figu
 
 def plot_depth_delete_k(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
     """Error against k deleted blocks, one line per network (darker = deeper), against k
-    (left) and against k / n (right); stochastic depth dashed."""
+    (left) and against k / n (right); stochastic depth dashed, effective-path training dotted."""
     data = _numeric(df, "depth_k")
     if data.empty:
         raise ValueError("no k-deletion curves in the depth_k table")
@@ -146,7 +160,7 @@ def plot_depth_delete_k(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
     with _two_panels(style, "depth_delete_k") as (fig, left, right, key):
         for colour, net in zip(shades, networks.itertuples(), strict=True):
             rows = data[data["network"] == net.network].sort_values("k")
-            ls = "--" if net.variant == "stochastic depth" else "-"
+            ls = _VARIANT_LINESTYLE.get(net.variant, "-")
             for ax, x in ((left, "k"), (right, "k_over_n")):
                 ax.plot(rows[x], rows["pct"], color=colour, ls=ls, marker="o", ms=_ms(0.5))
             key.add(Line2D([], [], color=colour, ls=ls), f"{net.network} (n = {net.blocks})")
@@ -163,7 +177,7 @@ def plot_depth_gradients(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
     data = _numeric(df, "depth").dropna(subset=["effective_lo", "effective_hi"])
     if data.empty:
         raise ValueError("no effective ranges in the depth table")
-    variants = [v for v in ("residual", "stochastic depth") if (data["variant"] == v).any()]
+    variants = _lesioned_variants(data)
     with _two_panels(style, "depth_gradients") as (fig, left, right, key):
         for v_i, variant in enumerate(variants):
             rows = data[data["variant"] == variant]

@@ -245,3 +245,31 @@ def test_the_right_axis_label_keeps_clear_of_the_title(name: str) -> None:
     assert label.y1 <= right.get_window_extent(renderer).y1
     (title,) = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
     assert label.y1 < title.get_window_extent(renderer).y0
+
+
+def test_every_trained_variant_is_drawn_including_a_single_network() -> None:
+    """Effective-path training exists at one depth (110): its single-deletion mean is drawn as a
+    point at its block count, in a colour of its own, not dropped for having no series."""
+    import matplotlib.colors as mcolors
+    import seaborn as sns
+
+    from resnet_ensemble import depth_plots
+
+    table = _depth_table()
+    ep = {**table.iloc[2].to_dict(), "network": "ep110", "variant": "effective paths",
+          "blocks": 54, "single_mean": 0.123, "single_mean_over_full": 1.7}  # fmt: skip
+    table = pd.concat([table, pd.DataFrame([ep])], ignore_index=True)
+    fig = depth_plots.plot_depth_single_block(table)
+    left, right = fig.axes[:2]
+    colours = {v: mcolors.to_hex(c) for v, c in zip(
+        ("residual", "stochastic depth", "effective paths"),
+        [sns.color_palette("colorblind", 10)[i] for i in (0, 2, 4)], strict=True)}  # fmt: skip
+    drawn = [
+        (mcolors.to_hex(line.get_color()), list(line.get_xdata()), list(line.get_ydata()))
+        for line in left.lines
+    ]
+    assert (colours["effective paths"], [54], [pytest.approx(12.3)]) in drawn
+    assert any(c == colours["effective paths"] and y == [pytest.approx(1.7)]
+               for c, _, y in ((mcolors.to_hex(ln.get_color()), 0, list(ln.get_ydata()))
+                               for ln in right.lines))  # fmt: skip
+    assert len({c for c, _, _ in drawn} & set(colours.values())) == 3  # one colour per variant
