@@ -42,6 +42,11 @@ PAPER_AT_54 = {
     "paths95": paper.paths95_text(),
     "decay": "falls exponentially",
     "k": "rises smoothly with k (to about k = 20)",
+    "stochastic_depth": "more robust than the ResNet",
+    "effective_training": (
+        f"{100 * paper.EFFECTIVE_TRAINING_ERROR:.2f}% ({paper.EFFECTIVE_TRAINING_K} of "
+        f"{paper.BLOCKS} blocks per mini-batch), against {paper.full_error_text()}"
+    ),
 }
 
 
@@ -146,6 +151,28 @@ def _ratio(x: float) -> str:
     return "n/a" if math.isnan(float(x)) else f"{float(x):.2f}"
 
 
+def _trained_variants_at(table: pd.DataFrame, deep: pd.Series) -> list[str]:
+    """The paper's rows on training variants (stochastic depth, effective-path training), for
+    the networks of those variants as deep as the deepest ResNet ``deep``."""
+    same_depth = table[table["blocks"] == deep["blocks"]]
+    lines = []
+    for _, sd in same_depth[same_depth["variant"] == "stochastic depth"].iterrows():
+        lines.append(
+            f"| stochastic depth, one block deleted | {PAPER_AT_54['stochastic_depth']} | "
+            f"{sd['network']}: mean {_pct(sd['single_mean'])} (× "
+            f"{_ratio(sd['single_mean_over_full'])} of its full {_pct(sd['full_error'])}; "
+            f"{deep['network']}: × {_ratio(deep['single_mean_over_full'])}), worst "
+            f"{_pct(sd['single_worst'])} |"
+        )
+    for _, ep in same_depth[same_depth["variant"] == "effective paths"].iterrows():
+        lines.append(
+            f"| effective-path training, full error | {PAPER_AT_54['effective_training']} | "
+            f"{ep['network']}: {_pct(ep['full_error'])}, against {_pct(deep['full_error'])} "
+            f"for {deep['network']} |"
+        )
+    return lines
+
+
 def _summary(table: pd.DataFrame, command: str) -> str:
     """The series as a Markdown table, and the deepest ResNet beside the paper's numbers."""
     lines = [
@@ -193,7 +220,8 @@ def _summary(table: pd.DataFrame, command: str) -> str:
             "|---|---|---|",
             f"| full-network error | {PAPER_AT_54['full_error']} | {_pct(deep['full_error'])} |",
             f"| one block deleted | {PAPER_AT_54['single']} | mean {_pct(deep['single_mean'])} "
-            f"(× {_ratio(deep['single_mean_over_full'])} of full); downsampling "
+            f"(× {_ratio(deep['single_mean_over_full'])} of full), median "
+            f"{_pct(deep['single_median'])}, worst {_pct(deep['single_worst'])}; downsampling "
             f"{_pct(deep['single_downsampling_mean'])}, others "
             f"{_pct(deep['single_other_mean'])} |",
             f"| 95% of paths | {PAPER_AT_54['paths95']} | {deep['paths95_normal_lo']}–"
@@ -206,6 +234,7 @@ def _summary(table: pd.DataFrame, command: str) -> str:
             f"× {float(deep['decay_per_block']):.3g} per block (R² "
             f"{float(deep['decay_r2']):.2f}) |",
         ]
+        lines += _trained_variants_at(table, deep)
     return "\n".join(lines) + "\n"
 
 
