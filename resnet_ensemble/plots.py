@@ -717,7 +717,7 @@ def plot_reorder(
         handles.append(_dot(colours[order[0]], 0.65, edge=None, ls="", alpha=0.6))
         labels = [*order, "one configuration"]
         title = "mean ± s.d. per swap count"
-        _legend(fig, ax, handles, labels, owned=owned, loc="upper left", title=title)
+        _legend(fig, ax, handles, labels, owned=owned, loc="best", title=title)
 
     return _styled(draw, ax, style, width)
 
