@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from . import paper
 from .plots import (
     _VARIANT_COLOUR,
     _VARIANT_ORDER,
@@ -171,7 +172,8 @@ def plot_depth_delete_k(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
 
 def plot_depth_gradients(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
     """Left: per network, the effective range of path lengths (95% of the gradient, a thick
-    bar) beside the shortest range holding 95% of all paths (a thin bar), against blocks.
+    bar) beside the shortest range holding 95% of all paths (a thin bar), against blocks; at
+    the paper's 54 blocks, its 5–17 as a dashed bar.
     Right: the factor by which the single-path gradient norm changes per block of length
     (below 1: it falls with length, as the paper found)."""
     data = _numeric(df, "depth").dropna(subset=["effective_lo", "effective_hi"])
@@ -191,6 +193,11 @@ def plot_depth_gradients(df: pd.DataFrame, *, style: Style = "paper") -> Figure:
             label = f"{variant}: lengths holding 95% of the gradient"
             key.add(Line2D([], [], color=colour, lw=4), label)
         key.add(Line2D([], [], color="0.6", lw=1.2), "lengths of 95% of all paths (shortest range)")
+        if (data["blocks"] == paper.BLOCKS).any():  # the paper's own range, at its own depth
+            x = paper.BLOCKS - 0.6 * len(variants) / 2 - 0.7
+            left.vlines(x, paper.EFFECTIVE_LO, paper.EFFECTIVE_HI, color="black", lw=1.2, ls="--")
+            label = f"paper (ResNet-110, CIFAR-10): {paper.effective_text()}"
+            key.add(Line2D([], [], color="black", lw=1.2, ls="--"), label)
         left.set(xlabel=BLOCKS_LABEL, ylabel="path length (blocks)", ylim=(0, None))
         right.axhline(1.0, color="0.5", lw=0.8)
         # Two lines, as in plot_depth_single_block: one ran up into the title.

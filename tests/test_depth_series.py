@@ -305,3 +305,23 @@ def test_summary_sets_training_variants_at_the_deepest_depth_beside_the_paper(
         "| effective-path training, full error | 5.96% (23 of 54 blocks per mini-batch), against "
         f"6.10% | ep14: {100 * full:.2f}%, against {100 * full:.2f}% for r14 |"
     ) in summary
+
+
+def test_the_papers_effective_range_is_drawn_at_its_own_depth_only() -> None:
+    """The paper's 5-17 is drawn beside the measured ranges when the series reaches 54 blocks,
+    and not at all for a series that stops short of it."""
+    from resnet_ensemble import depth_plots
+
+    def ranges_drawn(table: pd.DataFrame) -> list[tuple[float, float]]:
+        left = depth_plots.plot_depth_gradients(table).axes[0]
+        return [
+            (float(seg[0][1]), float(seg[1][1]))
+            for coll in left.collections
+            for seg in coll.get_segments()
+        ]
+
+    shallow = _depth_table()
+    assert (5.0, 17.0) not in ranges_drawn(shallow)
+    deep = {**shallow.iloc[2].to_dict(), "network": "resnet110", "blocks": 54,
+            "effective_lo": 11, "effective_hi": 25, "paths95_lo": 20, "paths95_hi": 34}  # fmt: skip
+    assert (5.0, 17.0) in ranges_drawn(pd.concat([shallow, pd.DataFrame([deep])]))
