@@ -11,7 +11,14 @@ import torchvision
 from torch import nn
 
 from resnet_ensemble.checkpoints import save_checkpoint
+from resnet_ensemble.data import FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR
 from resnet_ensemble.models import cifar_resnet
+
+#: Skips a test that reads the real Fashion-MNIST where Debian's package is not installed.
+needs_fashion = pytest.mark.skipif(
+    not all((FASHION_MNIST_SYSTEM_DIR / f"{n}.gz").is_file() for n in FASHION_MNIST_FILES),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
 
 
 @pytest.fixture(autouse=True, scope="session")

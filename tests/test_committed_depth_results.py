@@ -19,17 +19,13 @@ from click.testing import CliRunner
 
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
-from resnet_ensemble.data import FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR
+
+from .conftest import needs_fashion
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = ROOT / "results" / "depth"
 RESNET20 = DEPTH / "checkpoints" / "resnet20.pt"
 TABLES = DEPTH / "resnet20" / "tables"
-
-needs_fashion = pytest.mark.skipif(
-    not all((FASHION_MNIST_SYSTEM_DIR / f"{n}.gz").is_file() for n in FASHION_MNIST_FILES),
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
 
 
 def _sidecars_with_checkpoints() -> list[Path]:

@@ -24,10 +24,7 @@ from resnet_ensemble.data import (
     make_loader,
 )
 
-needs_fashion = pytest.mark.skipif(
-    not all((FASHION_MNIST_SYSTEM_DIR / f"{n}.gz").is_file() for n in FASHION_MNIST_FILES),
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
+from .conftest import needs_fashion
 
 
 @pytest.fixture(autouse=True, scope="module")

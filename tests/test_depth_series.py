@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -123,10 +125,18 @@ def test_a_folder_without_analyses_is_refused_in_one_line(tmp_path: Path) -> Non
     assert "no analysed networks under" in result.stderr
 
 
-def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def _export(train_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``experiments/depth_series_export.py`` as a user does; it must succeed."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "depth_series_export.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--train", str(train_dir), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc
 
+
+def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path: Path) -> None:
     import torch
 
     from resnet_ensemble.checkpoints import load_checkpoint
@@ -146,13 +156,7 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
             TrainConfig(**{**unfinished.__dict__, "log": _interrupt_after_epoch_1}),
             progress=False,
         )
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(root / "experiments" / "depth_series_export.py"), "--train",
-         str(train_dir), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    proc = _export(train_dir, out)
     assert "skip" in proc.stdout and not (out / "late.pt").exists()  # unfinished: left alone
     raw = load_checkpoint(out / "r8.pt")
     assert raw["optimizer_state"] is None and "extra" not in raw
@@ -171,9 +175,6 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
 def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) -> None:
     """A BatchNorm running variance above 65,504 would become infinite in float16 (stochastic
     depth at 110 has one): it stays in float32, and the file loads as the trained network."""
-    import subprocess
-    import sys
-
     import torch
 
     from resnet_ensemble.checkpoints import load_checkpoint
@@ -191,13 +192,7 @@ def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) 
     big = "layer1.0.bn1.running_var"
     raw["state_dict"][big] = raw["state_dict"][big] * 0 + 1e5
     torch.save(raw, config.out)
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(root / "experiments" / "depth_series_export.py"), "--train",
-         str(train_dir), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    _export(train_dir, out)
     exported = load_checkpoint(out / "r8.pt")
     assert exported["metadata"]["float32_tensors"] == [big]
     assert exported["state_dict"][big].dtype == torch.float32
