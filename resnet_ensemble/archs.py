@@ -23,9 +23,12 @@ __all__ = [
 ]
 
 BUILTIN_ARCH_PATTERN = (
-    "resnetD, preresnetD or plainD with D = 6n + 2 (e.g. resnet20, resnet56, resnet110)"
+    "resnetD, preresnetD, fbpreresnetD or plainD with D = 6n + 2 (e.g. resnet20, resnet56, "
+    "resnet110)"
 )
-_ARCH = re.compile(r"^(resnet|preresnet|plain)(\d+)$")
+#: preresnet: He et al.'s pre-activation layout; fbpreresnet: fb.resnet.torch's preresnet.lua,
+#: the layout of the networks Veit et al. lesioned (``models.cifar.FbPreActBlock``).
+_ARCH = re.compile(r"^(resnet|preresnet|fbpreresnet|plain)(\d+)$")
 
 
 def check_depth(depth: int) -> str | None:

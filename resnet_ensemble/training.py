@@ -674,6 +674,13 @@ class _Run:
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, wrong, count
         self.report(EpochStart(epoch + 1, config.epochs, self.steps_per_epoch))
+        # On a GPU, reading a step's loss waits for the step to finish, and the GPU then idles
+        # while the next step is launched: the loss is read one step late there instead (the
+        # CPU queues step s + 1 while step s runs). A non-finite loss still stops the run, one
+        # step later; the checkpoint on disk is the last good epoch's either way.
+        lag = device.type == "cuda"
+        pending: tuple[int, Tensor] | None = None  # (step, loss summed over processes)
+        loss_value = math.nan
         for step, (x, y) in enumerate(self._train_loader(epoch, seed)):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if self.channels_last:
@@ -683,9 +690,9 @@ class _Run:
                     logits = self.model(x)  # (B, num_classes)
                 loss = F.cross_entropy(logits.float(), y)
                 # Summed over processes, so that every process stops at the same step.
-                loss_value = float(world.sum_(loss.detach().clone())) / world.world
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(self._diverged(loss_value, epoch, step))
+                summed = world.sum_(loss.detach().clone())
+                if not lag:  # before the update, so that a NaN never reaches the weights
+                    loss_value = self._finite_loss(epoch, step, summed)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             self.optimizer.step()
@@ -694,10 +701,28 @@ class _Run:
                 totals[0] += loss.detach().double() * y.numel()
                 totals[1] += (logits.detach().argmax(1) != y).sum()
                 totals[2] += y.numel()
-            self.report(TrainStep(epoch + 1, step + 1, loss_value))
+            if not lag:
+                self.report(TrainStep(epoch + 1, step + 1, loss_value))
+                continue
+            if pending is not None:
+                self._report_late_step(epoch, *pending)
+            pending = (step, summed)
+        if pending is not None:
+            self._report_late_step(epoch, *pending)
         totals = world.sum_(totals)
         count = max(1.0, float(totals[2]))
         return float(totals[0]) / count, float(totals[1]) / count
+
+    def _finite_loss(self, epoch: int, step: int, summed: Tensor) -> float:
+        """The step's mean loss over processes (``summed`` over them); a non-finite one stops
+        the run."""
+        loss_value = float(summed) / self.world.world
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(self._diverged(loss_value, epoch, step))
+        return loss_value
+
+    def _report_late_step(self, epoch: int, step: int, summed: Tensor) -> None:
+        self.report(TrainStep(epoch + 1, step + 1, self._finite_loss(epoch, step, summed)))
 
     def _active_paths(self, choose: torch.Generator) -> contextlib.AbstractContextManager[Any]:
         """Effective-path training: keep K blocks drawn uniformly at random, delete the rest."""

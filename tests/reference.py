@@ -16,7 +16,7 @@ from torchvision.models.resnet import BasicBlock as TvBasic
 from torchvision.models.resnet import Bottleneck as TvBottleneck
 
 from resnet_ensemble.models import build_builtin
-from resnet_ensemble.models.cifar import BasicBlock, PlainBlock, PreActBlock
+from resnet_ensemble.models.cifar import BasicBlock, FbPreActBlock, PlainBlock, PreActBlock
 
 
 def reference_model(path: str | os.PathLike[str]) -> nn.Module:
@@ -59,9 +59,11 @@ def cifar_blocks(model: nn.Module) -> list[nn.Module]:
     return [b for layer in (model.layer1, model.layer2, model.layer3) for b in layer]
 
 
-def _option_a(x: Tensor, out_planes: int) -> Tensor:
+def _option_a(x: Tensor, out_planes: int, *, zeros_after: bool = False) -> Tensor:
     x = x[:, :, ::2, ::2]
     extra = out_planes - x.shape[1]
+    if zeros_after:  # fb.resnet.torch: nn.Concat(nn.Identity(), nn.MulConstant(0))
+        return torch.cat([x, torch.zeros_like(x)[:, :extra]], dim=1)
     return torch.cat(
         [
             x.new_zeros(x.shape[0], extra // 2, *x.shape[2:]),
@@ -75,9 +77,10 @@ def _option_a(x: Tensor, out_planes: int) -> Tensor:
 def _cifar_shortcut(blk: nn.Module, x: Tensor) -> Tensor:
     if not blk.downsamples:
         return x
+    fb = isinstance(blk, FbPreActBlock)
     if blk.shortcut_kind == "A":
-        return _option_a(x, blk.planes)
-    pre = torch.relu(blk.bn1(x)) if isinstance(blk, PreActBlock) else x
+        return _option_a(x, blk.planes, zeros_after=fb)
+    pre = torch.relu(blk.bn1(x)) if isinstance(blk, PreActBlock) and not fb else x
     out = blk.projection[0](pre)
     return blk.projection[1](out) if len(blk.projection) > 1 else out
 
@@ -99,7 +102,8 @@ def _cifar_block(blk: nn.Module, x: Tensor, keep: bool) -> Tensor:
 
 def cifar_forward(model: nn.Module, x: Tensor, route: list[tuple[nn.Module, bool]]) -> Tensor:
     h = model.conv1(x)
-    if not model.preact:
+    # The post-activation and fb.resnet.torch stems end with BN-ReLU; He et al.'s preact's not.
+    if not model.preact or isinstance(model.layer1[0], FbPreActBlock):
         h = torch.relu(model.bn1(h))
     for blk, keep in route:
         h = _cifar_block(blk, h, keep)

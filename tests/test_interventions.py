@@ -31,6 +31,8 @@ BUILTINS = {
     "resnet14-B": dict(depth=14, shortcut="B"),
     "preresnet14-A": dict(depth=14, shortcut="A", preact=True),
     "preresnet14-B": dict(depth=14, shortcut="B", preact=True),
+    "fbpreresnet14-A": dict(depth=14, shortcut="A", preact=True, layout="fb.resnet.torch"),
+    "fbpreresnet14-B": dict(depth=14, shortcut="B", preact=True, layout="fb.resnet.torch"),
     "resnet14-stochastic-depth": dict(depth=14, stochastic_depth=0.5),
 }
 

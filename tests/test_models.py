@@ -55,6 +55,64 @@ def test_preact_block_matches_hand_written_forward() -> None:
     torch.testing.assert_close(blk(x), x + out, rtol=0, atol=1e-6)
 
 
+def _fb_preresnet_lua_forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """fb.resnet.torch's models/preresnet.lua (CIFAR branch), written out from the Lua: stem
+    conv-BN-ReLU; every basic block ConcatTable(BN-ReLU-conv-BN-ReLU-conv, shortcut(x)) then
+    CAddTable; option A = 1x1 average pooling with the stride, then Concat(identity, x * 0)
+    along the channels; a final BN-ReLU, average pooling and the linear layer."""
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+
+    def bn(name: str, h: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(
+            h,
+            buffers[f"{name}.running_mean"],
+            buffers[f"{name}.running_var"],
+            params[f"{name}.weight"],
+            params[f"{name}.bias"],
+            training=False,
+        )
+
+    h = F.relu(bn("bn1", F.conv2d(x, params["conv1.weight"], padding=1)))
+    planes_in = 16
+    for stage, planes in enumerate((16, 32, 64), start=1):
+        for i in range(len(getattr(model, f"layer{stage}"))):
+            name = f"layer{stage}.{i}"
+            stride = 2 if stage > 1 and i == 0 else 1
+            s = F.relu(bn(f"{name}.bn1", h))
+            s = F.conv2d(s, params[f"{name}.conv1.weight"], stride=stride, padding=1)
+            s = F.conv2d(F.relu(bn(f"{name}.bn2", s)), params[f"{name}.conv2.weight"], padding=1)
+            if planes != planes_in:
+                short = F.avg_pool2d(h, 1, stride)
+                short = torch.cat([short, short * 0], dim=1)  # 16 -> 32, 32 -> 64
+            else:
+                short = h
+            h, planes_in = s + short, planes
+    h = F.relu(bn("bn_final", h))
+    return F.linear(h.mean(dim=(2, 3)), params["fc.weight"], params["fc.bias"])
+
+
+def test_fbpreresnet_matches_preresnet_lua() -> None:
+    torch.manual_seed(0)
+    model = randomize_batchnorm(build_builtin("fbpreresnet20", in_channels=3)).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _fb_preresnet_lua_forward(model, x), rtol=0, atol=1e-5)
+    # He et al.'s own pre-activation layout is another network: no BN-ReLU in its stem.
+    assert isinstance(build_builtin("preresnet20").bn1, torch.nn.Identity)
+    assert isinstance(model.bn1, torch.nn.BatchNorm2d)
+    # Option A adds no parameters: 16 more than preresnet20 (the stem's BatchNorm).
+    count = sum(p.numel() for p in model.parameters())
+    assert count == sum(p.numel() for p in build_builtin("preresnet20").parameters()) + 32
+
+
+def test_fb_layout_needs_preactivation() -> None:
+    with pytest.raises(ValueError, match="pre-activation layout"):
+        cifar_resnet(20, layout="fb.resnet.torch")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        cifar_resnet(20, preact=True, layout="torch7")
+
+
 def test_plain_block_has_no_shortcut() -> None:
     torch.manual_seed(0)
     blk = randomize_batchnorm(PlainBlock(16, 16)).eval()
@@ -116,7 +174,7 @@ def test_stochastic_depth_per_batch_drops_the_whole_block_by_default() -> None:
     torch.testing.assert_close(blk(x), F.relu(shortcut + 0.5 * residual))
 
 
-@pytest.mark.parametrize("name", ["resnet20", "preresnet32", "plain20"])
+@pytest.mark.parametrize("name", ["resnet20", "preresnet32", "fbpreresnet110", "plain20"])
 def test_builtin_names(name: str) -> None:
     model = build_builtin(name, num_classes=7, in_channels=1)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 7)

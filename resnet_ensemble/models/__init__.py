@@ -49,7 +49,7 @@ def build_builtin(name: str, **options: Any) -> nn.Module:
     """Build a built-in architecture by name with random initialisation.
 
     Args:
-        name: "resnet56", "preresnet110", "plain20", ... (``parse_arch``).
+        name: "resnet56", "preresnet110", "fbpreresnet110", "plain20", ... (``parse_arch``).
         options: some of ``BUILDER_OPTIONS``, as ``cifar_resnet`` takes them; a plain net uses
             num_classes and in_channels and has no shortcut or stochastic depth to set.
     Raises:
@@ -63,4 +63,7 @@ def build_builtin(name: str, **options: Any) -> nn.Module:
     arch = parse_arch(name)
     if arch["family"] == "plain":
         return plain_net(arch["depth"], **{k: options[k] for k in _PLAIN_OPTIONS if k in options})
-    return cifar_resnet(arch["depth"], preact=arch["family"] == "preresnet", **options)
+    family = arch["family"]
+    layout = "fb.resnet.torch" if family == "fbpreresnet" else "he"
+    preact = family in ("preresnet", "fbpreresnet")
+    return cifar_resnet(arch["depth"], preact=preact, layout=layout, **options)

@@ -5,6 +5,8 @@ Holds:
 - ``ShortcutA``: option-A shortcut, parameter-free stride-2 subsampling with zero-padded channels
 - ``BasicBlock``: post-activation block, ``relu(shortcut(x) + residual(x))``
 - ``PreActBlock``: pre-activation block (Identity Mappings), ``shortcut(x) + residual(x)``
+- ``FbPreActBlock``: the same block as fb.resnet.torch's ``preresnet.lua`` builds it (the
+  networks Veit et al. lesioned): the shortcut reads the raw input, option A appends its zeros
 - ``PlainBlock``: the same two convolutions with no shortcut at all
 - ``CifarResNet``: stem -> layer1..layer3 -> head, depth 6n + 2
 - ``cifar_resnet`` and ``plain_net``: the builders
@@ -26,10 +28,16 @@ from torch import Tensor, nn
 from ..archs import check_depth
 
 ShortcutKind = Literal["A", "B"]
+#: "he": He et al.'s own pre-activation CIFAR layout (stem = one convolution); "fb.resnet.torch":
+#: ``preresnet.lua``'s (stem = conv-BN-ReLU; see ``FbPreActBlock``). Post-activation nets have one.
+PreactLayout = Literal["he", "fb.resnet.torch"]
+PREACT_LAYOUTS: tuple[str, ...] = ("he", "fb.resnet.torch")
 
 __all__ = [
+    "PREACT_LAYOUTS",
     "BasicBlock",
     "CifarResNet",
+    "FbPreActBlock",
     "PlainBlock",
     "PreActBlock",
     "ShortcutA",
@@ -45,20 +53,28 @@ def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 
 class ShortcutA(nn.Module):
-    """Option A: subsample by the stride and zero-pad the new channels, adding no parameters."""
+    """Option A: subsample by the stride and zero-pad the new channels, adding no parameters.
 
-    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+    ``pad_at="both"`` puts half the zero channels before the input's and half after (the common
+    PyTorch port); ``"end"`` appends them all after, as fb.resnet.torch's ``nn.Concat`` of the
+    input and its zeroed copy does. The two differ only by a permutation of channels.
+    """
+
+    def __init__(
+        self, in_planes: int, out_planes: int, stride: int, pad_at: Literal["both", "end"] = "both"
+    ) -> None:
         super().__init__()
         self.in_planes, self.out_planes, self.stride = in_planes, out_planes, stride
+        self.pad_at = pad_at
 
     def forward(self, x: Tensor) -> Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
         extra = self.out_planes - self.in_planes
-        # Pad the channel dimension symmetrically, as in the original Torch implementation.
-        return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+        before = 0 if self.pad_at == "end" else extra // 2
+        return F.pad(x, (0, 0, 0, 0, before, extra - before))
 
     def extra_repr(self) -> str:
-        return f"{self.in_planes}->{self.out_planes}, stride={self.stride}"
+        return f"{self.in_planes}->{self.out_planes}, stride={self.stride}, pad_at={self.pad_at}"
 
 
 def _projection(in_planes: int, out_planes: int, stride: int, *, with_bn: bool) -> nn.Module:
@@ -122,6 +138,9 @@ class _CifarBlock(nn.Module):
     downsamples: bool
     preact = False
     has_shortcut = True
+    zero_pad_at: Literal["both", "end"] = "both"  # where option A puts its zero channels
+    projection_norm = True  # option B: a BatchNorm after the 1x1 convolution
+    stem_norm = True  # the network's stem ends with BN-ReLU (post-activation, fb.resnet.torch)
 
     def __init__(
         self,
@@ -143,9 +162,9 @@ class _CifarBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         if self.downsamples and self.has_shortcut:
             self.projection = (
-                ShortcutA(in_planes, planes, stride)
+                ShortcutA(in_planes, planes, stride, self.zero_pad_at)
                 if shortcut == "A"
-                else _projection(in_planes, planes, stride, with_bn=not self.preact)
+                else _projection(in_planes, planes, stride, with_bn=self.projection_norm)
             )
 
     def residual(self, x: Tensor) -> Tensor:  # pragma: no cover - defined by subclasses
@@ -182,6 +201,8 @@ class PreActBlock(_CifarBlock):
     """
 
     preact = True
+    projection_norm = False
+    stem_norm = False  # the first block's BN-ReLU normalises the stem's convolution
 
     def residual(self, x: Tensor) -> Tensor:
         out = self.conv1(F.relu(self.bn1(x)))
@@ -193,6 +214,23 @@ class PreActBlock(_CifarBlock):
         if self.shortcut_kind == "A":
             return self.projection(x)
         return self.projection(F.relu(self.bn1(x)))
+
+
+class FbPreActBlock(PreActBlock):
+    """fb.resnet.torch's ``preresnet.lua`` basic block, in the networks Veit et al. trained.
+
+    The residual branch is ``PreActBlock``'s, BN-ReLU-conv-BN-ReLU-conv, in every block. What
+    differs is around it: the network's stem is conv-BN-ReLU, so the first block's BN-ReLU
+    follows a BN-ReLU; a shortcut always reads the raw block input (option B: a 1x1 convolution
+    and a BatchNorm); option A appends its zero channels after the input's.
+    """
+
+    zero_pad_at = "end"
+    projection_norm = True
+    stem_norm = True
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        return self.projection(x) if self.downsamples else x
 
 
 class PlainBlock(_CifarBlock):
@@ -293,15 +331,20 @@ class CifarResNet(nn.Module):
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
         self.depth, self.in_channels, self.num_classes = depth, in_channels, num_classes
-        self.preact = block is PreActBlock
+        self.preact = issubclass(block, PreActBlock)
+        self.layout: PreactLayout | None = (
+            ("fb.resnet.torch" if block is FbPreActBlock else "he") if self.preact else None
+        )
         n = (depth - 2) // 6
         if active_blocks is None:
             survival = iter(survival_probabilities(3 * n, stochastic_depth))
         else:
             survival = iter(_active_block_survival(active_blocks, 3 * n, stochastic_depth))
         self.conv1 = _conv3x3(in_channels, 16)
-        # A pre-activation network starts its first block with BN-ReLU, so its stem is the conv.
-        self.bn1: nn.Module = nn.Identity() if self.preact else nn.BatchNorm2d(16)
+        # He et al.'s pre-activation network starts its first block with BN-ReLU, so its stem
+        # is the conv; fb.resnet.torch's stem ends with BN-ReLU all the same.
+        self.stem_norm = block.stem_norm
+        self.bn1: nn.Module = nn.BatchNorm2d(16) if self.stem_norm else nn.Identity()
         planes_in = 16
         for stage, planes in enumerate((16, 32, 64)):
             blocks = []
@@ -336,7 +379,7 @@ class CifarResNet(nn.Module):
 
     def stem(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, 16, H, W)
         out = self.bn1(self.conv1(x))
-        return out if self.preact else F.relu(out)
+        return F.relu(out) if self.stem_norm else out
 
     def head(self, h: Tensor) -> Tensor:  # (B, 64, H/4, W/4) -> (B, num_classes)
         if self.preact:
@@ -356,6 +399,7 @@ def cifar_resnet(
     stochastic_depth: float | None = None,
     active_blocks: int | None = None,
     stochastic_depth_draw: Literal["batch", "sample"] = "batch",
+    layout: PreactLayout = "he",
 ) -> CifarResNet:
     """He et al.'s CIFAR ResNet of the given depth (20, 32, 44, 56, 110, 1202, ...).
 
@@ -369,10 +413,19 @@ def cifar_resnet(
         active_blocks: K for a network trained on K random blocks per mini-batch (effective-path
             training): evaluation scales every residual by K/n. Training itself is the
             trainer's (``ensemble-lesion train --active-blocks K``).
+        layout: with ``preact``, "he" (He et al.'s own CIFAR code: the stem is one
+            convolution) or "fb.resnet.torch" (``preresnet.lua``, the layout of the networks
+            Veit et al. lesioned; ``FbPreActBlock``). The built-in name ``fbpreresnet110``.
     Example:
         >>> model = cifar_resnet(110)   # 54 blocks, as in Veit et al.
     """
-    block = PreActBlock if preact else BasicBlock
+    if layout not in PREACT_LAYOUTS:
+        raise ValueError(f"layout must be one of {PREACT_LAYOUTS}, got {layout!r}")
+    if layout != "he" and not preact:
+        raise ValueError(f"layout {layout!r} is a pre-activation layout: pass preact=True")
+    block: type[_CifarBlock] = BasicBlock
+    if preact:
+        block = FbPreActBlock if layout == "fb.resnet.torch" else PreActBlock
     return CifarResNet(
         block,
         depth,
