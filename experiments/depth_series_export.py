@@ -37,6 +37,7 @@ def _test_error(exp: Experiment, *, unscaled: bool = False) -> float:
     scaling = unscaled_residuals(exp.model) if unscaled else contextlib.nullcontext()
     with torch.no_grad(), scaling:
         for x, y in exp.loader():
+            x, y = x.to(exp.device), y.to(exp.device)
             wrong += int((exp.model(x).argmax(1) != y).sum())
             total += len(y)
     return wrong / total
@@ -70,15 +71,20 @@ def _store_as_float16(model: torch.nn.Module, keep_float32: list[str]) -> torch.
     return model
 
 
-def export(train_ckpt: Path, out: Path) -> bool:
+def export(
+    train_ckpt: Path, out: Path, *, device: str = "cpu", finished_only: bool = True
+) -> bool:
+    """Write ``train_ckpt``'s weights in float16 to ``out``, with the test error before and
+    after the rounding in its metadata. ``finished_only=False`` exports a run part-way (a
+    snapshot of training at its current epoch); the metadata's ``epoch`` says which."""
     raw = load_checkpoint(train_ckpt)
     metadata = dict(raw["metadata"])
     history = train_ckpt.with_name(f"{train_ckpt.stem}.history.csv")
     rows = list(csv.DictReader(history.open())) if history.exists() else []
-    if len(rows) < int(metadata["epochs"]):
+    if finished_only and len(rows) < int(metadata["epochs"]):
         print(f"skip {train_ckpt}: {len(rows)} of {metadata['epochs']} epochs")
         return False
-    exp = open_experiment(str(train_ckpt), dataset=raw["dataset"], device="cpu")
+    exp = open_experiment(str(train_ckpt), dataset=raw["dataset"], device=device)
     metadata["trained_sha256"] = exp.loaded.sha256
     metadata["weights_dtype"] = "float16"
     metadata["test_error_float32"] = _test_error(exp)

@@ -1,0 +1,158 @@
+"""Issue 20: the converged networks at 54 blocks, trained against a wall-clock deadline.
+
+The depth series trained every network for 15 epochs on a CPU, and at 54 blocks they are
+underfit. This trains one of the three networks of the paper's comparison to convergence on
+the full Fashion-MNIST, in as many epochs as a deadline allows (at most the paper's 164):
+
+- ``resnet110``: the post-activation ResNet-110 (He et al.; option A);
+- ``fbpreresnet110``: the pre-activation ResNet-110 in fb.resnet.torch's ``preresnet.lua``
+  layout, the networks Veit et al. lesioned;
+- ``sd110``: stochastic depth at 110 (Huang et al.: post-activation, option A, survival
+  falling linearly to 0.5, one draw per block per mini-batch).
+
+Recipe: SGD, momentum 0.9, weight decay 1e-4, batch 256 at lr 0.2 (He et al.'s 128 at 0.1,
+scaled linearly: Goyal et al. 2017), one warm-up epoch at lr / 10 (He et al.'s for ResNet-110),
+then a cosine schedule to 0; bf16 autocast, channels_last, whole-batch augmentation (pad 2,
+random crop, flip); seed 0. The epoch count is fixed after the warm-up epoch, from its
+measured time and the deadline, since a cosine schedule must know its end: the first epoch
+runs as a 1-epoch run, then ``--resume`` continues it with the chosen count (the checkpoint
+records both). A run found part-way (``--resume`` from a committed state) keeps its count.
+
+``--snapshots 5,15,30`` writes float16 inference checkpoints of those epochs on the way
+(``depth_series_export.export``: test error before and after the rounding in the metadata),
+and the end is exported the same way. A run that reaches the deadline stops after its epoch,
+with its resume state written (``--grace`` seconds past the deadline, which the epoch count
+aims at); the same command continues it anywhere, on a CPU too.
+
+    python experiments/converged_train.py resnet110 --deadline-in 420 --snapshots 5,15,30
+    bash experiments/converged_gpu.sh     # all three at once on one GPU, then the GPU check
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # depth_series_export, beside this file
+
+from depth_series_export import export  # noqa: E402
+
+from resnet_ensemble.checkpoints import load_checkpoint  # noqa: E402
+from resnet_ensemble.results import history_path  # noqa: E402
+from resnet_ensemble.training import EpochEnd, TrainConfig, TrainEvent, train  # noqa: E402
+
+NETWORKS: dict[str, dict[str, object]] = {
+    "resnet110": {"arch": "resnet110"},
+    "fbpreresnet110": {"arch": "fbpreresnet110"},
+    "sd110": {"arch": "resnet110", "stochastic_depth": 0.5},
+}
+PAPER_EPOCHS = 164  # He et al.'s CIFAR recipe, as Veit et al. trained
+
+
+class DeadlineReached(Exception):
+    """The wall clock ran out after an epoch: its resume state is on disk."""
+
+
+def _recorded_epochs(ckpt: Path) -> int | None:
+    """The epoch count a part-way run was started with, or None when there is no run yet."""
+    if not ckpt.exists():
+        return None
+    recipe = (load_checkpoint(ckpt).get("metadata") or {}).get("recipe") or {}
+    return int(recipe["epochs"]) if recipe.get("epochs") else None
+
+
+def _epochs_that_fit(ckpt: Path, deadline: float, most: int) -> int:
+    """Epochs in all: those done, plus as many more as the deadline leaves time for at the
+    pace of the epochs so far (the first includes cuDNN's autotuning: a cautious pace)."""
+    history = pd.read_csv(history_path(ckpt))
+    done, pace = len(history), float(history["seconds"].median())
+    # 10% and 20 s to spare: the float16 exports on the way and at the end take time too.
+    more = math.floor(0.9 * (deadline - time.time() - 20) / pace)
+    return max(done + 1, min(most, done + more))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("network", choices=sorted(NETWORKS))
+    parser.add_argument("--out", type=Path, default=Path("results/converged/train"))
+    parser.add_argument("--exports", type=Path, default=Path("results/converged/checkpoints"))
+    parser.add_argument("--deadline-in", type=float, required=True, help="seconds from now")
+    parser.add_argument(
+        "--grace", type=float, default=45.0, help="seconds past the deadline before a run stops"
+    )
+    parser.add_argument("--max-epochs", type=int, default=PAPER_EPOCHS)
+    parser.add_argument("--snapshots", default="", help="epochs to export on the way: 5,15,30")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=0.2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--limit", type=int, help="train and test images (a smoke test only)")
+    args = parser.parse_args()
+    deadline = time.time() + args.deadline_in
+    snapshots = {int(e) for e in args.snapshots.split(",") if e.strip()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.exports.mkdir(parents=True, exist_ok=True)
+    ckpt = args.out / f"{args.network}.pt"
+
+    def config(epochs: int) -> TrainConfig:
+        return TrainConfig(
+            **NETWORKS[args.network],  # type: ignore[arg-type]
+            dataset="fashion-mnist",
+            out=ckpt,
+            epochs=epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            schedule="cosine",
+            warmup_epochs=1.0,
+            seed=0,
+            device=args.device,
+            amp=True,
+            channels_last=True,
+            batch_augment=True,
+            num_workers=0,
+            resume=True,
+            limit=args.limit,
+            log=lambda line: print(f"[{args.network}] {line}", flush=True),
+        )
+
+    def on_event(event: TrainEvent) -> None:
+        if not isinstance(event, EpochEnd):
+            return
+        epoch = int(event.row["epoch"])
+        if epoch in snapshots:
+            export(
+                ckpt,
+                args.exports / f"{args.network}_e{epoch}.pt",
+                device=args.device,
+                finished_only=False,
+            )
+        if epoch < event.epochs and time.time() > deadline + args.grace:
+            raise DeadlineReached(f"stopped by the deadline after epoch {epoch} of {event.epochs}")
+
+    epochs = _recorded_epochs(ckpt)
+    try:
+        if epochs in (None, 1):  # the warm-up epoch alone first: its pace sets the epoch count
+            if epochs is None:
+                train(config(1), progress=on_event)
+            epochs = _epochs_that_fit(ckpt, deadline, args.max_epochs)
+            print(f"[{args.network}] {epochs} epochs fit the deadline", flush=True)
+        result = train(config(epochs), progress=on_event)
+    except DeadlineReached as stop:
+        print(f"[{args.network}] {stop}; continue with the same command (it resumes)", flush=True)
+        return
+    final = args.exports / f"{args.network}.pt"
+    export(ckpt, final, device=args.device)
+    print(
+        f"[{args.network}] done: {result.epochs} epochs, test error "
+        f"{100 * result.final_test_error:.2f}%, {result.wall_seconds:.0f} s",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
