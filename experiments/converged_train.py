@@ -25,6 +25,7 @@ with its resume state written (``--grace`` seconds past the deadline, which the 
 aims at); the same command continues it anywhere, on a CPU too.
 
     python experiments/converged_train.py resnet110 --deadline-in 420 --snapshots 5,15,30
+    python experiments/converged_train.py resnet110 --init-only    # epoch 0: resnet110_e0.pt
     bash experiments/converged_gpu.sh     # all three at once on one GPU, then the GPU check
 """
 
@@ -32,18 +33,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # depth_series_export, beside this file
 
 from depth_series_export import export  # noqa: E402
 
-from resnet_ensemble.checkpoints import load_checkpoint  # noqa: E402
+from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from resnet_ensemble.data import dataset_info  # noqa: E402
+from resnet_ensemble.models import build_builtin  # noqa: E402
 from resnet_ensemble.results import history_path  # noqa: E402
 from resnet_ensemble.training import EpochEnd, TrainConfig, TrainEvent, train  # noqa: E402
 
@@ -77,12 +83,56 @@ def _epochs_that_fit(ckpt: Path, deadline: float, most: int) -> int:
     return max(done + 1, min(most, done + more))
 
 
+def export_initialisation(network: str, out: Path) -> None:
+    """The network as ``train`` initialises it (seed 0), before any step, in float16: epoch 0
+    of the training-dynamics series. Its BatchNorm statistics are the initial ones (mean 0,
+    variance 1); the analyses calibrate them on training images."""
+    info = dataset_info("fashion-mnist")
+    spec = dict(NETWORKS[network])
+    arch = str(spec.pop("arch"))
+    kwargs = {
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "shortcut": "A",
+        "stochastic_depth": spec.get("stochastic_depth"),
+        "active_blocks": None,
+    }
+    if kwargs["stochastic_depth"] is not None:
+        kwargs["stochastic_depth_draw"] = "batch"
+    # The trainer's order: seed every generator, then build (training.train, seed 0).
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    model = build_builtin(arch, **kwargs)
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.half()
+    save_checkpoint(
+        out,
+        model,
+        arch=arch,
+        arch_kwargs=kwargs,
+        dataset="fashion-mnist",
+        metadata={
+            "epochs": 0,
+            "epochs_done": 0,
+            "seed": 0,
+            "weights_dtype": "float16",
+            "note": "initialisation (seed 0) of every run of this network, before any step",
+        },
+        epoch=0,
+        normalization=(info.mean, info.std),
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {network} at initialisation")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network", choices=sorted(NETWORKS))
     parser.add_argument("--out", type=Path, default=Path("results/converged/train"))
     parser.add_argument("--exports", type=Path, default=Path("results/converged/checkpoints"))
-    parser.add_argument("--deadline-in", type=float, required=True, help="seconds from now")
+    parser.add_argument("--deadline-in", type=float, default=0.0, help="seconds from now")
     parser.add_argument(
         "--grace", type=float, default=45.0, help="seconds past the deadline before a run stops"
     )
@@ -92,7 +142,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit", type=int, help="train and test images (a smoke test only)")
+    parser.add_argument(
+        "--init-only", action="store_true", help="write NETWORK_e0.pt (initialisation) and stop"
+    )
     args = parser.parse_args()
+    if args.init_only:
+        args.exports.mkdir(parents=True, exist_ok=True)
+        export_initialisation(args.network, args.exports / f"{args.network}_e0.pt")
+        return
     deadline = time.time() + args.deadline_in
     snapshots = {int(e) for e in args.snapshots.split(",") if e.strip()}
     args.out.mkdir(parents=True, exist_ok=True)
