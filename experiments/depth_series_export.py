@@ -71,9 +71,7 @@ def _store_as_float16(model: torch.nn.Module, keep_float32: list[str]) -> torch.
     return model
 
 
-def export(
-    train_ckpt: Path, out: Path, *, device: str = "cpu", finished_only: bool = True
-) -> bool:
+def export(train_ckpt: Path, out: Path, *, device: str = "cpu", finished_only: bool = True) -> bool:
     """Write ``train_ckpt``'s weights in float16 to ``out``, with the test error before and
     after the rounding in its metadata. ``finished_only=False`` exports a run part-way (a
     snapshot of training at its current epoch); the metadata's ``epoch`` says which."""
