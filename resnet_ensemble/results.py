@@ -405,6 +405,8 @@ RESUME_KEYS = (
     "samples",
     "max_k",
     "max_swaps",
+    "eligible",
+    "keep_stage_first",
 )
 
 

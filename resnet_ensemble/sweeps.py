@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,10 @@ from .results import (
 )
 
 __all__ = [
+    "ELIGIBLE",
     "SWEEP_COLUMNS",
     "SWEEP_KINDS",
+    "Eligible",
     "RouteSpec",
     "SweepKind",
     "SweepOutcome",
@@ -51,6 +53,7 @@ __all__ = [
     "kendall_tau",
     "multi_deletions",
     "random_swaps",
+    "stage_first_blocks",
     "run_sweep",
     "single_deletions",
     "summarize_sweep",
@@ -128,16 +131,49 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
+#: Which blocks k-block deletion draws from: every deletable block; those whose shortcut is the
+#: identity (the default, as this toolkit always drew); or every block but the first of each
+#: stage (the authors' plots leave out draws that touch one).
+Eligible = Literal["all", "non-downsampling", "not-stage-first"]
+ELIGIBLE: tuple[str, ...] = get_args(Eligible)
+
+
+def stage_first_blocks(found: Anatomy) -> set[int]:
+    """The first block of every stage (by ``Block.stage``): in a CIFAR ResNet the blocks that
+    open each of the three stages, two of them downsampling."""
+    first: dict[int, int] = {}
+    for b in found.blocks:
+        first[b.stage] = min(first.get(b.stage, b.index), b.index)
+    return set(first.values())
+
+
+def _eligible_blocks(found: Anatomy, eligible: Eligible) -> list[int]:
+    if eligible not in ELIGIBLE:
+        raise ValueError(f"eligible must be one of {', '.join(ELIGIBLE)}; got {eligible!r}")
+    deletable = [b for b in found.blocks if not (b.shortcut is None and b.downsamples)]
+    if eligible == "non-downsampling":
+        return [b.index for b in deletable if not b.downsamples]
+    if eligible == "not-stage-first":
+        first = stage_first_blocks(found)
+        return [b.index for b in deletable if b.index not in first]
+    return [b.index for b in deletable]
+
+
 def multi_deletions(
-    found: Anatomy, max_k: int = 10, samples: int = 5, seed: int = 0
+    found: Anatomy,
+    max_k: int = 10,
+    samples: int = 5,
+    seed: int = 0,
+    eligible: Eligible = "non-downsampling",
 ) -> list[RouteSpec]:
-    """k = 1..max_k random non-downsampling blocks deleted together, ``samples`` draws each."""
+    """k = 1..max_k random blocks deleted together, ``samples`` draws each, drawn from the
+    ``eligible`` blocks (``Eligible``; by default those that do not downsample)."""
     n = len(found.blocks)
-    candidates = [b.index for b in found.blocks if not b.downsamples]
+    candidates = _eligible_blocks(found, eligible)
     if max_k > len(candidates):
         raise ValueError(
             f"cannot delete {max_k} blocks: the model has only {len(candidates)} "
-            "non-downsampling blocks; lower --max-k"
+            f"{eligible} blocks; lower --max-k"
         )
     specs = [_baseline(n, "multi")]
     for k in range(1, max_k + 1):
@@ -170,14 +206,23 @@ def swappable_groups(found: Anatomy) -> list[list[int]]:
 
 
 def random_swaps(
-    found: Anatomy, max_swaps: int = 10, samples: int = 5, seed: int = 0
+    found: Anatomy,
+    max_swaps: int = 10,
+    samples: int = 5,
+    seed: int = 0,
+    keep_stage_first: bool = False,
 ) -> list[RouteSpec]:
     """k = 1..max_swaps random swaps of same-shape blocks, ``samples`` draws each, with the
-    Kendall tau of the resulting order."""
+    Kendall tau of the resulting order. ``keep_stage_first``: no swap moves the first block of
+    a stage (the authors' protocol; in a CIFAR ResNet that leaves block 0 in place)."""
     n = len(found.blocks)
     groups = swappable_groups(found)
+    if keep_stage_first:
+        first = stage_first_blocks(found)
+        groups = [g for g in ([i for i in g if i not in first] for g in groups) if len(g) >= 2]
     if not groups:
-        raise ValueError("the model has no two blocks of the same shape to swap")
+        what = "other than the first of a stage " if keep_stage_first else ""
+        raise ValueError(f"the model has no two blocks {what}of the same shape to swap")
     sizes = np.array([len(g) * (len(g) - 1) / 2 for g in groups])
     specs = [_baseline(n, "reorder")]
     specs[0].fields["kendall_tau"] = 1.0
@@ -288,13 +333,29 @@ class SweepOutcome:
 
 
 def _configurations(
-    kind: SweepKind, exp: Experiment, *, max_k: int, max_swaps: int, samples: int, seed: int
+    kind: SweepKind,
+    exp: Experiment,
+    *,
+    max_k: int,
+    max_swaps: int,
+    samples: int,
+    seed: int,
+    eligible: Eligible,
+    keep_stage_first: bool,
 ) -> list[RouteSpec]:
     if kind == "single":
         return single_deletions(exp.anatomy)
     if kind == "multi":
-        return multi_deletions(exp.anatomy, max_k=max_k, samples=samples, seed=seed)
-    return random_swaps(exp.anatomy, max_swaps=max_swaps, samples=samples, seed=seed)
+        return multi_deletions(
+            exp.anatomy, max_k=max_k, samples=samples, seed=seed, eligible=eligible
+        )
+    return random_swaps(
+        exp.anatomy,
+        max_swaps=max_swaps,
+        samples=samples,
+        seed=seed,
+        keep_stage_first=keep_stage_first,
+    )
 
 
 def _check_output(path: Path, resume: bool, overwrite: bool, dist: Distributed) -> None:
@@ -328,6 +389,8 @@ def sweep_to_table(
     max_swaps: int = 8,
     samples: int = 3,
     seed: int = 0,
+    eligible: Eligible = "non-downsampling",
+    keep_stage_first: bool = False,
     chunk: int = 64,
     strategy: Strategy = "auto",
     amp: bool = False,
@@ -341,6 +404,8 @@ def sweep_to_table(
         kind: single (Fig. 3), multi (Fig. 5a) or reorder (Fig. 5b).
         path: the table (CSV; its sidecar goes beside it).
         experiment: ``open_experiment``'s keyword arguments (model, data, device).
+        eligible: multi only, which blocks the draws come from (``Eligible``).
+        keep_stage_first: reorder only, leave the first block of every stage in place.
         resume, overwrite: continue an earlier table, or replace it; without either an
             existing table is refused.
         on_start: called on rank 0 once the work is known, with a line that says what will run
@@ -358,7 +423,14 @@ def sweep_to_table(
         _check_output(path, resume, overwrite, dist)
         exp = open_experiment(**{**experiment, "device": dist.device})
         specs = _configurations(
-            kind, exp, max_k=max_k, max_swaps=max_swaps, samples=samples, seed=seed
+            kind,
+            exp,
+            max_k=max_k,
+            max_swaps=max_swaps,
+            samples=samples,
+            seed=seed,
+            eligible=eligible,
+            keep_stage_first=keep_stage_first,
         )
         metadata = {
             **run_metadata(),
@@ -370,6 +442,8 @@ def sweep_to_table(
             "samples": samples,
             "max_k": max_k if kind == "multi" else None,
             "max_swaps": max_swaps if kind == "reorder" else None,
+            "eligible": eligible if kind == "multi" else None,
+            "keep_stage_first": keep_stage_first if kind == "reorder" else None,
             "world_size": dist.world,
             "amp": amp,
             "metric": metric,
@@ -415,7 +489,8 @@ def sweep_to_table(
 
 def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.DataFrame:
     """What a sweep found, in a few rows: for single deletions the full network and the blocks
-    whose deletion costs most and least; for multi and reorder the mean and range per k.
+    whose deletion costs most and least, the mean and the median; for multi and reorder the mean,
+    median and range per k.
 
     Values are in the metric's own unit (error rates as fractions).
     """
@@ -440,10 +515,19 @@ def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.Dat
         rows.append(
             {"configuration": f"mean of {len(rest)} single deletions", value: rest[value].mean()}
         )
+        rows.append(
+            {
+                "configuration": f"median of {len(rest)} single deletions",
+                value: rest[value].median(),
+            }
+        )
         return pd.DataFrame(rows)
+    # The median beside the mean: a few draws that touch a fatal block pull the mean up (the
+    # authors report medians).
     label = "swaps" if (rest["sweep"] == "reorder").all() else "deleted"
-    stats = rest.groupby("k")[value].agg(["mean", "min", "max", "count"]).reset_index()
+    stats = rest.groupby("k")[value].agg(["mean", "median", "min", "max", "count"]).reset_index()
     stats.insert(0, "configuration", [f"k = {int(k)} {label}" for k in stats["k"]])
-    head = pd.DataFrame([{"configuration": "full network", "mean": full, "count": 1}])
+    head = pd.DataFrame([{"configuration": "full network", "mean": full, "median": full}])
+    head["count"] = 1
     summary = pd.concat([head, stats.drop(columns="k")], ignore_index=True)
-    return summary[["configuration", "mean", "min", "max", "count"]]
+    return summary[["configuration", "mean", "median", "min", "max", "count"]]

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 import torch
+import torchvision
 from click.testing import CliRunner
 from torch import nn
 
@@ -30,6 +31,7 @@ from resnet_ensemble.sweeps import (
     multi_deletions,
     random_swaps,
     single_deletions,
+    stage_first_blocks,
 )
 
 from .conftest import randomize_batchnorm
@@ -173,6 +175,76 @@ def test_random_swaps_only_swap_blocks_of_the_same_shape(shortcut: str) -> None:
 def test_random_swaps_need_two_blocks_of_a_shape() -> None:
     with pytest.raises(ValueError, match="no two blocks of the same shape"):
         random_swaps(anatomy(cifar_resnet(8)))
+
+
+# The authors' protocols (issue 20): the first block of a stage stays, by the block layout.
+# ResNet-20: stages of three blocks, layer1.0 / layer2.0 / layer3.0 are blocks 0, 3 and 6.
+FIRSTS_20 = {0, 3, 6}
+
+
+def test_stage_first_blocks_follow_the_layout() -> None:
+    assert stage_first_blocks(anatomy(cifar_resnet(20))) == FIRSTS_20
+    assert stage_first_blocks(anatomy(cifar_resnet(110))) == {0, 18, 36}
+    tv = anatomy(torchvision.models.resnet18())  # layer1..layer4 of two blocks
+    assert stage_first_blocks(tv) == {0, 2, 4, 6}
+    assert [b.name for b in tv.blocks if b.index in {0, 2, 4, 6}] == [
+        "layer1.0", "layer2.0", "layer3.0", "layer4.0",
+    ]  # fmt: skip
+
+
+def test_random_swaps_keep_stage_first_never_move_a_stage_first_block() -> None:
+    torch.manual_seed(0)
+    model = cifar_resnet(20).eval()
+    found = anatomy(model)
+    kept = random_swaps(found, max_swaps=8, samples=30, seed=2, keep_stage_first=True)
+    x = torch.randn(2, 3, 32, 32)
+    for spec in kept:
+        assert all(spec.route[i] == i for i in FIRSTS_20), spec.route
+        _runs_through_reference(model, spec.route, x)
+    # Within stages only: stage 1 is blocks 0-2, stage 2 3-5, stage 3 6-8.
+    assert all(spec.route[i] // 3 == i // 3 for spec in kept for i in range(9))
+    assert len({s.route for s in kept}) > 4
+    # The default protocol does move block 0 (the only stage-first block of a swappable shape).
+    free = random_swaps(found, max_swaps=8, samples=30, seed=2)
+    assert any(spec.route[0] != 0 for spec in free)
+
+
+def test_random_swaps_keep_stage_first_refuses_a_model_left_with_nothing_to_swap() -> None:
+    # ResNet-14: two blocks per stage, so only one block per stage may move.
+    with pytest.raises(ValueError, match="other than the first of a stage"):
+        random_swaps(anatomy(cifar_resnet(14)), keep_stage_first=True)
+
+
+@pytest.mark.parametrize(
+    ("eligible", "allowed"),
+    [
+        ("non-downsampling", {0, 1, 2, 4, 5, 7, 8}),
+        ("not-stage-first", {1, 2, 4, 5, 7, 8}),
+        ("all", set(range(9))),
+    ],
+)
+def test_multi_deletions_draw_from_the_eligible_blocks(eligible: str, allowed: set[int]) -> None:
+    found = anatomy(cifar_resnet(20))
+    specs = multi_deletions(found, max_k=len(allowed), samples=20, seed=1, eligible=eligible)
+    drawn: set[int] = set()
+    for spec in specs[1:]:
+        omitted = set(_omitted(spec.route, 9))
+        assert len(omitted) == spec.fields["k"] and omitted <= allowed
+        drawn |= omitted
+    assert drawn == allowed  # every eligible block is drawn at some k
+    # k = all eligible blocks deletes exactly them.
+    assert {tuple(_omitted(s.route, 9)) for s in specs[-20:]} == {tuple(sorted(allowed))}
+
+
+def test_multi_deletions_default_is_non_downsampling_and_unchanged() -> None:
+    found = anatomy(cifar_resnet(20))
+    default = multi_deletions(found, max_k=3, samples=4, seed=7)
+    explicit = multi_deletions(found, max_k=3, samples=4, seed=7, eligible="non-downsampling")
+    assert [s.route for s in default] == [s.route for s in explicit]
+    with pytest.raises(ValueError, match="only 6 not-stage-first blocks"):
+        multi_deletions(found, max_k=7, eligible="not-stage-first")
+    with pytest.raises(ValueError, match="eligible must be one of"):
+        multi_deletions(found, eligible="downsampling")  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -411,3 +483,51 @@ def test_sweep_ends_with_what_it_found_and_shows_progress_off_a_terminal(
     assert "full network" in result.stdout and "wrote 5 rows" in result.stdout
     assert "sweep multi: " in result.stderr and "% )" not in result.stderr
     assert "s left" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def resnet20_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-20 for 1-channel images: three blocks per stage, so that swaps remain when the
+    first block of every stage stays."""
+    torch.manual_seed(0)
+    model = randomize_batchnorm(cifar_resnet(20, **CKPT_KWARGS), seed=2).eval()
+    path = tmp_path_factory.mktemp("ckpt20") / "resnet20.pt"
+    save_checkpoint(
+        path, model, arch="resnet20", arch_kwargs=CKPT_KWARGS, dataset="embedded", metadata={}
+    )
+    return path
+
+
+def test_sweep_cli_runs_the_authors_protocols(resnet20_checkpoint: Path, tmp_path: Path) -> None:
+    reorder = tmp_path / "reorder.csv"
+    args = _sweep_args(resnet20_checkpoint, reorder, "reorder", 16, "--max-swaps", "4")
+    result = CliRunner().invoke(cli, [*args, "--samples", "6", "--keep-stage-first"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(reorder)
+    assert len(table) == 1 + 4 * 6  # every draw is a row
+    for route in table["route"]:
+        order = _parse_route(route)
+        assert sorted(order) == list(range(9)) and all(order[i] == i for i in FIRSTS_20)
+    assert json.loads(reorder.with_suffix(".json").read_text())["keep_stage_first"] is True
+    assert "median" in result.stdout  # the summary shows the median beside the mean
+
+    multi = tmp_path / "multi.csv"
+    args = _sweep_args(resnet20_checkpoint, multi, "multi", 16, "--max-k", "3", "--samples", "5")
+    result = CliRunner().invoke(cli, [*args, "--eligible", "not-stage-first"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(multi)
+    deleted = table.loc[table["config"] != "baseline", "deleted"].astype(str)
+    assert all(not set(_parse_route(d)) & FIRSTS_20 for d in deleted)
+    model = _reference_model_20(resnet20_checkpoint)
+    row = table.iloc[-1]  # the table's error against a hand-written forward of that route
+    assert row["wrong"] == _reference_wrong(model, _parse_route(row["route"]), 16, 256)
+    assert json.loads(multi.with_suffix(".json").read_text())["eligible"] == "not-stage-first"
+    # Resuming with the other protocol would mix two experiments: refused.
+    again = CliRunner().invoke(cli, [*args, "--eligible", "all", "--resume"])
+    assert again.exit_code == 1 and "eligible='not-stage-first'" in again.stderr
+
+
+def _reference_model_20(path: Path) -> nn.Module:
+    model = cifar_resnet(20, **CKPT_KWARGS)
+    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    return model.eval()

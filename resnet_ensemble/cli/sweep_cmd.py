@@ -120,6 +120,8 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
             "max_swaps",
             "samples",
             "seed",
+            "eligible",
+            "keep_stage_first",
         )
         if key in options
     }
@@ -215,6 +217,12 @@ multi = _kind_command(
     ),
     _SAMPLES,
     _SEED,
+    choice_option(
+        "--eligible",
+        ["non-downsampling", "all", "not-stage-first"],
+        "Which blocks the draws come from: those whose shortcut is the identity, every block, "
+        "or every block but the first of each stage (the authors' plots).",
+    ),
 )
 reorder = _kind_command(
     "reorder",
@@ -228,4 +236,9 @@ reorder = _kind_command(
     ),
     _SAMPLES,
     _SEED,
+    click.option(
+        "--keep-stage-first",
+        is_flag=True,
+        help="No swap moves the first block of a stage (the authors' protocol).",
+    ),
 )
