@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))  # depth_series_export, beside this file
 from depth_series_export import export  # noqa: E402
 
 from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from resnet_ensemble.data import dataset_info  # noqa: E402
+from resnet_ensemble.data import dataset_info, load_dataset, make_loader  # noqa: E402
 from resnet_ensemble.models import build_builtin  # noqa: E402
 from resnet_ensemble.results import history_path  # noqa: E402
 from resnet_ensemble.training import EpochEnd, TrainConfig, TrainEvent, train  # noqa: E402
@@ -83,10 +83,32 @@ def _epochs_that_fit(ckpt: Path, deadline: float, most: int) -> int:
     return max(done + 1, min(most, done + more))
 
 
+CALIBRATION_IMAGES = 5120  # 20 batches of 256
+
+
+def _calibrate_batchnorm(model: torch.nn.Module, images: int = CALIBRATION_IMAGES) -> None:
+    """Set every BatchNorm's running statistics to the cumulative average over the first
+    ``images`` training images (no augmentation), weights untouched: at initialisation the
+    stored statistics (mean 0, variance 1) describe no data, and an analysis of the network as
+    initialised needs the statistics its own activations have."""
+    data = load_dataset("fashion-mnist", "train", augment=False, limit=images)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative moving average: every batch weighs the same
+    model.train()
+    with torch.no_grad():
+        for x, _ in make_loader(data, batch_size=256, shuffle=False, num_workers=0):
+            model(x)
+    for bn in norms:
+        bn.momentum = 0.1
+    model.eval()
+
+
 def export_initialisation(network: str, out: Path) -> None:
     """The network as ``train`` initialises it (seed 0), before any step, in float16: epoch 0
-    of the training-dynamics series. Its BatchNorm statistics are the initial ones (mean 0,
-    variance 1); the analyses calibrate them on training images."""
+    of the training-dynamics series, with its BatchNorm statistics calibrated on training
+    images (``_calibrate_batchnorm``)."""
     info = dataset_info("fashion-mnist")
     spec = dict(NETWORKS[network])
     arch = str(spec.pop("arch"))
@@ -104,6 +126,7 @@ def export_initialisation(network: str, out: Path) -> None:
     np.random.seed(0)
     torch.manual_seed(0)
     model = build_builtin(arch, **kwargs)
+    _calibrate_batchnorm(model)
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             if tensor.is_floating_point():
@@ -119,7 +142,11 @@ def export_initialisation(network: str, out: Path) -> None:
             "epochs_done": 0,
             "seed": 0,
             "weights_dtype": "float16",
-            "note": "initialisation (seed 0) of every run of this network, before any step",
+            "note": (
+                "initialisation (seed 0) of every run of this network, before any step; "
+                f"BatchNorm statistics calibrated on the first {CALIBRATION_IMAGES:,} training "
+                "images (the weights as initialised)"
+            ),
         },
         epoch=0,
         normalization=(info.mean, info.std),
