@@ -12,6 +12,7 @@ Holds:
   "depth_k" results kinds)
 - ``collect_series``: one row per network (full error, single-deletion mean / median / worst,
   effective range, single-path decay) and one row per (network, k) of the k-deletion curves
+- ``read_analysis``: one table of an analysis folder and its sidecar
 - ``write_series``: both tables with their sidecars, the figures and ``summary.md`` beside the
   paper's numbers at n = 54
 """
@@ -28,7 +29,13 @@ from . import paper, results
 from .paths import summarize_paths
 from .results import atomic_write_text, chance_level, check_writable, read_sidecar, write_table
 
-__all__ = ["DEPTH_COLUMNS", "DEPTH_K_COLUMNS", "collect_series", "write_series"]
+__all__ = [
+    "DEPTH_COLUMNS",
+    "DEPTH_K_COLUMNS",
+    "collect_series",
+    "read_analysis",
+    "write_series",
+]
 
 # The tables' columns are the results contract's (``results.TABLES``), as lists for pandas.
 DEPTH_COLUMNS = list(results.DEPTH_COLUMNS)
@@ -50,7 +57,8 @@ PAPER_AT_54 = {
 }
 
 
-def _read(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+def read_analysis(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """``folder/tables/NAME.csv`` and its sidecar, or (None, {}) when it is not there."""
     path = folder / "tables" / f"{name}.csv"
     if not path.exists():
         return None, {}
@@ -60,11 +68,11 @@ def _read(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]
 def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
     """The row of one reproduce folder and its k-deletion curve; None without a single-block
     sweep or a gradient analysis (a network analysed in parts has NaN for the rest)."""
-    single, meta = _read(folder, "single_resnet")
-    grads, gmeta = _read(folder, "gradients")
+    single, meta = read_analysis(folder, "single_resnet")
+    grads, gmeta = read_analysis(folder, "gradients")
     if single is None and grads is None:
         return None
-    multi, _ = _read(folder, "multi_resnet")
+    multi, _ = read_analysis(folder, "multi_resnet")
     meta = meta or gmeta
     n = int(meta.get("num_blocks") or 0)
     if single is None:  # the columns, no rows: every deletion statistic is NaN

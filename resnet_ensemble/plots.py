@@ -100,6 +100,7 @@ FIGURES = (
     "depth_single_block",
     "depth_delete_k",
     "depth_gradients",
+    "training_dynamics",
 )
 TITLES = {
     "fig3_single_block": "Fig. 3 — deleting single blocks",
@@ -264,7 +265,13 @@ def figure_style(style: Style = "paper") -> Iterator[None]:
 
 
 def _new_figure(
-    style: Style, width: Width, *, extra_height: float = 0.0, ncols: int = 1, **grid: Any
+    style: Style,
+    width: Width,
+    *,
+    extra_height: float = 0.0,
+    ncols: int = 1,
+    nrows: int = 1,
+    **grid: Any,
 ) -> tuple[Figure, Any]:
     if width not in _WIDTH_IN:
         raise ValueError(f"unknown width {width!r}: choose single or double")
@@ -272,7 +279,8 @@ def _new_figure(
     size = (_WIDTH_IN[width] * sx, (_HEIGHT_IN[width] + extra_height) * sy)
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)  # render with Agg: no display, no pyplot state
-    return fig, fig.subplots(1, ncols, **grid) if ncols > 1 else fig.add_subplot()
+    many = ncols > 1 or nrows > 1
+    return fig, fig.subplots(nrows, ncols, **grid) if many else fig.add_subplot()
 
 
 def _styled(
@@ -1284,6 +1292,12 @@ def _figure_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
         )
         jobs.append(("subnetworks", fig))
     jobs += _depth_jobs(by_kind)
+    dynamics = _concat(by_kind["dynamics"])
+    if not dynamics.empty:
+        from . import dynamics_plots  # it builds on this module's plumbing
+
+        draw = dynamics_plots.plot_training_dynamics
+        jobs.append(("training_dynamics", partial(_page_wide, draw, dynamics)))
 
     def order(job: _Job) -> tuple[int, str]:  # in FIGURES' order; another metric's after error's
         name = job[0]
@@ -1325,7 +1339,8 @@ _EXPECTED = (
     "rows (fig5a) or 'reorder' rows (fig5b), a paths table (fig6a), a gradients table (fig6b, "
     "fig6c), a training table or training histories (effective_paths_training), a subnetworks "
     "table (subnetworks) "
-    "or the depth series' depth and depth_k tables (depth_*)"
+    "the depth series' depth and depth_k tables (depth_*) or a dynamics table "
+    "(training_dynamics)"
 )
 
 

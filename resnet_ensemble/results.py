@@ -45,6 +45,7 @@ from .atomic import atomic_write, remove_stale_temporaries
 
 __all__ = [
     "DEPTH_COLUMNS",
+    "DYNAMICS_COLUMNS",
     "DEPTH_K_COLUMNS",
     "HISTORY_COLUMNS",
     "SWEEP_COLUMNS",
@@ -70,7 +71,15 @@ __all__ = [
 ]
 
 TableKind = Literal[
-    "sweep", "paths", "gradients", "subnetworks", "history", "training", "depth", "depth_k"
+    "sweep",
+    "paths",
+    "gradients",
+    "subnetworks",
+    "history",
+    "training",
+    "depth",
+    "depth_k",
+    "dynamics",
 ]
 SweepKind = Literal["single", "multi", "reorder"]
 #: The metrics a sweep can score (``metrics.METRICS``); its value column is named after it.
@@ -206,6 +215,41 @@ DEPTH_COLUMNS = (
 #: ... its table of one row per network and k, the k-deletion curves.
 DEPTH_K_COLUMNS = ("network", "model", "variant", "blocks", "k", "k_over_n", "error", "error_sem")
 
+#: The training dynamics (``dynamics``): one row per kept epoch of one training run.
+DYNAMICS_COLUMNS = (
+    "epoch",
+    "model",
+    "blocks",
+    "full_error",
+    "single_mean",
+    "single_median",
+    "single_worst",
+    "single_mean_over_full",
+    "single_median_over_full",
+    "swaps_1_median",
+    "swaps_3_median",
+    "swaps_10_median",
+    "swaps_1_mean",
+    "swaps_3_mean",
+    "swaps_10_mean",
+    "swap_draws",
+    "keep_stage_first",
+    "effective_lo",
+    "effective_hi",
+    "effective_path_share",
+    "exact_lo",
+    "exact_hi",
+    "exact_path_share",
+    "paths95_lo",
+    "paths95_hi",
+    "decay_per_block",
+    "decay_r2",
+    "images",
+    "swap_images",
+    "gradient_images",
+    "checkpoint_sha256",
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.kind: spec
     for spec in (
@@ -251,6 +295,12 @@ TABLES: dict[str, TableSpec] = {
             "error against k deleted blocks, per network (depth)",
             ("network", "variant", "blocks", "k", "k_over_n", "error"),
             columns=DEPTH_K_COLUMNS,
+        ),
+        TableSpec(
+            "dynamics",
+            "one row per kept epoch of a training run (dynamics)",
+            ("epoch", "full_error", "single_mean_over_full", "decay_per_block"),
+            columns=DYNAMICS_COLUMNS,
         ),
     )
 }

@@ -31,6 +31,7 @@ _SUBCOMMANDS = {
     "plot": ("plot_cmd", "Draw every paper figure that results tables allow."),
     "reproduce": ("reproduce_cmd", "Every paper figure, end to end: train, sweep, analyse, plot."),
     "depth": ("depth_cmd", "Put analysed networks side by side, against their number of blocks."),
+    "dynamics": ("dynamics_cmd", "The paper's measures against the epochs of one training run."),
 }
 
 
