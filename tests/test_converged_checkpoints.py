@@ -5,8 +5,8 @@ the test error of the weights it holds, on the whole Fashion-MNIST test set
 (``test_error_float16``, written by ``experiments/depth_series_export.py``); the command line
 must measure the same number from the file, to within 5 of the 10,000 images: the recorded
 errors were measured on the GPU that trained them, where cuDNN convolves in TF32, and the CPU's
-float32 can tip a near-tied image either way (sd110: 1,051 wrong there, 1,050 here). The snapshots of the training-dynamics run must
-load and hold the epoch they are named after.
+float32 can tip a near-tied image either way (sd110: 1,051 wrong there, 1,050 here). The
+snapshots of the training-dynamics run must load and hold the epoch they are named after.
 """
 
 from __future__ import annotations
