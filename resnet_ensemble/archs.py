@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "BUILTIN_ARCH_PATTERN",
+    "MAX_DEPTH",
     "blocks_of_depth",
     "check_depth",
     "is_builtin_form",
@@ -28,13 +29,24 @@ BUILTIN_ARCH_PATTERN = (
 )
 #: preresnet: He et al.'s pre-activation layout; fbpreresnet: fb.resnet.torch's preresnet.lua,
 #: the layout of the networks Veit et al. lesioned (``models.cifar.FbPreActBlock``).
-_ARCH = re.compile(r"^(resnet|preresnet|fbpreresnet|plain)(\d+)$")
+_ARCH = re.compile(r"^(resnet|preresnet|fbpreresnet|plain)([0-9]{1,6})$")
+
+
+#: The deepest built-in network: He et al.'s deepest CIFAR ResNet has 1202 layers (600 blocks).
+#: A deeper name or checkpoint is refused before anything is allocated.
+MAX_DEPTH = 2000
 
 
 def check_depth(depth: int) -> str | None:
-    """What is wrong with ``depth`` for a CIFAR ResNet (6n + 2, n >= 1), or None."""
+    """What is wrong with ``depth`` for a CIFAR ResNet (6n + 2, n >= 1, at most
+    ``MAX_DEPTH``), or None."""
     if depth < 8 or (depth - 2) % 6:
         return f"depth must be 6n + 2 (20, 32, 56, 110, ...), got {depth}"
+    if depth > MAX_DEPTH:
+        return (
+            f"depth {depth} is beyond the {MAX_DEPTH} layers a built-in network may have "
+            "(He et al.'s deepest CIFAR ResNet has 1202)"
+        )
     return None
 
 

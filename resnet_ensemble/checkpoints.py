@@ -27,6 +27,7 @@ import os
 import pickle
 import pickletools
 import re
+import stat
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -258,19 +259,64 @@ def _refused_data_globals(data: bytes, stored: Sequence[str]) -> list[str]:
     return [g for g in stored if g in refused]
 
 
+#: The largest checkpoint or weights file read (a ViT-H's weights are 2.5 GB in float32).
+MAX_FILE_BYTES = 8 << 30
+#: A zip checkpoint may declare at most this many times its own size once unpacked: torch
+#: stores its entries uncompressed, so a larger claim is a damaged file or a zip bomb.
+MAX_ZIP_EXPANSION = 4
+
+
+def regular_file_size(path: Path, what: str = "checkpoint") -> int:
+    """The size of ``path``, checked by ``stat`` alone before anything opens it: a regular file
+    no larger than ``MAX_FILE_BYTES`` (a FIFO would block the reader, a device such as
+    /dev/zero never ends)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror or err})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"{path} is a directory, not a {what} file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise ValueError(f"{path} is {kind}, not a {what} file; give a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{path} is {st.st_size / 2**30:.1f} GiB, more than the {MAX_FILE_BYTES >> 30} GiB "
+            f"a {what} file may be"
+        )
+    return st.st_size
+
+
 def read_file(path: Path, what: str = "checkpoint") -> bytes:
     """The bytes of ``path``, or one line saying why there are none to read."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not a {what} file")
+    regular_file_size(path, what)
     try:
         data = path.read_bytes()
     except OSError as err:
         raise ValueError(f"{path} cannot be read ({err.strerror or err})") from None
     if not data:
         raise ValueError(f"{path} is empty (0 bytes), not a {what}")
+    _check_zip_sizes(data, path)
     return data
+
+
+def _check_zip_sizes(data: bytes, path: Path) -> None:
+    """Refuse a zip checkpoint whose entries claim far more bytes than the file holds, before
+    torch unpacks any (its central directory is read, not its data)."""
+    if not data.startswith(_ZIP_MAGIC):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            claimed = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # torch_load_safely says what is wrong with it
+    if claimed > MAX_ZIP_EXPANSION * len(data) + (1 << 20):
+        raise ValueError(
+            f"{path} is not a readable checkpoint (its zip entries claim {claimed:,} bytes "
+            f"unpacked from {len(data):,}: torch stores them uncompressed)"
+        )
 
 
 def torch_load_safely(data: bytes, path: Path) -> Any:

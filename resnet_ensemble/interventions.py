@@ -7,8 +7,9 @@ Holds:
 - ``route``, ``lesion``, ``reorder``: context managers that make ``model(x)`` follow a route and
   restore the model exactly on exit, also when the body raises
 
-Also ``Parallel`` (a group of branches that read one input, outputs averaged) and
-``parse_route`` (a route as text, ``"0-3,5x2,[6|7|8],9"``); ``painters`` builds the operations
+Routes hold block indices and ``Parallel`` groups (branches that read one input, outputs
+averaged); ``route_language`` reads them from text (``parse_route``: ``"0-3,5x2,[6|7|8],9"``,
+within bounds) and both are re-exported here; ``painters`` builds the operations
 of "Transformer Layers as Painters" (skip, repeat, reverse, shuffle, parallel) on top of them.
 
 Route semantics: the listed blocks run whole, in the listed order, and may repeat; a block left
@@ -38,9 +39,11 @@ import torch
 from torch import Tensor, nn
 
 from .anatomy import ADAPTER_DOC, Anatomy, Block, anatomy, block_shapes, describe_shape
+from .route_language import Parallel, RouteItem, format_route_item, parse_route
 
 __all__ = [
     "Parallel",
+    "RouteItem",
     "Step",
     "format_route_item",
     "in_order",
@@ -67,39 +70,6 @@ class Step:
     branches: tuple[tuple[Step, ...], ...] = ()
 
 
-@dataclass(frozen=True)
-class Parallel:
-    """A parallel group in a route: every branch reads the same input, and the group's output
-    is the mean of the branches' outputs, ``h + mean_b f_b(h)`` for residual branches with
-    identity shortcuts (Sun et al. 2024, "Transformer Layers as Painters"). A branch is one
-    block index or a sequence of them run in order (a whole transformer layer: ``(2i, 2i+1)``).
-
-    Example:
-        >>> with route(model, [0, 1, Parallel([2, 3, 4]), 5]):   # blocks 2-4 side by side
-        ...     logits = model(x)
-    """
-
-    branches: tuple[tuple[int, ...], ...]
-
-    def __init__(self, branches: Iterable[int | Iterable[int]]) -> None:
-        items = []
-        for b in branches:
-            if isinstance(b, numbers.Integral) and not isinstance(b, bool):
-                items.append((int(b),))
-            elif isinstance(b, (str, bytes)) or not isinstance(b, Iterable):
-                raise ValueError(
-                    f"a parallel branch must be a block index or a sequence of them, got {b!r}"
-                )
-            else:
-                items.append(tuple(b))  # checked as indices by plan_route
-        object.__setattr__(self, "branches", tuple(items))
-
-    def __repr__(self) -> str:
-        parts = "|".join(",".join(str(i) for i in br) for br in self.branches)
-        return f"[{parts}]"
-
-
-RouteItem = int | Parallel
 
 
 def in_order(steps: Sequence[Step], n: int) -> bool:
@@ -107,64 +77,6 @@ def in_order(steps: Sequence[Step], n: int) -> bool:
     if any(s.branches for s in steps):
         return False
     return [s.block for s in steps if not s.transition] == list(range(n))
-
-
-def format_route_item(item: RouteItem) -> str:
-    return repr(item) if isinstance(item, Parallel) else str(item)
-
-
-def parse_route(text: str, n: int | None = None) -> list[RouteItem]:
-    """A route written as text: comma-separated block indices and ranges (``0-3``, and
-    ``5-2`` for a reversed range), a block repeated with ``x`` (``4x3`` runs block 4 three
-    times), and parallel groups in brackets whose branches are separated by ``|`` (``[2|3|4]``;
-    ``[2-3|4-5]`` runs two two-unit layers side by side).
-
-    Example:
-        >>> parse_route("0-2,4x2,[5|6-7],9")
-        [0, 1, 2, 4, 4, [5|6,7], 9]
-    """
-
-    def indices(part: str) -> list[int]:
-        part = part.strip()
-        try:
-            if "x" in part:
-                block, times = part.split("x", 1)
-                return [int(block)] * int(times)
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else ("", part)
-                a, b = int(lo), int(hi)
-                return list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))
-            return [int(part)]
-        except ValueError:
-            raise ValueError(
-                f"cannot read {part!r} in the route {text!r}: write indices (3), ranges (0-3 or "
-                "3-0 reversed), repeats (4x2) and parallel groups ([2|3|4]), comma-separated"
-            ) from None
-
-    out: list[RouteItem] = []
-    rest = text.strip()
-    while rest:
-        rest = rest.lstrip(", ")
-        if not rest:
-            break
-        if rest.startswith("["):
-            end = rest.find("]")
-            if end < 0:
-                raise ValueError(f"unclosed parallel group '[' in the route {text!r}")
-            branches = [
-                [i for p in br.split(",") if p.strip() for i in indices(p)]
-                for br in rest[1:end].split("|")
-            ]
-            out.append(Parallel(branches))
-            rest = rest[end + 1 :]
-        else:
-            part, _, rest = rest.partition(",")
-            if "[" in part or "]" in part:
-                raise ValueError(f"put a comma before the parallel group in the route {text!r}")
-            out.extend(indices(part))
-    if n is not None:
-        _as_items(out, n, "the route")
-    return out
 
 
 def _as_indices(values: Iterable[object] | int, n: int, what: str) -> list[int]:

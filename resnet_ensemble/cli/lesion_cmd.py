@@ -53,6 +53,11 @@ def run_lesion(
         raise click.BadParameter("a block is given twice", param_hint="--drop-block")
     if route_text is not None and drop_blocks:
         raise click.UsageError("give --drop-block or --route, not both")
+    if route_text is not None:  # the text's own mistakes, before the model is loaded
+        try:
+            parse_route(route_text)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--route") from None
     exp = open_experiment(**options)
     n = len(exp.blocks)
     kept: list[Any] = [i for i in range(n) if i not in set(drop_blocks)]

@@ -45,6 +45,23 @@ BUILDER_OPTIONS = (
 _PLAIN_OPTIONS = BUILDER_OPTIONS[:2]
 
 
+#: Bounds on what a name or a checkpoint's metadata may ask for, checked before any tensor is
+#: allocated (ImageNet-21k has 21,841 classes; images have a handful of channels).
+MAX_CLASSES = 100_000
+MAX_IN_CHANNELS = 64
+
+
+def _check_sizes(name: str, options: dict[str, Any]) -> None:
+    for key, most in (("num_classes", MAX_CLASSES), ("in_channels", MAX_IN_CHANNELS)):
+        value = options.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ValueError(
+                f"{name}: {key} must be a whole number from 1 to {most:,}, got {value!r}"
+            )
+
+
 def build_builtin(name: str, **options: Any) -> nn.Module:
     """Build a built-in architecture by name with random initialisation.
 
@@ -61,6 +78,7 @@ def build_builtin(name: str, **options: Any) -> nn.Module:
     if unknown:
         raise TypeError(f"unknown builder options {unknown}; expected some of {BUILDER_OPTIONS}")
     arch = parse_arch(name)
+    _check_sizes(name, options)
     if arch["family"] == "plain":
         return plain_net(arch["depth"], **{k: options[k] for k in _PLAIN_OPTIONS if k in options})
     family = arch["family"]
