@@ -70,8 +70,6 @@ class Step:
     branches: tuple[tuple[Step, ...], ...] = ()
 
 
-
-
 def in_order(steps: Sequence[Step], n: int) -> bool:
     """True where the steps run every block once, in the network's order (deletions only)."""
     if any(s.branches for s in steps):
