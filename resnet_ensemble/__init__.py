@@ -52,7 +52,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    """The public names (``__all__``) and the dunders, not the plumbing of this file."""
+    return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})
 
 
 class _Package(ModuleType):

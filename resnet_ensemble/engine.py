@@ -21,6 +21,7 @@ Two strategies, picked per call:
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -378,8 +379,26 @@ def evaluate_routes(
         >>> without_3 = [i for i in range(n) if i != 3]
         >>> full, lesioned = evaluate_routes(model, loader, [range(n), without_3])
         >>> evaluate_routes(gpt2, token_batches, [range(n)], metric="perplexity")
+
+    Raises:
+        ValueError: ``routes`` is one route (a flat sequence of block indices), not a list of
+            routes: ``[0, 1, 3]`` would silently be three one-block routes.
     """
+    _refuse_a_single_route(routes)
     return measure_routes(model, data, routes, metric=metric, **kwargs).values
+
+
+def _refuse_a_single_route(routes: Any) -> None:
+    if isinstance(routes, range) or (
+        isinstance(routes, Sequence)
+        and len(routes) > 0
+        and all(isinstance(r, numbers.Integral) and not isinstance(r, bool) for r in routes)
+    ):
+        shown = f"range({routes.start}, {routes.stop})" if isinstance(routes, range) else routes
+        raise ValueError(
+            f"evaluate_routes takes a list of routes, and {shown!r} is a single route of block "
+            f"indices; wrap it in a list: evaluate_routes(model, data, [{shown!r}])"
+        )
 
 
 def naive_evaluate_routes(

@@ -139,3 +139,22 @@ def test_strategy_names_are_one_list_in_the_library_and_the_cli() -> None:
     """``engine.Strategy`` and the CLI's --strategy choices (spelled out so that --help does
     not import torch) are the same names."""
     assert list(get_args(Strategy)) == STRATEGY_CHOICES
+
+
+def test_evaluate_routes_refuses_a_single_flat_route() -> None:
+    from resnet_ensemble import evaluate_routes
+
+    model = cifar_resnet(8).eval()
+    data = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
+    for one in ([0, 1, 2], range(3), (0, 2)):
+        with pytest.raises(ValueError, match="wrap it in a list"):
+            evaluate_routes(model, data, one)
+    assert len(evaluate_routes(model, data, [[0, 1, 2], [0]])) == 2  # a list of routes runs
+
+
+def test_the_package_lists_only_its_public_names() -> None:
+    import resnet_ensemble
+
+    public = [n for n in dir(resnet_ensemble) if not n.startswith("__")]
+    assert public == sorted(n for n in resnet_ensemble.__all__ if not n.startswith("__"))
+    assert not {"Any", "sys", "TYPE_CHECKING", "import_module"} & set(dir(resnet_ensemble))
