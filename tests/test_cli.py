@@ -404,3 +404,12 @@ def test_the_version_is_written_once() -> None:
     except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
         installed = __version__
     assert installed == __version__
+
+
+def test_kl_and_losses_are_printed_to_four_significant_digits() -> None:
+    result = CliRunner().invoke(cli, ["--drop-block", "3", "--metric", "kl", "--limit", "50"])
+    assert result.exit_code == 0, result.output
+    lesioned = next(line for line in result.output.splitlines() if "without 3" in line)
+    value = lesioned.rsplit(":", 1)[1].strip()
+    digits = value.replace("0.", "").lstrip("0").replace(".", "").split("e")[0]
+    assert 0 < float(value) and len(digits) == 4, value  # e.g. 0.07535, not 0.08

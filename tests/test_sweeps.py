@@ -531,3 +531,14 @@ def _reference_model_20(path: Path) -> nn.Module:
     model = cifar_resnet(20, **CKPT_KWARGS)
     model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
     return model.eval()
+
+
+def test_a_sweep_without_out_writes_under_runs_not_results(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", "single", "--model", str(checkpoint), "--dataset", "embedded"]
+    result = CliRunner().invoke(cli, [*args, "--limit", "8", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "sweep_single.csv").is_file()
+    assert not (tmp_path / "results").exists()

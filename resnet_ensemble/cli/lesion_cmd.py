@@ -102,13 +102,16 @@ def run_lesion(
     click.echo(f"dataset:  {dataset}")
     click.echo(f"{exp.unit + ':':<10}{record['images']}")
     label = {"error": "error", "top5": "top-5 error"}.get(metric, metric)
-    click.echo(f"{label}, full network:  {record[keys[0]]:6.2f}{unit}")
+    # Rates as percentages to two decimals; losses, perplexities and KL (often far below 0.01)
+    # to four significant digits.
+    shown, signed = ("6.2f", "+.2f") if percent else (".4g", "+.4g")
+    click.echo(f"{label}, full network:  {record[keys[0]]:{shown}}{unit}")
     if drop_blocks or route_text is not None:
         names = ", ".join(f"{i} ({exp.blocks[i].name})" for i in drop_blocks)
         what = f"route {record['route']}" if route_text is not None else f"without {names}"
-        click.echo(f"{label}, {what}: {record[keys[1]]:6.2f}{unit}")
+        click.echo(f"{label}, {what}: {record[keys[1]]:{shown}}{unit}")
         points = " points" if percent else ""
-        click.echo(f"difference: {record[keys[2]]:+.2f}{points}")
+        click.echo(f"difference: {record[keys[2]]:{signed}}{points}")
     else:
         click.echo(
             "no --drop-block given: pass --drop-block INDEX to delete a block, or --route ROUTE"

@@ -71,7 +71,7 @@ def _scale_options(func: F) -> F:
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    default="results/reproduce",
+    default="runs/reproduce",
     show_default=True,
     help="Folder for checkpoints, tables, figures and summary.md.",
 )

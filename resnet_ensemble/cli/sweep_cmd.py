@@ -66,7 +66,7 @@ def _common_options(func: F) -> F:
         [
             file_option(
                 "--out",
-                "Results CSV (a JSON sidecar goes beside it). Default: results/sweep_KIND.csv",
+                "Results CSV (a JSON sidecar goes beside it). Default: runs/sweep_KIND.csv",
             ),
             click.option(
                 "--resume",
@@ -130,7 +130,7 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     with _Progress(f"sweep {kind}") as progress:
         outcome = sweep_to_table(
             kind,  # type: ignore[arg-type]  # click checked it against KINDS
-            Path(out or f"results/sweep_{kind}.csv"),
+            Path(out or f"runs/sweep_{kind}.csv"),
             options,
             metric=metric,
             on_start=progress.start,
@@ -147,7 +147,7 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
         click.echo(f"wrote {outcome.path}")
         return
     shown = (
-        f"{float(base.iloc[0]):.4f}"
+        f"{float(base.iloc[0]):.4g}"
         if metric not in ("error", "top5")
         else f"{100 * float(base.iloc[0]):.2f}%"
     )
@@ -185,7 +185,7 @@ def _echo_summary(summary: Any, metric: str) -> None:
             return str(int(value))
         if column == "configuration":
             return str(value)
-        return f"{value:.4f}" if metric not in ("error", "top5") else f"{100 * value:.2f}%"
+        return f"{value:.4g}" if metric not in ("error", "top5") else f"{100 * value:.2f}%"
 
     rows = [[show(c, v) for c, v in row.items()] for _, row in summary.iterrows()]
     colalign = ["left"] + ["right"] * (len(summary.columns) - 1)
