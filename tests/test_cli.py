@@ -412,4 +412,4 @@ def test_kl_and_losses_are_printed_to_four_significant_digits() -> None:
     lesioned = next(line for line in result.output.splitlines() if "without 3" in line)
     value = lesioned.rsplit(":", 1)[1].strip()
     digits = value.replace("0.", "").lstrip("0").replace(".", "").split("e")[0]
-    assert 0 < float(value) and len(digits) == 4, value  # e.g. 0.07535, not 0.08
+    assert float(value) > 0 and len(digits) == 4, value  # e.g. 0.07535, not 0.08
