@@ -246,10 +246,31 @@ def test_reorder_reverses_tau_and_joins_means_per_swap_count():
     ax = fig.axes[0]
     assert ax.get_title() == "Fig. 5b — reordering blocks"
     assert ax.xaxis_inverted()
-    (line,) = ax.get_lines()
+    line, medians = ax.get_lines()
     assert len(line.get_xdata()) == 5  # the original order and 1..4 swaps
     assert max(line.get_xdata()) == pytest.approx(1.0)
-    assert set(legend_texts(fig)) == {"residual", "one configuration"}
+    assert medians.get_linestyle() == "--" and len(medians.get_xdata()) >= 1
+    assert set(legend_texts(fig)) == {"residual", "one configuration", "median in bins of τ"}
+
+
+def test_reorder_medians_in_bins_of_tau_by_hand():
+    from resnet_ensemble.plots import _medians_in_tau_bins
+
+    points = pd.DataFrame(
+        {
+            "series": "residual",
+            "k": [0, 1, 1, 1, 2, 2, 2, 2],
+            "kendall_tau": [1.0, 0.95, 0.9, 0.92, 0.1, 0.12, 0.15, 0.2],
+            "value": [0.05, 0.2, 0.9, 0.3, 0.5, 0.9, 0.6, 0.7],
+        }
+    )
+    # Two bins over [0.1, 1]: 0.1-0.55 holds the four k = 2 draws (median 0.65 at tau 0.135),
+    # 0.55-1 the three k = 1 draws (median 0.3 at tau 0.92); the baseline is not a draw.
+    binned = _medians_in_tau_bins(points, bins=2, least=3)
+    assert binned["median"].tolist() == pytest.approx([0.65, 0.3])
+    assert binned["tau"].tolist() == pytest.approx([0.135, 0.92])
+    assert binned["count"].tolist() == [4, 3]
+    assert _medians_in_tau_bins(points, bins=2, least=4)["count"].tolist() == [4]
 
 
 def test_path_lengths_bars_and_shortest_central_range():
