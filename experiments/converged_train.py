@@ -51,7 +51,14 @@ from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint  # noqa
 from resnet_ensemble.data import dataset_info, load_dataset, make_loader  # noqa: E402
 from resnet_ensemble.models import build_builtin  # noqa: E402
 from resnet_ensemble.results import history_path  # noqa: E402
-from resnet_ensemble.training import EpochEnd, TrainConfig, TrainEvent, train  # noqa: E402
+from resnet_ensemble.training import (  # noqa: E402
+    EpochEnd,
+    EpochStart,
+    TrainConfig,
+    TrainEvent,
+    TrainStep,
+    train,
+)
 
 NETWORKS: dict[str, dict[str, object]] = {
     "resnet110": {"arch": "resnet110"},
@@ -73,11 +80,41 @@ def _recorded_epochs(ckpt: Path) -> int | None:
     return int(recipe["epochs"]) if recipe.get("epochs") else None
 
 
-def _epochs_that_fit(ckpt: Path, deadline: float, most: int) -> int:
-    """Epochs in all: those done, plus as many more as the deadline leaves time for at the
-    pace of the epochs so far (the first includes cuDNN's autotuning: a cautious pace)."""
+class EpochPace:
+    """An epoch's time at its steady pace: the steps after the first ``skip`` (cuDNN's
+    autotuning and the first allocations make those slow), scaled to the whole epoch, plus the
+    evaluation. The first GPU run timed the warm-up epoch whole, 16 s against 10-12 s for the
+    later ones, and so chose 23 epochs where about 35 fitted."""
+
+    def __init__(self, skip: int = 20) -> None:
+        self.skip = skip
+        self.start: float | None = None  # when step ``skip`` ended
+        self.steps = 0
+        self.last_step: float | None = None
+        self.seconds: float | None = None
+
+    def __call__(self, event: TrainEvent) -> None:
+        now = time.monotonic()
+        if isinstance(event, EpochStart):
+            self.steps, self.start = event.steps, None
+        elif isinstance(event, TrainStep):
+            if event.step == self.skip:
+                self.start = now
+            self.last_step = now
+        elif isinstance(event, EpochEnd) and self.start is not None and self.last_step:
+            counted = self.steps - self.skip
+            if counted > 0:
+                training = (self.last_step - self.start) * self.steps / counted
+                self.seconds = training + (now - self.last_step)  # + the evaluation
+
+
+def _epochs_that_fit(ckpt: Path, deadline: float, most: int, pace: float | None) -> int:
+    """Epochs in all: those done, plus as many more as the deadline leaves time for at
+    ``pace`` seconds an epoch (else the median epoch so far, which the first one's autotuning
+    makes cautious)."""
     history = pd.read_csv(history_path(ckpt))
-    done, pace = len(history), float(history["seconds"].median())
+    done = len(history)
+    pace = pace or float(history["seconds"].median())
     # 10% and 20 s to spare: the float16 exports on the way and at the end take time too.
     more = math.floor(0.9 * (deadline - time.time() - 20) / pace)
     return max(done + 1, min(most, done + more))
@@ -204,7 +241,10 @@ def main() -> None:
             log=lambda line: print(f"[{args.network}] {line}", flush=True),
         )
 
+    pace = EpochPace()
+
     def on_event(event: TrainEvent) -> None:
+        pace(event)
         if not isinstance(event, EpochEnd):
             return
         epoch = int(event.row["epoch"])
@@ -223,8 +263,9 @@ def main() -> None:
         if epochs in (None, 1):  # the warm-up epoch alone first: its pace sets the epoch count
             if epochs is None:
                 train(config(1), progress=on_event)
-            epochs = _epochs_that_fit(ckpt, deadline, args.max_epochs)
-            print(f"[{args.network}] {epochs} epochs fit the deadline", flush=True)
+            epochs = _epochs_that_fit(ckpt, deadline, args.max_epochs, pace.seconds)
+            at = f"{pace.seconds:.1f} s an epoch" if pace.seconds else "the epochs so far"
+            print(f"[{args.network}] {epochs} epochs fit the deadline at {at}", flush=True)
         result = train(config(epochs), progress=on_event)
     except DeadlineReached as stop:
         print(f"[{args.network}] {stop}; continue with the same command (it resumes)", flush=True)
