@@ -126,6 +126,20 @@ def single_deletions(found: Anatomy) -> list[RouteSpec]:
     return specs
 
 
+#: The most configurations a sweep may draw: checked before any is drawn, so that a mistyped
+#: --samples or --max-k is refused at once instead of filling memory (100,000 routes of
+#: ResNet-110 on 10,000 images would take a GPU about a day).
+MAX_CONFIGURATIONS = 100_000
+
+
+def _check_count(counts: int, samples: int, what: str) -> None:
+    if counts * samples > MAX_CONFIGURATIONS:
+        raise ValueError(
+            f"{counts} {what} x {samples} samples is {counts * samples:,} configurations, more "
+            f"than the {MAX_CONFIGURATIONS:,} a sweep may have; lower --samples"
+        )
+
+
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     # One generator per configuration: a resumed sweep draws exactly the same configurations.
     return np.random.default_rng([seed, *keys])
@@ -169,6 +183,7 @@ def multi_deletions(
     """k = 1..max_k random blocks deleted together, ``samples`` draws each, drawn from the
     ``eligible`` blocks (``Eligible``; by default those that do not downsample)."""
     n = len(found.blocks)
+    _check_count(max_k, samples, "values of k")
     candidates = _eligible_blocks(found, eligible)
     if max_k > len(candidates):
         raise ValueError(
@@ -216,6 +231,7 @@ def random_swaps(
     Kendall tau of the resulting order. ``keep_stage_first``: no swap moves the first block of
     a stage (the authors' protocol; in a CIFAR ResNet that leaves block 0 in place)."""
     n = len(found.blocks)
+    _check_count(max_swaps, samples, "swap counts")
     groups = swappable_groups(found)
     if keep_stage_first:
         first = stage_first_blocks(found)

@@ -542,3 +542,11 @@ def test_a_sweep_without_out_writes_under_runs_not_results(
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "sweep_single.csv").is_file()
     assert not (tmp_path / "results").exists()
+
+
+def test_a_sweep_of_too_many_configurations_is_refused_before_drawing_any() -> None:
+    found = anatomy(cifar_resnet(20))
+    with pytest.raises(ValueError, match="300,000,000 configurations"):
+        multi_deletions(found, max_k=3, samples=100_000_000)
+    with pytest.raises(ValueError, match="lower --samples"):
+        random_swaps(found, max_swaps=1000, samples=1000)
