@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 20: the paper's analyses on the converged networks at 54 blocks (the post-activation
-# ResNet-110, fb.resnet.torch's pre-activation ResNet-110 and stochastic depth at 110), from
+# Paper Fig. 3 and 6 at 54 blocks, on the converged networks (issue 20): the post-activation
+# ResNet-110, fb.resnet.torch's pre-activation ResNet-110 and stochastic depth at 110, from
 # their committed float16 checkpoints, then the series side by side (`ensemble-lesion depth`).
 # Per network: every block deleted alone (Fig. 3) and the gradient per path length on random
 # training batches (Fig. 6: exact decomposition and the paper's sampled estimator); with

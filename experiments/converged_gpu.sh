@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Issue 20 on one lent GPU, in one command: the three converged networks at 54 blocks trained at
+# Paper Fig. 3, 6 and 8 at 54 blocks without the training-length confound (issue 20), on one lent
+# GPU in one command: the three networks of the paper's comparison at 54 blocks trained at
 # once (experiments/converged_train.py: ResNet-110, fb.resnet.torch's pre-activation ResNet-110,
 # stochastic depth at 110), then the GPU check (benchmarks/gpu_check.py) in the time left.
+# Expected: longer training lowers every network's error below the depth series' 15 epochs, and
+# the authors' pre-activation layout trains best (the paper: 6.10% for ResNet-110 on CIFAR-10).
 #
 # Run HERE first:  FASHION_TRAIN_IMAGES=60000 bash benchmarks/gpu_prepare.sh   (the whole train
 # split into .gpu_carry/), then on the GPU machine, with .gpu_carry carried:

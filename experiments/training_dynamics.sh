@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 20: how the ensemble behaviour emerges in training (no paper has this curve).
+# Paper Fig. 3, 5b and 6 at every kept epoch of one training run (issue 20): how the ensemble
+# behaviour emerges in training (no paper has this curve).
 # One training run of the post-activation ResNet-110 (54 blocks) on Fashion-MNIST, analysed at
 # every kept epoch from its committed float16 snapshots: epoch 0 (the initialisation, BatchNorm
 # statistics calibrated on training images), 5, 15 and the end.
