@@ -246,7 +246,7 @@ def run_case(
     data = _batches(images, batch_size, device)
     routes = _routes(case, depth, max_k, samples)
     found = anatomy(model)
-    chosen = _choose(strategy, found, [plan_route(found, r) for r in routes], torch.device(device))
+    chosen = _choose(strategy, found, [plan_route(found, r) for r in routes])
     amp = dtype == "bf16"
 
     def naive() -> list[float]:
