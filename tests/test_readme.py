@@ -116,6 +116,6 @@ def test_the_readme_commands_run_as_written(
         result = runner.invoke(cli, _tiny(words))
         assert result.exit_code == 0, f"ensemble-lesion {shlex.join(words)}:\n{result.output}"
     for kind in ("single", "multi", "reorder"):
-        assert (tmp_path / "results" / f"sweep_{kind}.csv").is_file()
+        assert (tmp_path / "runs" / f"sweep_{kind}.csv").is_file()  # the default --out
     assert (tmp_path / "figures" / "fig3_single_block.png").is_file()
     assert (tmp_path / "g.md").is_file() and (tmp_path / "paths.csv").is_file()
