@@ -251,21 +251,28 @@ def test_multi_deletions_default_is_non_downsampling_and_unchanged() -> None:
 # The sweep command end to end, on a small saved checkpoint and the embedded images
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ResNet-14 for 1-channel images, BatchNorm randomized so that lesions change answers."""
+def _saved_resnet(folder: Path, depth: int, bn_seed: int) -> Path:
+    """A ResNet of ``depth`` for 1-channel images, BatchNorm randomized so that lesions change
+    answers, saved as a toolkit checkpoint in ``folder``."""
     torch.manual_seed(0)
-    model = randomize_batchnorm(cifar_resnet(14, **CKPT_KWARGS), seed=1).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "resnet14.pt"
+    model = randomize_batchnorm(cifar_resnet(depth, **CKPT_KWARGS), seed=bn_seed).eval()
+    path = folder / f"resnet{depth}.pt"
     save_checkpoint(
-        path, model, arch="resnet14", arch_kwargs=CKPT_KWARGS, dataset="embedded", metadata={}
-    )
+        path, model, arch=f"resnet{depth}", arch_kwargs=CKPT_KWARGS, dataset="embedded",
+        metadata={},
+    )  # fmt: skip
     return path
 
 
-def _reference_model(path: Path) -> nn.Module:
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-14: two blocks per stage."""
+    return _saved_resnet(tmp_path_factory.mktemp("ckpt"), 14, bn_seed=1)
+
+
+def _reference_model(path: Path, depth: int = 14) -> nn.Module:
     """The checkpoint's weights in a fresh model, without the toolkit's loader."""
-    model = cifar_resnet(14, **CKPT_KWARGS)
+    model = cifar_resnet(depth, **CKPT_KWARGS)
     model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
     return model.eval()
 
@@ -487,15 +494,9 @@ def test_sweep_ends_with_what_it_found_and_shows_progress_off_a_terminal(
 
 @pytest.fixture(scope="module")
 def resnet20_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ResNet-20 for 1-channel images: three blocks per stage, so that swaps remain when the
-    first block of every stage stays."""
-    torch.manual_seed(0)
-    model = randomize_batchnorm(cifar_resnet(20, **CKPT_KWARGS), seed=2).eval()
-    path = tmp_path_factory.mktemp("ckpt20") / "resnet20.pt"
-    save_checkpoint(
-        path, model, arch="resnet20", arch_kwargs=CKPT_KWARGS, dataset="embedded", metadata={}
-    )
-    return path
+    """A ResNet-20: three blocks per stage, so that swaps remain when the first block of every
+    stage stays."""
+    return _saved_resnet(tmp_path_factory.mktemp("ckpt20"), 20, bn_seed=2)
 
 
 def test_sweep_cli_runs_the_authors_protocols(resnet20_checkpoint: Path, tmp_path: Path) -> None:
@@ -518,19 +519,13 @@ def test_sweep_cli_runs_the_authors_protocols(resnet20_checkpoint: Path, tmp_pat
     table = pd.read_csv(multi)
     deleted = table.loc[table["config"] != "baseline", "deleted"].astype(str)
     assert all(not set(_parse_route(d)) & FIRSTS_20 for d in deleted)
-    model = _reference_model_20(resnet20_checkpoint)
+    model = _reference_model(resnet20_checkpoint, depth=20)
     row = table.iloc[-1]  # the table's error against a hand-written forward of that route
     assert row["wrong"] == _reference_wrong(model, _parse_route(row["route"]), 16, 256)
     assert json.loads(multi.with_suffix(".json").read_text())["eligible"] == "not-stage-first"
     # Resuming with the other protocol would mix two experiments: refused.
     again = CliRunner().invoke(cli, [*args, "--eligible", "all", "--resume"])
     assert again.exit_code == 1 and "eligible='not-stage-first'" in again.stderr
-
-
-def _reference_model_20(path: Path) -> nn.Module:
-    model = cifar_resnet(20, **CKPT_KWARGS)
-    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-    return model.eval()
 
 
 def test_a_sweep_without_out_writes_under_runs_not_results(
