@@ -394,10 +394,9 @@ def _refuse_a_single_route(routes: Any) -> None:
         and len(routes) > 0
         and all(isinstance(r, numbers.Integral) and not isinstance(r, bool) for r in routes)
     ):
-        shown = f"range({routes.start}, {routes.stop})" if isinstance(routes, range) else routes
         raise ValueError(
-            f"evaluate_routes takes a list of routes, and {shown!r} is a single route of block "
-            f"indices; wrap it in a list: evaluate_routes(model, data, [{shown!r}])"
+            f"evaluate_routes takes a list of routes, and {routes!r} is a single route of block "
+            f"indices; wrap it in a list: evaluate_routes(model, data, [{routes!r}])"
         )
 
 
