@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import gammaln
 
 from . import paper
 from .anatomy import anatomy
@@ -49,6 +50,9 @@ __all__ = [
     "GradientAnalysis",
     "GradientStudy",
     "analyze_gradients",
+    "bootstrap_effective_range",
+    "decay_implied_range",
+    "samples_table_path",
     "gradient_outputs",
     "single_path_decay",
     "study_gradients",
@@ -101,6 +105,9 @@ class GradientAnalysis:
     images: int  # images per batch
     ranges: dict[str, dict[str, float]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: One row per sampled single path (batch, length, sample, norm, blocks): what the
+    #: sampled columns of ``table`` average, kept so that their spread can be resampled.
+    samples: pd.DataFrame | None = None
 
     @property
     def effective(self) -> dict[str, float]:
@@ -213,7 +220,10 @@ def analyze_gradients(
     batch_size = int(batches[0][0].shape[0])
     table["measured_at"], table["norm"] = at, norm
     table["batches"], table["batch_size"] = len(batches), batch_size
-    analysis = GradientAnalysis(table, n, batch_size, ranges)
+    samples = None
+    if sampled_frames:
+        samples = pooled[["batch", "length", "sample", "norm", "blocks"]].reset_index(drop=True)
+    analysis = GradientAnalysis(table, n, batch_size, ranges, samples=samples)
     eff = analysis.effective
     table["in_effective_range"] = table["length"].between(eff["lo"], eff["hi"])
     analysis.table = table[GRADIENT_COLUMNS]
@@ -235,8 +245,80 @@ def analyze_gradients(
         "effective_share": eff["gradient_share"],
         "effective_path_share": eff["path_share"],
         "single_path_decay": single_path_decay(analysis.table),
+        "effective_bootstrap": (
+            bootstrap_effective_range(samples, n, seed=seed) if samples is not None else None
+        ),
+        "decay_implied_range": decay_implied_range(single_path_decay(analysis.table), n),
     }
     return analysis
+
+
+BOOTSTRAP_DRAWS = 1000
+
+
+def bootstrap_effective_range(
+    samples: pd.DataFrame,
+    n: int,
+    *,
+    share: float = 0.95,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """A percentile bootstrap interval for the sampled effective range's ends.
+
+    The paper's measure at length k is the mean single-path norm times C(n, k); its effective
+    range is a function of the n + 1 means, so each draw resamples every length's measurements
+    with replacement (lengths independently, as they were sampled), recomputes the means, and
+    finds the range holding ``share`` of the totals. Returns the 2.5 and 97.5 percentiles of
+    ``lo`` and ``hi`` over ``draws`` draws, or None when a length has no measurement.
+    """
+    groups = [samples.loc[samples["length"] == k, "norm"].to_numpy(float) for k in range(n + 1)]
+    if any(len(g) == 0 for g in groups):
+        return None
+    rng = np.random.default_rng(seed)
+    counts = _relative_path_counts(n)
+    means = np.stack(  # (draws, n + 1): every length's resampled mean
+        [g[rng.integers(0, len(g), size=(draws, len(g)))].mean(axis=1) for g in groups], axis=1
+    )
+    ends = np.array(
+        [
+            (r.lo, r.hi)
+            for r in (effective_path_range((m * counts).tolist(), n, share) for m in means)
+        ]
+    )
+    lo_ci = np.percentile(ends[:, 0], [2.5, 97.5])
+    hi_ci = np.percentile(ends[:, 1], [2.5, 97.5])
+    return {
+        "share": share,
+        "draws": draws,
+        "measurements_per_length": min(len(g) for g in groups),
+        "lo_95ci": [float(lo_ci[0]), float(lo_ci[1])],
+        "hi_95ci": [float(hi_ci[0]), float(hi_ci[1])],
+    }
+
+
+def decay_implied_range(decay: Mapping[str, Any] | None, n: int, share: float = 0.95) -> Any:
+    """The effective range implied by the fitted single-path decay alone: totals C(n, k) x f^k
+    for the fitted factor f (the paper's exponential fall, with the binomial count of paths).
+    It says what the fit predicts, to set beside the range measured length by length; None
+    without a fit."""
+    if not decay:
+        return None
+    log_totals = _log_path_counts(n) + np.arange(n + 1) * math.log(float(decay["factor_per_block"]))
+    totals = np.exp(log_totals - log_totals.max())
+    return _range_dict(effective_path_range(totals.tolist(), n, share))
+
+
+def _log_path_counts(n: int) -> np.ndarray:
+    """log(C(n, k) / C(n, n // 2)) for k = 0..n: the path counts up to a common factor (the
+    ranges depend on shares only), finite for any n."""
+    k = np.arange(n + 1)
+    log_counts = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+    return log_counts - log_counts.max()
+
+
+def _relative_path_counts(n: int) -> np.ndarray:
+    return np.exp(_log_path_counts(n))
 
 
 def _batches_text(meta: dict[str, Any]) -> str:
@@ -356,10 +438,24 @@ def write_gradient_report(
     lines += [
         f"- for comparison, 95% of all paths: {path_range_text(paths95)}",
     ]
+    boot = analysis.meta.get("effective_bootstrap")
+    if boot:
+        lo_ci, hi_ci = boot["lo_95ci"], boot["hi_95ci"]
+        lines.append(
+            f"- bootstrap 95% interval of the sampled range's ends ({boot['draws']} draws over "
+            f"the {boot['measurements_per_length']} measurements per length): lower end "
+            f"{lo_ci[0]:g}–{lo_ci[1]:g}, upper end {hi_ci[0]:g}–{hi_ci[1]:g}"
+        )
     if decay is not None:
         lines.append(
             f"- single-path gradient norm ({decay['measure']}): × {decay['factor_per_block']:.3g} "
             f"per block of path length (log-linear fit, R² = {decay['r2']:.3f})"
+        )
+    implied = analysis.meta.get("decay_implied_range")
+    if implied:
+        lines.append(
+            f"- the range that fitted decay implies (C(n, k) × factor^k holding 95%): lengths "
+            f"{_fmt_range(implied)}"
         )
     lines += [
         "",
@@ -413,6 +509,12 @@ class GradientStudy:
     table_path: Path | None = None
     report_path: Path | None = None
     figures_dir: Path | None = None
+
+
+def samples_table_path(table: str | Path) -> Path:
+    """Where a gradients table's per-sample norms go: NAME_samples.csv beside NAME.csv."""
+    table = Path(table)
+    return table.with_name(f"{table.stem}_samples.csv")
 
 
 def gradient_outputs(
@@ -508,6 +610,9 @@ def study_gradients(
     if out_path is None:
         return study
     metadata = {**describe, **analysis.meta}
+    if analysis.samples is not None:  # first: the table's sidecar may name it
+        metadata["samples_table"] = samples_table_path(out_path).name
+        write_table(samples_table_path(out_path), analysis.samples, "gradient_samples", metadata)
     study.table_path = write_table(out_path, analysis.table, "gradients", metadata)
     if report_path is None:
         return study

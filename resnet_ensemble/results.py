@@ -74,6 +74,7 @@ TableKind = Literal[
     "sweep",
     "paths",
     "gradients",
+    "gradient_samples",
     "subnetworks",
     "history",
     "training",
@@ -266,6 +267,11 @@ TABLES: dict[str, TableSpec] = {
             "gradient per path length (gradients)",
             ("length", "num_paths"),
             any_of=("exact_norm", "sampled_mean", "rms_single_path"),
+        ),
+        TableSpec(
+            "gradient_samples",
+            "one row per sampled single path of the gradient analysis (gradients)",
+            ("batch", "length", "sample", "norm"),
         ),
         TableSpec(
             "subnetworks",
