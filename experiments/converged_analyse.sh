@@ -16,12 +16,16 @@ set -euo pipefail
 ROOT=${ROOT:-results/converged}
 BIN=${BIN:-ensemble-lesion}
 NETWORKS=${NETWORKS:-resnet110 fbpreresnet110 sd110}
-TEST_IMAGES=${TEST_IMAGES:-2000}
-GRADIENT_BATCHES=${GRADIENT_BATCHES:-4}   # random training batches of 128 images
+TEST_IMAGES=${TEST_IMAGES:-2000}          # single deletions
+SWEEP_IMAGES=${SWEEP_IMAGES:-2000}        # k-deletion and reordering (FULL=1)
+GRADIENT_BATCHES=${GRADIENT_BATCHES:-4}   # random training batches of GRADIENT_IMAGES images
+GRADIENT_IMAGES=${GRADIENT_IMAGES:-128}
 SAMPLES_PER_LENGTH=${SAMPLES_PER_LENGTH:-3}
 SAMPLES=${SAMPLES:-30}                    # draws per k and per swap count (FULL=1)
 FULL=${FULL:-0}
-data=(--dataset fashion-mnist)
+DEPTH=${DEPTH:-1}                         # 0: leave the side-by-side series to a later run
+data=(--dataset fashion-mnist --device "${DEVICE:-auto}")
+read -r -a bin <<<"$BIN"                  # BIN may be a command line: "python3 -m resnet_ensemble"
 
 for name in $NETWORKS; do
   ckpt="$ROOT/checkpoints/$name.pt"
@@ -29,18 +33,18 @@ for name in $NETWORKS; do
   tables="$ROOT/$name/tables"
   mkdir -p "$tables"
   echo "== $name"
-  "$BIN" sweep single --model "$ckpt" "${data[@]}" --limit "$TEST_IMAGES" --resume \
+  "${bin[@]}" sweep single --model "$ckpt" "${data[@]}" --limit "$TEST_IMAGES" --resume \
     --out "$tables/single_resnet.csv" > /dev/null
-  [ -f "$tables/gradients.csv" ] || "$BIN" gradients --model "$ckpt" "${data[@]}" \
-    --images 128 --batches "$GRADIENT_BATCHES" --samples-per-length "$SAMPLES_PER_LENGTH" \
+  [ -f "$tables/gradients.csv" ] || "${bin[@]}" gradients --model "$ckpt" "${data[@]}" \
+    --images "$GRADIENT_IMAGES" --batches "$GRADIENT_BATCHES" --samples-per-length "$SAMPLES_PER_LENGTH" \
     --out "$tables/gradients.csv" --report "$ROOT/$name/gradients.md" > /dev/null
   if [ "$FULL" = 1 ]; then
-    "$BIN" sweep multi --model "$ckpt" "${data[@]}" --limit "$TEST_IMAGES" --resume \
+    "${bin[@]}" sweep multi --model "$ckpt" "${data[@]}" --limit "$SWEEP_IMAGES" --resume \
       --eligible not-stage-first --max-k 20 --samples "$SAMPLES" \
       --out "$tables/multi_resnet.csv" > /dev/null
-    "$BIN" sweep reorder --model "$ckpt" "${data[@]}" --limit "$TEST_IMAGES" --resume \
+    "${bin[@]}" sweep reorder --model "$ckpt" "${data[@]}" --limit "$SWEEP_IMAGES" --resume \
       --keep-stage-first --max-swaps 20 --samples "$SAMPLES" \
       --out "$tables/reorder_resnet.csv" > /dev/null
   fi
 done
-"$BIN" depth "$ROOT"
+[ "$DEPTH" = 0 ] || "${bin[@]}" depth "$ROOT"

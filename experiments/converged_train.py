@@ -8,7 +8,9 @@ the full Fashion-MNIST, in as many epochs as a deadline allows (at most the pape
 - ``fbpreresnet110``: the pre-activation ResNet-110 in fb.resnet.torch's ``preresnet.lua``
   layout, the networks Veit et al. lesioned;
 - ``sd110``: stochastic depth at 110 (Huang et al.: post-activation, option A, survival
-  falling linearly to 0.5, one draw per block per mini-batch).
+  falling linearly to 0.5, one draw per block per mini-batch);
+- ``ep110k23``: effective-path training (Veit et al., sec. 4.3): the post-activation
+  ResNet-110 trained on K = 23 of its 54 blocks per mini-batch, the paper's literal K.
 
 Recipe: SGD, momentum 0.9, weight decay 1e-4, batch 256 at lr 0.2 (He et al.'s 128 at 0.1,
 scaled linearly: Goyal et al. 2017), one warm-up epoch at lr / 10 (He et al.'s for ResNet-110),
@@ -17,6 +19,7 @@ random crop, flip); seed 0. The epoch count is fixed after the warm-up epoch, fr
 measured time and the deadline, since a cosine schedule must know its end: the first epoch
 runs as a 1-epoch run, then ``--resume`` continues it with the chosen count (the checkpoint
 records both). A run found part-way (``--resume`` from a committed state) keeps its count.
+``--epochs N`` fixes the count instead (the deadline then only stops a run, resumably).
 
 ``--snapshots 5,15,30`` writes float16 inference checkpoints of those epochs on the way
 (``depth_series_export.export``: test error before and after the rounding in the metadata),
@@ -64,6 +67,8 @@ NETWORKS: dict[str, dict[str, object]] = {
     "resnet110": {"arch": "resnet110"},
     "fbpreresnet110": {"arch": "fbpreresnet110"},
     "sd110": {"arch": "resnet110", "stochastic_depth": 0.5},
+    # Effective-path training (Veit et al., sec. 4.3) at the paper's literal K = 23 of 54.
+    "ep110k23": {"arch": "resnet110", "active_blocks": 23},
 }
 PAPER_EPOCHS = 164  # He et al.'s CIFAR recipe, as Veit et al. trained
 
@@ -201,6 +206,12 @@ def main() -> None:
         "--grace", type=float, default=45.0, help="seconds past the deadline before a run stops"
     )
     parser.add_argument("--max-epochs", type=int, default=PAPER_EPOCHS)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=0,
+        help="a fixed epoch count (0: as many as the deadline allows, at most --max-epochs)",
+    )
     parser.add_argument("--snapshots", default="", help="epochs to export on the way: 5,15,30")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2)
@@ -258,9 +269,10 @@ def main() -> None:
         if epoch < event.epochs and time.time() > deadline + args.grace:
             raise DeadlineReached(f"stopped by the deadline after epoch {epoch} of {event.epochs}")
 
-    epochs = _recorded_epochs(ckpt)
+    epochs = _recorded_epochs(ckpt) or (args.epochs if args.epochs > 0 else None)
     try:
-        if epochs in (None, 1):  # the warm-up epoch alone first: its pace sets the epoch count
+        # Without --epochs, the warm-up epoch alone first: its pace sets the epoch count.
+        if epochs in (None, 1) and args.epochs <= 0:
             if epochs is None:
                 train(config(1), progress=on_event)
             epochs = _epochs_that_fit(ckpt, deadline, args.max_epochs, pace.seconds)

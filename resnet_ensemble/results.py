@@ -81,6 +81,7 @@ TableKind = Literal[
     "depth",
     "depth_k",
     "dynamics",
+    "effective_path_evaluation",
 ]
 SweepKind = Literal["single", "multi", "reorder"]
 #: The metrics a sweep can score (``metrics.METRICS``); its value column is named after it.
@@ -267,6 +268,11 @@ TABLES: dict[str, TableSpec] = {
             "gradient per path length (gradients)",
             ("length", "num_paths"),
             any_of=("exact_norm", "sampled_mean", "rms_single_path"),
+        ),
+        TableSpec(
+            "effective_path_evaluation",
+            "an effective-path network's test error read three ways (effective_paths_eval.py)",
+            ("way", "error", "active_blocks"),
         ),
         TableSpec(
             "gradient_samples",
