@@ -31,20 +31,23 @@ SWAP_SAMPLES=${SWAP_SAMPLES:-30}          # draws per number of swaps: a stable 
 MAX_SWAPS=${MAX_SWAPS:-10}
 GRADIENT_BATCHES=${GRADIENT_BATCHES:-4}   # random training batches of 128 images
 SAMPLES_PER_LENGTH=${SAMPLES_PER_LENGTH:-3}
-data=(--dataset fashion-mnist --device cpu)
+GRADIENTS=${GRADIENTS:-1}                 # 0: deletions and swaps of every epoch first
+DRAW=${DRAW:-1}                           # 0: leave the table and figure to a later run
+data=(--dataset fashion-mnist --device "${DEVICE:-cpu}")
+read -r -a bin <<<"$BIN"                  # BIN may be a command line: "python3 -m resnet_ensemble"
 
 for pair in $SNAPSHOTS; do
   epoch=${pair%%:*}; ckpt=${pair#*:}
   tables="$ROOT/e$epoch/tables"
   mkdir -p "$tables"
   echo "== epoch $epoch: $ckpt"
-  "$BIN" sweep single --model "$ckpt" "${data[@]}" --limit "$TEST_IMAGES" --resume \
+  "${bin[@]}" sweep single --model "$ckpt" "${data[@]}" --limit "$TEST_IMAGES" --resume \
     --out "$tables/single_resnet.csv" > /dev/null
-  "$BIN" sweep reorder --model "$ckpt" "${data[@]}" --limit "$SWAP_IMAGES" --resume \
+  "${bin[@]}" sweep reorder --model "$ckpt" "${data[@]}" --limit "$SWAP_IMAGES" --resume \
     --keep-stage-first --max-swaps "$MAX_SWAPS" --samples "$SWAP_SAMPLES" \
     --out "$tables/reorder_resnet.csv" > /dev/null
-  [ -f "$tables/gradients.csv" ] || "$BIN" gradients --model "$ckpt" "${data[@]}" \
+  [ "$GRADIENTS" = 0 ] || [ -f "$tables/gradients.csv" ] || "${bin[@]}" gradients --model "$ckpt" "${data[@]}" \
     --images 128 --batches "$GRADIENT_BATCHES" --samples-per-length "$SAMPLES_PER_LENGTH" \
     --out "$tables/gradients.csv" --report "$ROOT/e$epoch/gradients.md" > /dev/null
 done
-"$BIN" dynamics "$ROOT"
+[ "$DRAW" = 0 ] || "${bin[@]}" dynamics "$ROOT"
