@@ -35,10 +35,17 @@ def _metadata(path: Path) -> dict:
 
 def test_the_converged_networks_are_committed() -> None:
     names = {p.stem for p in FINALS}
-    assert {"fbpreresnet110", "sd110"} <= names
-    assert {"resnet110_e0", "resnet110_23ep_e5", "resnet110_23ep_e15"} <= {
+    assert {"resnet110", "fbpreresnet110", "sd110", "ep110k23"} <= names
+    # The post-activation ResNet-110's run at epochs 0, 5, 15 and 30 (its end is resnet110).
+    assert {"resnet110_e0", "resnet110_e5", "resnet110_e15", "resnet110_e30"} <= {
         p.stem for p in SNAPSHOTS
     }
+
+
+def test_the_converged_runs_trained_at_least_60_epochs() -> None:
+    for name in ("resnet110", "fbpreresnet110", "sd110", "ep110k23"):
+        ckpt = _metadata(CHECKPOINTS / f"{name}.pt")
+        assert ckpt["epoch"] >= 60, name
 
 
 @needs_fashion
