@@ -16,7 +16,9 @@ Holds:
 - ``ResultsTable``: a CSV that grows one configuration at a time; each append rewrites the file
   atomically, so a sweep killed at any moment leaves a readable table holding every finished
   configuration; ``done`` tells a resumed sweep what to skip, and a row it cannot read whole
-  (cut short by a crash, a full disk or a power cut) is dropped, recomputed and noted
+  (cut short by a crash, a full disk or a power cut) is dropped, recomputed and noted; a
+  resume needs a readable sidecar that records the same experiment (``RESUME_KEYS``: model,
+  weights, data folder and fingerprint, text file and window, settings)
 - ``run_metadata``: what every sidecar records (versions, command line, time)
 - ``check_writable``: refuse an unwritable output path before any work starts
 """
@@ -501,6 +503,8 @@ def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> None:
         if old is _ABSENT:
             made = f"its sidecar records no {key}"
         has = f"this run has no {key}" if new is _ABSENT else f"this run has {key}={new!r}"
+        if key == "weights_sha256" and "(random init)" in str(now.get("model")):
+            has += " (a model with random weights is drawn anew by every run)"
         raise ValueError(
             f"cannot resume {path}: {made}, {has}; use the same model, data and settings, or "
             "--overwrite to start again"
