@@ -328,3 +328,26 @@ def test_the_fingerprint_of_image_files_is_their_names_sizes_and_classes(tmp_pat
     moved = tmp_path.parent / f"{tmp_path.name}-moved"
     shutil.copytree(tmp_path, moved)
     assert data_fingerprint(load_dataset("imagenet", "test", data_dir=moved)) == first
+
+
+@pytest.mark.parametrize("damage", ["no sidecar", "duplicated row"])
+def test_under_torchrun_every_rank_stops_with_rank_0s_refusal(
+    finished: Path, tmp_path: Path, damage: str
+) -> None:
+    """Only rank 0 reads the table; the other rank must stop with its line, not hang."""
+    table = _copy(finished, tmp_path)
+    if damage == "no sidecar":
+        table.with_suffix(".json").unlink()
+    else:
+        table.write_text("".join(_foreign(_lines(finished), "duplicated")))
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [sys.executable, *torchrun, "-m", "resnet_ensemble", *SINGLE, "--out", str(table),
+         "--resume"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    refusals = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(refusals) == 2, proc.stderr
+    reason = "t.json is missing" if damage == "no sidecar" else "repeats line 6"
+    assert all(reason in ln for ln in refusals), refusals
