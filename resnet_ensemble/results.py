@@ -475,11 +475,21 @@ RESUME_KEYS = (
 
 _ABSENT = object()
 
+#: The keys of ``RESUME_KEYS`` that sidecars record only since issue 24. A sidecar without
+#: ``data_fingerprint`` was written before them: what it lacks of these cannot be compared, so
+#: such a table is resumed only when nothing is left to compute (``sweeps.check_rows``), and
+#: then nothing is added to it.
+LATER_KEYS = ("data_dir", "text_sha256", "window", "data_fingerprint", "weights_sha256")
 
-def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> None:
+
+def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> list[str]:
     """Refuse to resume a table whose sidecar is missing or unreadable, or records another
     model, data or settings: the skipped configurations would silently come from a different
-    experiment. Values are compared as JSON stores them (a tuple and a list are the same)."""
+    experiment. Values are compared as JSON stores them (a tuple and a list are the same).
+
+    Returns the ``LATER_KEYS`` that an older sidecar lacks (empty for a sidecar of this
+    version): the caller must not add rows to such a table.
+    """
     side = sidecar_path(path)
     try:
         earlier = json.loads(side.read_text(encoding="utf-8"))
@@ -495,9 +505,14 @@ def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> None:
             "come from this model, data and settings; --overwrite to start again"
         )
     now = json.loads(json.dumps(dict(metadata), default=str))
+    older = "data_fingerprint" not in earlier
+    unproven: list[str] = []
     for key in RESUME_KEYS:
         old, new = earlier.get(key, _ABSENT), now.get(key, _ABSENT)
         if old == new:
+            continue
+        if older and old is _ABSENT and key in LATER_KEYS:
+            unproven.append(key)
             continue
         made = f"it was made with {key}={old!r}"
         if old is _ABSENT:
@@ -509,6 +524,7 @@ def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> None:
             f"cannot resume {path}: {made}, {has}; use the same model, data and settings, or "
             "--overwrite to start again"
         )
+    return unproven
 
 
 class ResultsTable:
@@ -537,9 +553,11 @@ class ResultsTable:
         self.notes: list[str] = []
         #: The line of the file each row read on resuming came from (for messages about it).
         self.lines: list[int] = []
+        #: What an older sidecar does not record (``LATER_KEYS``): no row may be added.
+        self.unproven: list[str] = []
         if resume and self.path.exists():
             self._frame = self._read_whole_rows()
-            _check_same_experiment(self.path, dict(metadata or {}))
+            self.unproven = _check_same_experiment(self.path, dict(metadata or {}))
         elif self.path.exists() and not resume:
             raise ValueError(
                 f"{self.path} already exists; pass --resume to continue it, or --overwrite to "

@@ -392,6 +392,12 @@ def check_rows(
     """
     stored = table.text
     if stored.empty:
+        if table.unproven:  # nothing to keep, and nothing proves what it was
+            raise ValueError(
+                f"cannot resume {table.path}: it holds no rows, and its sidecar, written by an "
+                f"older version, records no {', '.join(table.unproven)}; --overwrite to start "
+                "again"
+            )
         return
     lines = table.lines or list(range(2, len(stored) + 2))
     model, variant = exp.describe()["model"], exp.variant
@@ -443,6 +449,14 @@ def check_rows(
                 f"{images} {exp.unit} gives {recomputed!r}: the row was changed after it was "
                 "written",
             )
+    missing = len(specs) - len(seen)
+    if table.unproven and missing:
+        raise ValueError(
+            f"cannot resume {table.path}: its sidecar, written by an older version, records no "
+            f"{', '.join(table.unproven)}, so rows computed now could come from other data or "
+            f"weights than its {len(seen)} rows; such a table is kept only when complete "
+            f"({missing} of {len(specs)} configurations are missing); --overwrite to start again"
+        )
 
 
 @dataclass
@@ -615,7 +629,14 @@ def sweep_to_table(
         )
         if table is None:
             return SweepOutcome(path, len(specs), len(specs) - todo, None)
-        table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
+        if table.unproven:  # complete (check_rows saw to it), and left exactly as it was
+            table.notes.append(
+                f"{path}: its sidecar, written by an older version, records no "
+                f"{', '.join(table.unproven)}; the table is complete, so nothing was added and "
+                "its sidecar is left as it was"
+            )
+        else:
+            table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
         return SweepOutcome(path, len(specs), len(specs) - todo, table.frame, table.notes)
 
 

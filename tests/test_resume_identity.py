@@ -117,13 +117,39 @@ def test_no_resume_without_a_readable_sidecar(
 
 
 def test_a_sidecar_lacking_a_key_is_refused_naming_it(finished: Path, tmp_path: Path) -> None:
-    """An older sidecar (before data fingerprints) cannot prove the data: refused."""
     table = _copy(finished, tmp_path)
     meta = json.loads(table.with_suffix(".json").read_text())
-    del meta["data_fingerprint"]
+    del meta["checkpoint_sha256"]
     table.with_suffix(".json").write_text(json.dumps(meta))
     proc = _cli([*SINGLE, "--out", str(table), "--resume"], tmp_path)
-    _refused(proc, "its sidecar records no data_fingerprint", "this run has data_fingerprint='")
+    _refused(proc, "its sidecar records no checkpoint_sha256", "this run has checkpoint_sha256='")
+
+
+def _older(table: Path) -> None:
+    """Make the sidecar one written before data fingerprints (issue 24)."""
+    meta = json.loads(table.with_suffix(".json").read_text())
+    del meta["data_fingerprint"], meta["data_dir"]
+    table.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+
+
+def test_an_older_sidecar_keeps_a_complete_table_and_refuses_to_add_rows(
+    finished: Path, tmp_path: Path
+) -> None:
+    """An older version's sidecar cannot prove the data: its table is resumed only when there
+    is nothing to add (a script re-run over finished results), and is then left as it was."""
+    table = _copy(finished, tmp_path)
+    _older(table)
+    before = table.read_bytes(), table.with_suffix(".json").read_bytes()
+    proc = _cli([*SINGLE, "--out", str(table), "--resume"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "written by an older version, records no data_dir, data_fingerprint" in proc.stderr
+    assert (table.read_bytes(), table.with_suffix(".json").read_bytes()) == before
+
+    table.write_text("".join(_lines(finished)[:7]))  # header and six rows: work is left
+    before = table.read_bytes(), table.with_suffix(".json").read_bytes()
+    proc = _cli([*SINGLE, "--out", str(table), "--resume"], tmp_path)
+    _refused(proc, "records no data_dir, data_fingerprint", "(10 of 16 configurations are missing)")
+    assert (table.read_bytes(), table.with_suffix(".json").read_bytes()) == before
 
 
 # ----------------------------------------------------------------------------------------------
