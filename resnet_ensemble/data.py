@@ -13,6 +13,7 @@ Holds:
 - ``make_loader``: a ``DataLoader`` whose shuffling is reproducible from a seed.
 - ``open_fashion_mnist``: torchvision's raw ``FashionMNIST`` (uint8 images), found where this
   machine keeps it; ``cache_dir``, ``embedded_subset_path``, ``dataset_classes``.
+- ``data_fingerprint``: a SHA-256 of the items a dataset serves, which a resumed sweep compares.
 
 Every failure to find or read a dataset is a one-line ``FileNotFoundError`` or ``ValueError``
 that names the path and says how to fix it, never an error from deep inside torchvision.
@@ -58,6 +59,7 @@ __all__ = [
     "DatasetInfo",
     "cache_dir",
     "check_data_dir",
+    "data_fingerprint",
     "dataset_classes",
     "dataset_info",
     "embedded_subset_path",
@@ -65,6 +67,7 @@ __all__ = [
     "make_loader",
     "make_transform",
     "random_batches",
+    "raw_bytes",
     "open_fashion_mnist",
 ]
 
@@ -725,3 +728,77 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Identity
+
+
+def raw_bytes(array: Any) -> bytes:
+    """The raw bytes of a tensor or array (any dtype, bfloat16 included), C order."""
+    if isinstance(array, torch.Tensor):
+        flat = array.detach().cpu().contiguous().reshape(-1)
+        return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+    return np.ascontiguousarray(np.asarray(array)).tobytes()
+
+
+def _pick(array: Any, indices: list[int] | None) -> Any:
+    if indices is None:
+        return array
+    if isinstance(array, torch.Tensor):
+        return array[torch.as_tensor(indices, dtype=torch.long)]
+    return np.asarray(array)[np.asarray(indices, dtype=np.int64)]
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """A SHA-256 that changes when the items ``dataset`` serves change: what a resumed sweep
+    compares, so that rows measured on other data are never mixed in.
+
+    It covers exactly the items served (``limit``'s ``Subset`` looked through), as stored
+    before the transform (the transform follows from the dataset's name):
+
+    - arrays held in memory (Fashion-MNIST, CIFAR, the embedded subset, the synthetic data):
+      the pixel array's dtype, shape and bytes, and the labels';
+    - text windows: the token ids of every window (the file's own SHA-256 is recorded apart);
+    - image files (ImageNet, a folder of class folders): each file's path relative to the
+      root, its size in bytes and its class, and the class names: the images are not read, so
+      an image rewritten to the same size in place is not noticed (reading 50,000 JPEGs for
+      every run would cost minutes);
+    - anything else: every item's tensors, read through ``__getitem__``.
+    """
+    indices: list[int] | None = None
+    base: Any = dataset
+    while isinstance(base, Subset):
+        own = [int(i) for i in base.indices]
+        indices = own if indices is None else [own[i] for i in indices]
+        base = base.dataset
+    digest = hashlib.sha256(type(base).__name__.encode())
+
+    def add(label: str, array: Any) -> None:
+        picked = _pick(array, indices)
+        shape = tuple(picked.shape) if hasattr(picked, "shape") else (len(picked),)
+        dtype = str(getattr(picked, "dtype", "list"))
+        digest.update(f"\0{label}\0{dtype}\0{shape}\0".encode())
+        digest.update(raw_bytes(picked))
+
+    if hasattr(base, "windows"):  # text_data.TextWindows (limit cuts the windows themselves)
+        add("windows", base.windows)
+    elif hasattr(base, "images") and hasattr(base, "labels"):  # embedded, synthetic
+        add("images", base.images)
+        add("labels", base.labels)
+    elif hasattr(base, "data") and hasattr(base, "targets"):  # torchvision MNIST-like, CIFAR
+        add("images", base.data)
+        add("labels", torch.as_tensor(base.targets, dtype=torch.long))
+    elif hasattr(base, "samples") and hasattr(base, "root"):  # ImageFolder, ImageNet
+        root = Path(base.root)
+        chosen = base.samples if indices is None else [base.samples[i] for i in indices]
+        digest.update(repr(list(getattr(base, "classes", []))).encode())
+        for file, target in chosen:
+            path = Path(file)
+            name = path.relative_to(root) if path.is_relative_to(root) else path
+            digest.update(f"\0{name}\0{path.stat().st_size}\0{target}\n".encode())
+    else:
+        for index in range(len(dataset)):  # type: ignore[arg-type]
+            for part in dataset[index]:
+                digest.update(raw_bytes(torch.as_tensor(part)))
+    return digest.hexdigest()

@@ -16,7 +16,9 @@ Holds:
 - ``ResultsTable``: a CSV that grows one configuration at a time; each append rewrites the file
   atomically, so a sweep killed at any moment leaves a readable table holding every finished
   configuration; ``done`` tells a resumed sweep what to skip, and a row it cannot read whole
-  (cut short by a crash, a full disk or a power cut) is dropped, recomputed and noted
+  (cut short by a crash, a full disk or a power cut) is dropped, recomputed and noted; a
+  resume needs a readable sidecar that records the same experiment (``RESUME_KEYS``: model,
+  weights, data folder and fingerprint, text file and window, settings)
 - ``run_metadata``: what every sidecar records (versions, command line, time)
 - ``check_writable``: refuse an unwritable output path before any work starts
 """
@@ -455,14 +457,26 @@ def read_table(path: str | Path, required: Iterable[str] = (), **read_csv: Any) 
     return df
 
 
-#: Metadata that must be the same for a resumed table to continue the same experiment.
+#: Metadata that must be the same for a resumed table to continue the same experiment: the
+#: model (its name, its file's SHA-256, or the SHA-256 of its weights where no file names it),
+#: the data (name, split, number of items, the folder, ``data.data_fingerprint`` of the items,
+#: a text file's SHA-256 and window) and the settings that decide the configurations and their
+#: numbers. A key the run records and the sidecar lacks (or the reverse) is a difference too.
 RESUME_KEYS = (
+    "table",
     "model",
     "checkpoint_sha256",
+    "weights_sha256",
     "dataset",
     "split",
     "images",
+    "data_dir",
+    "text_sha256",
+    "window",
+    "data_fingerprint",
     "sweep",
+    "metric",
+    "amp",
     "seed",
     "samples",
     "max_k",
@@ -471,20 +485,58 @@ RESUME_KEYS = (
     "keep_stage_first",
 )
 
+_ABSENT = object()
 
-def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> None:
-    """Refuse to resume a table whose sidecar records another model, data or settings: the
-    skipped configurations would silently come from a different experiment."""
+#: The keys of ``RESUME_KEYS`` that sidecars record only since issue 24. A sidecar without
+#: ``data_fingerprint`` was written before them: what it lacks of these cannot be compared, so
+#: such a table is resumed only when nothing is left to compute (``sweeps.check_rows``), and
+#: then nothing is added to it.
+LATER_KEYS = ("data_dir", "text_sha256", "window", "data_fingerprint", "weights_sha256")
+
+
+def _check_same_experiment(path: Path, metadata: Mapping[str, Any]) -> list[str]:
+    """Refuse to resume a table whose sidecar is missing or unreadable, or records another
+    model, data or settings: the skipped configurations would silently come from a different
+    experiment. Values are compared as JSON stores them (a tuple and a list are the same).
+
+    Returns the ``LATER_KEYS`` that an older sidecar lacks (empty for a sidecar of this
+    version): the caller must not add rows to such a table.
+    """
+    side = sidecar_path(path)
     try:
-        earlier = json.loads(sidecar_path(path).read_text())
-    except (OSError, ValueError):
-        return  # no readable sidecar: nothing to compare with
+        earlier = json.loads(side.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, ValueError) as err:
+        problem = f"is unreadable ({type(err).__name__}: {str(err).splitlines()[0]})"
+    else:
+        problem = "" if isinstance(earlier, dict) else "is not a JSON object"
+    if problem:
+        raise ValueError(
+            f"cannot resume {path}: its sidecar {side} {problem}, so nothing shows that its rows "
+            "come from this model, data and settings; --overwrite to start again"
+        )
+    now = json.loads(json.dumps(dict(metadata), default=str))
+    older = "data_fingerprint" not in earlier
+    unproven: list[str] = []
     for key in RESUME_KEYS:
-        if key in earlier and key in metadata and earlier[key] != metadata[key]:
-            raise ValueError(
-                f"cannot resume {path}: it was made with {key}={earlier[key]!r}, this run has "
-                f"{key}={metadata[key]!r}; use the same settings, or --overwrite to start again"
-            )
+        old, new = earlier.get(key, _ABSENT), now.get(key, _ABSENT)
+        if old == new:
+            continue
+        if older and old is _ABSENT and key in LATER_KEYS:
+            unproven.append(key)
+            continue
+        made = f"it was made with {key}={old!r}"
+        if old is _ABSENT:
+            made = f"its sidecar records no {key}"
+        has = f"this run has no {key}" if new is _ABSENT else f"this run has {key}={new!r}"
+        if key == "weights_sha256" and "(random init)" in str(now.get("model")):
+            has += " (a model with random weights is drawn anew by every run)"
+        raise ValueError(
+            f"cannot resume {path}: {made}, {has}; use the same model, data and settings, or "
+            "--overwrite to start again"
+        )
+    return unproven
 
 
 class ResultsTable:
@@ -511,9 +563,13 @@ class ResultsTable:
         self._frame = pd.DataFrame(columns=self.columns)
         #: What resuming found wrong and did about it, one line each, for the caller to show.
         self.notes: list[str] = []
+        #: The line of the file each row read on resuming came from (for messages about it).
+        self.lines: list[int] = []
+        #: What an older sidecar does not record (``LATER_KEYS``): no row may be added.
+        self.unproven: list[str] = []
         if resume and self.path.exists():
             self._frame = self._read_whole_rows()
-            _check_same_experiment(self.path, dict(metadata or {}))
+            self.unproven = _check_same_experiment(self.path, dict(metadata or {}))
         elif self.path.exists() and not resume:
             raise ValueError(
                 f"{self.path} already exists; pass --resume to continue it, or --overwrite to "
@@ -548,13 +604,15 @@ class ResultsTable:
         if missing:
             raise ValueError(f"{self.path} lacks the columns {missing}; it has {header}")
         cut = bool(rows) and not text.endswith(("\n", "\r"))  # the last row never finished
-        whole, broken = [], []
+        whole, broken, numbers = [], [], []
         for number, row in enumerate(rows, start=2):
             if len(row) == len(header) and not (cut and number == len(rows) + 1):
                 whole.append(row)
+                numbers.append(number)
             elif any(field.strip() for field in row):
                 broken.append((number, row))
         frame = pd.DataFrame(whole, columns=header, dtype=object)[self.columns]
+        frame.index = pd.Index(numbers, dtype=int)
         key_at = header.index(self.key)
         redo = {row[key_at] for _, row in broken if len(row) > key_at}
         if broken:
@@ -564,6 +622,7 @@ class ResultsTable:
                 f"{self.path}: dropped {len(broken)} incomplete row(s) (line {lines}), cut short "
                 "by an interrupted write; their configurations will be computed again"
             )
+        self.lines = [int(n) for n in frame.index]
         return frame.reset_index(drop=True).astype(object)
 
     @classmethod
@@ -576,6 +635,13 @@ class ResultsTable:
     @property
     def done(self) -> set[str]:
         return set(self._frame[self.key].astype(str))
+
+    @property
+    def text(self) -> pd.DataFrame:
+        """The table as the text of its CSV cells (every cell a string, "" when empty): what
+        a resumed run compares with the rows it would write."""
+        csv_text = self._frame.to_csv(index=False)
+        return pd.read_csv(io.StringIO(csv_text), dtype=str, keep_default_na=False)
 
     @property
     def frame(self) -> pd.DataFrame:

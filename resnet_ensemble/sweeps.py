@@ -8,6 +8,8 @@ Holds:
 - ``format_route``: a route as a compact string, e.g. ``0-2,4,6-8``
 - ``run_sweep``: evaluate configurations through the engine in chunks, appending each finished
   chunk to the table; distributed over torchrun ranks by sharding the images
+- ``check_rows``: a resumed table's rows are this sweep's own: each configuration once, as this
+  sweep describes it, with a value its sum gives
 - ``sweep_to_table``: a whole sweep as the ``sweep`` command runs it: check the output, open the
   model and data, make the configurations, resume or start the table, run, mark it complete
 - ``summarize_sweep``: a short table of what a sweep found (per block, or per k)
@@ -15,9 +17,10 @@ Holds:
 
 from __future__ import annotations
 
+import io
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -49,6 +52,7 @@ __all__ = [
     "RouteSpec",
     "SweepKind",
     "SweepOutcome",
+    "check_rows",
     "format_route",
     "kendall_tau",
     "multi_deletions",
@@ -290,8 +294,18 @@ def run_sweep(
     """
     dist = dist or Distributed()
     scorer = resolve_metric(metric, exp.anatomy.task)
-    done = dist.from_main(table.done if table is not None else set())
+    problem = None
+    if table is not None:
+        try:
+            check_rows(table, specs, exp, scorer.name)
+        except ValueError as err:
+            problem = str(err)
+    # Every rank learns rank 0's verdict, so that all stop with its message.
+    done, problem = dist.from_main((table.done if table is not None else set(), problem))
+    if problem:
+        raise ValueError(problem)
     todo = [s for s in specs if s.config not in done]
+    model_name = exp.describe()["model"]
     written: list[dict[str, Any]] = []
     for start in range(0, len(todo), max(chunk, 1)):
         part = todo[start : start + chunk]
@@ -316,14 +330,10 @@ def run_sweep(
             )
         )
         sums, counts, images = totals[:k].tolist(), totals[k : 2 * k].tolist(), int(totals[-1])
-        value_key, sum_key = ("error", "wrong") if scorer.name == "error" else (scorer.name, "sum")
+        value_key, sum_key = _value_columns(scorer.name)
         rows = [
             {
-                **s.fields,
-                "model": exp.describe()["model"],
-                "variant": exp.variant,
-                "config": s.config,
-                "route": format_route(s.route),
+                **_described(s, model_name, exp.variant),
                 value_key: scorer.finish(total, count) if images else math.nan,
                 sum_key: int(round(total)) if scorer.counts_mistakes else total,
                 "images": images,
@@ -334,6 +344,119 @@ def run_sweep(
             table.append(rows)
         written.extend(rows)
     return written
+
+
+def _value_columns(metric: str) -> tuple[str, str]:
+    """The columns of a row's measurement: the value (named after the metric) and its sum."""
+    return ("error", "wrong") if metric == "error" else (metric, "sum")
+
+
+def _described(spec: RouteSpec, model: str, variant: str) -> dict[str, Any]:
+    """A row's columns that describe its configuration (all but the measurement)."""
+    return {
+        **spec.fields,
+        "model": model,
+        "variant": variant,
+        "config": spec.config,
+        "route": format_route(spec.route),
+    }
+
+
+def _as_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """Rows as the text ``ResultsTable`` writes them (every cell a string, "" when empty)."""
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns,
+                         dtype=object)  # fmt: skip
+    return pd.read_csv(io.StringIO(frame.to_csv(index=False)), dtype=str, keep_default_na=False)
+
+
+def _targets_per_item(exp: Experiment) -> int:
+    """How many predictions one item of the data is scored on: 1 image, or the window's
+    tokens but the first (each predicted from those before it)."""
+    return int(exp.data_identity.get("window", 2)) - 1 if exp.anatomy.task == "language" else 1
+
+
+def check_rows(
+    table: ResultsTable, specs: Sequence[RouteSpec], exp: Experiment, metric: str
+) -> None:
+    """Refuse a resumed table holding a row this sweep would not have written: a configuration
+    not among ``specs``, one that appears twice, one whose describing columns (model, variant,
+    route, deleted blocks, k, sample, seed, ...) or number of images differ from what this
+    sweep writes for it, or one whose value is not what its sum gives (``error`` is not
+    ``wrong / images``: an edited number). The sidecar has already been compared
+    (``results.RESUME_KEYS``); this compares the rows themselves.
+
+    Not caught: a row whose value and sum were both edited to agree with each other.
+
+    Raises:
+        ValueError: naming the first such row, by its line in the file and its config.
+    """
+    stored = table.text
+    if stored.empty:
+        if table.unproven:  # nothing to keep, and nothing proves what it was
+            raise ValueError(
+                f"cannot resume {table.path}: it holds no rows, and its sidecar, written by an "
+                f"older version, records no {', '.join(table.unproven)}; --overwrite to start "
+                "again"
+            )
+        return
+    lines = table.lines or list(range(2, len(stored) + 2))
+    model, variant = exp.describe()["model"], exp.variant
+    value_key, sum_key = _value_columns(metric)
+    measured = {value_key, sum_key, "images"}
+    columns = [c for c in stored.columns if c not in measured]
+    expected = _as_text([_described(s, model, variant) for s in specs], list(stored.columns))
+    wanted = {row["config"]: row for row in expected.to_dict("records")}
+    images = str(len(exp.dataset))  # type: ignore[arg-type]
+    per_item = _targets_per_item(exp)
+    scorer = resolve_metric(metric, exp.anatomy.task)
+    seen: dict[str, int] = {}
+
+    def refuse(line: int, config: str, what: str) -> ValueError:
+        return ValueError(
+            f"cannot resume {table.path}: line {line} (config {config!r}) {what}; delete that "
+            "line (what this sweep lacks is then computed), or --overwrite to start again"
+        )
+
+    for line, row in zip(lines, stored.to_dict("records"), strict=True):
+        config = row["config"]
+        if config not in wanted:
+            raise refuse(line, config, f"is not one of this sweep's {len(specs)} configurations")
+        if config in seen:
+            raise refuse(line, config, f"repeats line {seen[config]}")
+        seen[config] = line
+        for column in columns:
+            if row[column] != wanted[config][column]:
+                raise refuse(
+                    line,
+                    config,
+                    f"has {column}={row[column]!r}, where this sweep writes "
+                    f"{column}={wanted[config][column]!r}",
+                )
+        if row["images"] != images:
+            raise refuse(line, config, f"has images={row['images']!r}; this sweep has {images}")
+        try:
+            total, value = float(row[sum_key]), float(row[value_key])
+        except ValueError:
+            raise refuse(
+                line, config, f"has a {value_key} or {sum_key} that is not a number"
+            ) from None
+        recomputed = scorer.finish(total, len(exp.dataset) * per_item)  # type: ignore[arg-type]
+        if not value == recomputed:
+            raise refuse(
+                line,
+                config,
+                f"has {value_key}={row[value_key]}, but its {sum_key} {row[sum_key]} over "
+                f"{images} {exp.unit} gives {recomputed!r}: the row was changed after it was "
+                "written",
+            )
+    missing = len(specs) - len(seen)
+    if table.unproven and missing:
+        raise ValueError(
+            f"cannot resume {table.path}: its sidecar, written by an older version, records no "
+            f"{', '.join(table.unproven)}, so rows computed now could come from other data or "
+            f"weights than its {len(seen)} rows; such a table is kept only when complete "
+            f"({missing} of {len(specs)} configurations are missing); --overwrite to start again"
+        )
 
 
 @dataclass
@@ -464,15 +587,22 @@ def sweep_to_table(
             "amp": amp,
             "metric": metric,
         }
+        if exp.loaded.sha256 is None:  # no file names the weights: their own hash does
+            metadata["weights_sha256"] = exp.weights_sha256
         if dist.is_main and overwrite:
             # Only now that the model, the data and the configurations are known to be good:
             # a run refused above must not cost the user the table it was told to replace.
             ResultsTable.overwrite(path)
-        table = (
-            ResultsTable(path, sweep_columns(metric), metadata=metadata, resume=resume)
-            if dist.is_main
-            else None
-        )
+        table, problem = None, None
+        if dist.is_main:
+            try:
+                table = ResultsTable(path, sweep_columns(metric), metadata=metadata, resume=resume)
+                check_rows(table, specs, exp, metric)  # before the start line says what is done
+            except ValueError as err:
+                problem = str(err)
+        problem = dist.from_main(problem)  # a refused resume stops every rank with its line
+        if problem:
+            raise ValueError(problem)
         start = time.time()
         done = table.done if table is not None else set()
         todo = len([s for s in specs if s.config not in done])
@@ -499,7 +629,14 @@ def sweep_to_table(
         )
         if table is None:
             return SweepOutcome(path, len(specs), len(specs) - todo, None)
-        table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
+        if table.unproven:  # complete (check_rows saw to it), and left exactly as it was
+            table.notes.append(
+                f"{path}: its sidecar, written by an older version, records no "
+                f"{', '.join(table.unproven)}; the table is complete, so nothing was added and "
+                "its sidecar is left as it was"
+            )
+        else:
+            table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
         return SweepOutcome(path, len(specs), len(specs) - todo, table.frame, table.notes)
 
 
