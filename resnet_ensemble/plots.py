@@ -347,7 +347,7 @@ def _legend(
     for ncol in range(min(len(labels), 3), 0, -1):
         leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kw)
         if leg.get_window_extent(renderer).width <= fits:
-            return
+            return _room_for(fig, leg)
         leg.remove()
     # One column is still wider than the figure (cut off at both edges): wrap the labels.
     longest = max(len(line) for label in labels for line in str(label).split("\n"))
@@ -355,8 +355,22 @@ def _legend(
         wrapped = [_wrap(str(label), chars) for label in labels]
         leg = fig.legend(handles, wrapped, loc="outside lower center", ncol=1, **kw)
         if leg.get_window_extent(renderer).width <= fits or chars == 12:
-            return
+            return _room_for(fig, leg)
         leg.remove()
+
+
+#: The share of a figure's height that a legend below the axes may take before the figure
+#: grows taller for it (the extra height the figures ask for is about this).
+_LEGEND_SHARE = 0.3
+
+
+def _room_for(fig: Figure, legend: Any) -> None:
+    """Make ``fig`` taller by what a legend below the axes takes beyond ``_LEGEND_SHARE`` of
+    it, so that a long legend (several models, datasets) does not squash the axes."""
+    height = legend.get_window_extent(fig.canvas.get_renderer()).height  # type: ignore[attr-defined]
+    spare = _LEGEND_SHARE * fig.bbox.height
+    if height > spare:
+        fig.set_figheight(fig.get_figheight() + (height - spare) / fig.dpi)
 
 
 def _wrap(text: str, chars: int) -> str:
@@ -398,8 +412,12 @@ def fit_texts(fig: Figure) -> Figure:
     for ax in fig.axes:
         box = ax.get_window_extent(renderer)
         across = width if alone else min(width, 1.1 * box.width)
-        # A little longer than the axes is fine: it overhangs the tick labels, not the edge.
-        _fit_text(ax.yaxis.label, max(1.2 * box.height, 0.3 * fig.bbox.height), renderer, "y")
+        # A little longer than the axes is fine (it overhangs the tick labels), never past the
+        # canvas: the label is centred on the axes.
+        middle = (box.y0 + box.y1) / 2
+        room = 2 * min(middle, fig.bbox.height - middle) - 4
+        tall = min(room, max(1.2 * box.height, 0.5 * fig.bbox.height))
+        _fit_text(ax.yaxis.label, tall, renderer, "y")
         _fit_text(ax.xaxis.label, across, renderer, "x")
         for title in (ax.title, ax._left_title, ax._right_title):  # noqa: SLF001
             _fit_text(title, across, renderer, "x")
@@ -580,7 +598,7 @@ def _prepare_sweep(
         rows = variant == v
         if v and model[rows].nunique() > 1:
             series[rows] = v + " (" + model[rows] + ")"
-    df["series"] = series + _on_dataset(df)
+    df["series"] = _on_dataset(series, df)
     df["value"] = measure.values(df)
     df["is_baseline"] = df["config"].astype(str) == "baseline"
     for col in ("k", "kendall_tau"):
@@ -955,7 +973,7 @@ def _gradient_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col in _GRADIENT_NUMBERS:
         data[col] = _numbers(data[col]) if col in data else np.nan
     data["model"] = data["model"].fillna("").astype(str) if "model" in data else ""
-    data["model"] = data["model"] + _on_dataset(data)
+    data["model"] = _on_dataset(data["model"], data)
     return data.dropna(subset=["length"]).sort_values(["model", "length"])
 
 
@@ -1257,7 +1275,7 @@ def plot_training(
             optional), errors as fractions.
     """
     data = df.copy()
-    data["variant"] = data["variant"].fillna("").astype(str) + _on_dataset(data)
+    data["variant"] = _on_dataset(data["variant"].fillna("").astype(str), data)
     data["epoch"] = _numbers(data["epoch"])
     data["test_pct"] = _percent(data["test_error"])
     data["train_pct"] = _percent(data["train_error"]) if "train_error" in data else np.nan
@@ -1399,14 +1417,18 @@ def _concat(tables: Sequence[LoadedTable]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _on_dataset(frame: pd.DataFrame) -> pd.Series:
-    """Per row, " on DATASET" where ``frame`` holds runs on several datasets (its ``dataset``
-    column), else "": added to series' labels, so that runs on different data are never drawn
-    as one."""
+def _on_dataset(labels: pd.Series, frame: pd.DataFrame) -> pd.Series:
+    """``labels`` (one per row of ``frame``), each with " on DATASET" added where ``frame``
+    holds runs on several datasets (its ``dataset`` column), so that runs on different data
+    are never drawn as one; a label that already says so is kept."""
+    labels = labels.astype(str)
     if "dataset" not in frame:
-        return pd.Series("", index=frame.index)
+        return labels
     names = frame["dataset"].fillna("").astype(str).replace("", "unnamed data")
-    return " on " + names if names.nunique() > 1 else pd.Series("", index=frame.index)
+    if names.nunique() < 2:
+        return labels
+    on = " on " + names
+    return labels.where([o in label for label, o in zip(labels, on, strict=True)], labels + on)
 
 
 _Job = tuple[str, Callable[..., Figure]]

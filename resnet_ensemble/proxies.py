@@ -19,7 +19,8 @@ Holds:
 - ``proxy_correlations(proxies, damage)``: Kendall's tau and Spearman's rho of each measure
   against the measured damage of deleting each block alone, with their p-values (scipy.stats).
 - ``single_deletion_damage(table)``: that damage from a ``sweep single`` results table.
-- ``plot_proxies``: each measure against the damage, one panel per measure, as PNG and PDF.
+- ``draw_proxies``: each measure against the damage, one panel per measure, in the paper style
+  of ``plots``; ``plot_proxies`` writes it as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 import torch
@@ -37,9 +38,13 @@ from torch import Tensor, nn
 from .anatomy import anatomy, fold_transitions
 from .runtime import eval_mode, model_device
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
     "PROXIES",
     "block_proxies",
+    "draw_proxies",
     "plot_proxies",
     "proxy_correlations",
     "single_deletion_damage",
@@ -234,11 +239,25 @@ def plot_proxies(
     log: bool = False,
     style: Literal["paper", "talk"] = "paper",
 ) -> list[Path]:
+    """``draw_proxies``' figure, written to ``out`` as .png and .pdf; returns the paths."""
+    from .plots import save_figure  # here, not at the top: seaborn slows every import
+
+    fig = draw_proxies(panels, damage_label=damage_label, log=log, style=style)
+    out = Path(out)
+    return save_figure(fig, out.parent, out.with_suffix("").name)
+
+
+def draw_proxies(
+    panels: dict[str, tuple[pd.DataFrame, pd.Series]],
+    *,
+    damage_label: str = "damage of deleting the block",
+    log: bool = False,
+    style: Literal["paper", "talk"] = "paper",
+) -> Figure:
     """One row of panels per model (``name -> (proxies, damage)``), one column per measure:
     the measure against the damage, each point a block (downsampling blocks marked), with
     Kendall's tau in the panel's title (``log``: both axes logarithmic, for measures and
-    damages that span orders of magnitude), in the paper style of ``plots``. Writes ``out`` as
-    .png and .pdf."""
+    damages that span orders of magnitude), in the paper style of ``plots``."""
     import seaborn as sns  # here, not at the top: seaborn slows every import
     from matplotlib.lines import Line2D
 
@@ -249,7 +268,6 @@ def plot_proxies(
         figure_style,
         fit_texts,
         readable_log_axis,
-        save_figure,
     )
 
     keys = list(PROXIES)
@@ -294,5 +312,4 @@ def plot_proxies(
             labels.append("downsampling block")
         _legend(fig, axes[0][0], handles, labels, owned=True, below=True)
         fit_texts(fig)
-    out = Path(out)
-    return save_figure(fig, out.parent, out.with_suffix("").name)
+    return fig
