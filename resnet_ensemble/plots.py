@@ -1226,25 +1226,30 @@ def plot_subnetworks(
     if full is None and full_error is not None:
         full = 100.0 * full_error
     colours = sns.color_palette("colorblind", 10)
+    # Runs on several datasets: each its own points and mean, named (" on DATASET").
+    data["on"] = _on_dataset(pd.Series("", index=data.index), data)
+    pairs = [(0, 3), (1, 4), (2, 5), (8, 9), (6, 7)]
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
-        with _seeded_jitter():  # seaborn jitters with numpy's global generator
-            sns.stripplot(
-                data=data,
-                x="num_kept",
-                y="value",
-                native_scale=True,
-                jitter=0.25,
-                size=_ms(0.5),
-                alpha=0.35,
-                linewidth=0,
-                color=colours[0],
-                ax=ax,
-            )
-        _line(ax, data, "num_kept", "value", colours[3], dots=0.85, estimator="mean")
         key = _Key()
-        key.add(_dot(colours[0], 0.65, edge=None, ls="", alpha=0.5), "one sub-network")
-        key.add(_dot(colours[3], 0.85), "mean per size")
+        for i, (on, rows) in enumerate(data.groupby("on", sort=True)):
+            dots, mean = (colours[c] for c in pairs[i % len(pairs)])
+            with _seeded_jitter():  # seaborn jitters with numpy's global generator
+                sns.stripplot(
+                    data=rows,
+                    x="num_kept",
+                    y="value",
+                    native_scale=True,
+                    jitter=0.25,
+                    size=_ms(0.5),
+                    alpha=0.35,
+                    linewidth=0,
+                    color=dots,
+                    ax=ax,
+                )
+            _line(ax, rows, "num_kept", "value", mean, dots=0.85, estimator="mean")
+            key.add(_dot(dots, 0.65, edge=None, ls="", alpha=0.5), f"one sub-network{on}")
+            key.add(_dot(mean, 0.85), f"mean per size{on}")
         if full is not None:
             handle = _hline(ax, full, "full network", "0.3", "--", _lw(0.85))
             key.add(handle, f"full network ({full:.3g}%)")
