@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -223,7 +224,7 @@ def train(
     history beside it. Under torchrun it trains with DistributedDataParallel.
     """
     from ..data import check_data_dir
-    from ..training import TrainConfig, check_output_path, history_path
+    from ..training import TrainConfig, TrainingWarning, check_output_path, history_path
     from ..training import train as run_training
 
     out = check_output_path(out)
@@ -264,7 +265,8 @@ def train(
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if dataset.strip().lower() == "synthetic" and not quiet and main_process:
         click.echo("note: synthetic data: a smoke test, not a benchmark", err=True)
-    with TrainDisplay() as display:
+    with TrainDisplay() as display, warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrainingWarning)  # echoed below, as one line each
         result = run_training(config, progress=None if quiet else display)
     if not main_process:
         return
@@ -274,3 +276,5 @@ def train(
         f"test error {100 * result.final_test_error:.2f}%; "
         f"history in {history_path(result.checkpoint)}"
     )
+    for note in result.warnings:  # a diverged or untrained run is said, even with --quiet
+        click.echo(f"warning: {note}", err=True)
