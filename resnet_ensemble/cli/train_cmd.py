@@ -118,7 +118,9 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Checkpoint to write (every epoch); the history goes to OUT_STEM.history.csv.",
 )
-@click.option("--epochs", type=positive_int, default=164, show_default=True)
+@click.option(
+    "--epochs", type=positive_int, default=164, show_default=True, help="Epochs (the paper: 164)."
+)
 @click.option(
     "--batch-size",
     type=positive_int,
@@ -126,9 +128,27 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Global batch, split over torchrun processes.",
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="The learning rate after any warm-up; --schedule lowers it from there.",
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="SGD momentum.",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=1e-4,
+    show_default=True,
+    help="L2 weight decay of SGD.",
+)
 @choice_option("--schedule", ["step", "cosine"], "Step (He et al.) or cosine decay of the lr.")
 @click.option(
     "--milestones",
@@ -187,7 +207,13 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option(
     "--test-limit", type=positive_int, default=None, help="Evaluate on the first N test images."
 )
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Processes loading the data (0: in the main process).",
+)
 @click.option("--quiet", is_flag=True, help="No per-epoch lines or progress bar.")
 def train(
     arch: str,
