@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib as mpl
@@ -319,3 +323,26 @@ def test_a_legend_too_wide_for_one_column_is_wrapped_not_cut():
     assert clipped(fig) == []
     assert f"{long} on cifar10: root mean square (sign estimator)" in legend_texts(fig)
     assert math.isfinite(fig.legends[0].get_window_extent().width)
+
+
+def test_the_lm_script_redraws_its_figures_in_the_house_style(tmp_path):
+    """``experiments/lm_analyse.py --redraw`` draws both LM figures from its tables (copies of
+    the committed ones) through ``lm_plots``, as PNG and PDF."""
+    source = committed("results/lm/tables")[0]
+    shutil.copytree(source, tmp_path / "tables")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    script = ROOT / "experiments" / "lm_analyse.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--redraw", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert names == [
+        f"{stem}.{ext}"
+        for stem in ("lesions", "painters_gradients", "proxies_vs_damage")
+        for ext in ("pdf", "png")
+    ]
