@@ -339,6 +339,8 @@ def _legend(
         "title_fontsize": mpl.rcParams["legend.fontsize"],
         "alignment": "left",
     }
+    if not labels:
+        return
     if not (below and owned):
         ax.legend(handles, labels, loc=loc, **kw)
         return
@@ -1293,7 +1295,7 @@ def plot_training(
     final = data.sort_values("epoch").groupby("variant").tail(1).set_index("variant")
     final = final.loc[order].reset_index()
 
-    def bars(ax: Axes) -> None:
+    def bars(ax: Axes, owned_bars: bool) -> None:
         sns.barplot(
             data=final,
             x="variant",
@@ -1306,20 +1308,26 @@ def plot_training(
             width=0.6,
             ax=ax,
         )
+        # More than two bars (several datasets, say) are too narrow for level labels: the
+        # values stand upright, and the legend names the colours instead of the ticks.
+        crowded = len(order) > 2
         for container in ax.containers:
-            ax.bar_label(container, fmt="%.2f", padding=2, fontsize="small")
-        ax.set_ylim(0, final["test_pct"].max() * 1.2)
+            ax.bar_label(container, fmt="%.2f", padding=2, fontsize="small", rotation=90 * crowded)
+        ax.set_ylim(0, final["test_pct"].max() * (1.45 if crowded else 1.2))
         ax.margins(y=0.15)
         ax.set(xlabel="", ylabel=f"final {ERROR_LABEL}")
-        ax.tick_params(axis="x", labelrotation=20)
+        if crowded and owned_bars:
+            ax.set_xticks(ax.get_xticks(), [""] * len(ax.get_xticks()))
+        else:
+            ax.tick_params(axis="x", labelrotation=20)
 
     def draw(fig: Figure, ax: Any, owned: bool) -> None:
         if not owned:
-            bars(ax)
+            bars(ax, False)
             ax.set_title(TITLES["effective_paths_training"])
             return
         bar_ax, curve_ax = ax
-        bars(bar_ax)
+        bars(bar_ax, True)
         key = _Key([Line2D([], [], color=colours[v], lw=_lw()) for v in order], list(order))
         trained = bool(data["train_pct"].notna().any())
         for y, lw in [("test_pct", 1.0), ("train_pct", 0.75)][: 1 + trained]:
