@@ -117,7 +117,7 @@ TITLES = {
     "fig5a_delete_k": "Fig. 5a — deleting k blocks",
     "fig5b_reorder": "Fig. 5b — reordering blocks",
     "fig6a_path_lengths": "Fig. 6a — path lengths",
-    "fig6b_gradient_per_length": "Fig. 6b — gradient per path",
+    "fig6b_gradient_per_length": "Fig. 6b — single-path gradient",
     "fig6c_total_gradient": "Fig. 6c — total gradient per length",
     "fig8_stochastic_depth": "Fig. 8 — stochastic depth, single blocks",
     "effective_paths_training": "Training on effective paths only",

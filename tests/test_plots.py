@@ -309,7 +309,7 @@ def test_gradient_per_length_is_log_scaled_and_draws_every_estimate():
     fig = plot_gradient_per_length(gradient_table(6))
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
-    assert ax.get_title() == "Fig. 6b — gradient per path"
+    assert ax.get_title() == "Fig. 6b — single-path gradient"
     assert ax.get_ylabel() == "single-path gradient norm\n(at the image; batch norm)"
     # Single-path measures only: the exact norm ÷ paths is the mean path's, never drawn here.
     assert len(ax.get_lines()) == 2
