@@ -474,6 +474,13 @@ def _integer_ticks(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
 
 
+def _tick_number(value: float) -> str:
+    """A tick's value as people write it: 200, 1000, 0.005; beyond, 2e-05."""
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    return f"{value:.3g}"
+
+
 def readable_log_axis(ax: Axes, axis: Literal["x", "y"] = "y", least: int = 3) -> None:
     """At least ``least`` labelled ticks on a log axis, whatever it spans: powers of ten where
     the axis spans enough decades, else 1-2-5 steps, else plain evenly spaced values; no
@@ -497,7 +504,7 @@ def readable_log_axis(ax: Axes, axis: Literal["x", "y"] = "y", least: int = 3) -
     # Less than ``least`` decades: plain numbers (2×10⁻¹ beside 10⁻¹ reads badly).
     steps = LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12)
     which.set_major_locator(steps if count(steps) >= least else MaxNLocator(4, min_n_ticks=2))
-    which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    which.set_major_formatter(FuncFormatter(lambda v, _: _tick_number(v)))
 
 
 @dataclass
