@@ -161,7 +161,10 @@ def main() -> None:
             "paths": [int(c) for c in counts],
             "norm": norms,
             "norm_share": [v / sum(norms) for v in norms],
-            "mean_norm_per_path": [v / int(c) for v, c in zip(norms, counts, strict=True)],
+            # norm ÷ paths is the norm of the *mean* path gradient, not a single path's
+            # magnitude (paths of a length cancel); tables before this name were
+            # "mean_norm_per_path".
+            "norm_of_mean_path": [v / int(c) for v, c in zip(norms, counts, strict=True)],
         }
     )
     full_grad = float(per_length.sum(0).double().norm())
@@ -199,66 +202,14 @@ def proxies_figure(proxies: pd.DataFrame, single: pd.DataFrame, figures: Path) -
 
 
 def draw(single, delete_k, swaps, painters, grads, figures: Path) -> None:  # noqa: ANN001
-    import matplotlib
+    """The two LM figures, in the package's paper style (``resnet_ensemble.lm_plots``)."""
+    from resnet_ensemble.lm_plots import plot_lm_lesions, plot_lm_painters_gradients
+    from resnet_ensemble.plots import save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    base = float(single.loc[single["config"] == "baseline", "perplexity"].iloc[0])
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    s = single.dropna(subset=["deleted"])
-    colors = ["C0" if k == "attention" else "C1" for k in s["kind"]]
-    axes[0].bar(s["deleted"].astype(int), s["perplexity"], color=colors)
-    axes[0].axhline(base, color="k", lw=1, ls="--", label=f"full model {base:.1f}")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("unit deleted (even: attention, odd: MLP)")
-    axes[0].set_ylabel("test perplexity")
-    axes[0].set_title("Single-unit deletion")
-    axes[0].legend(fontsize=8)
-    g = delete_k.groupby("k")["perplexity"]
-    axes[1].scatter(delete_k["k"], delete_k["perplexity"], s=10, alpha=0.5, label="one draw")
-    axes[1].plot(g.median().index, g.median(), marker="o", ms=3, label="median")
-    axes[1].legend(fontsize=8)
-    axes[1].axhline(base, color="k", lw=1, ls="--")
-    axes[1].set_yscale("log")
-    axes[1].set_xlabel("units deleted (k)")
-    axes[1].set_ylabel("test perplexity")
-    axes[1].set_title("Deleting k random units")
-    for kind, marker in (("layer", "o"), ("unit", "s")):
-        sw = swaps[swaps["swap"] == kind]
-        axes[2].plot(sw["first"], sw["perplexity"], marker=marker, label=f"adjacent {kind}s")
-    axes[2].axhline(base, color="k", lw=1, ls="--")
-    axes[2].set_yscale("log")
-    axes[2].set_xlabel("swap i <-> i+1")
-    axes[2].set_ylabel("test perplexity")
-    axes[2].set_title("Adjacent swaps")
-    axes[2].legend(fontsize=8)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(figures / f"lesions.{ext}", dpi=150)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for op, sub in painters.groupby("operation"):
-        width = sub["stop"] - sub["start"]
-        means = sub.groupby(width)["perplexity"].median()
-        axes[0].plot(means.index, means, marker="o", label=op)
-    axes[0].axhline(base, color="k", lw=1, ls="--")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("layers in the middle range")
-    axes[0].set_ylabel("test perplexity (median over ranges)")
-    axes[0].set_title("Painters operations")
-    axes[0].legend(fontsize=8)
-    axes[1].semilogy(grads["length"], grads["norm"], marker="o", label="all paths of length k")
-    axes[1].semilogy(grads["length"], grads["mean_norm_per_path"], marker="s", label="per path")
-    axes[1].set_xlabel("path length k (units through their residual branch)")
-    axes[1].set_ylabel("gradient norm at the input embeddings")
-    axes[1].set_title("Gradient per path length (exact)")
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(figures / f"painters_gradients.{ext}", dpi=150)
-    plt.close(fig)
+    full = float(single.loc[single["config"] == "baseline", "perplexity"].iloc[0])
+    save_figure(plot_lm_lesions(single, delete_k, swaps), figures, "lesions")
+    fig = plot_lm_painters_gradients(painters, grads, full=full)
+    save_figure(fig, figures, "painters_gradients")
 
 
 if __name__ == "__main__":

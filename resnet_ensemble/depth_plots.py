@@ -37,6 +37,7 @@ from .plots import (
     _new_figure,
     _percent,
     figure_style,
+    fit_texts,
 )
 from .results import TABLES, TableKind
 
@@ -102,6 +103,7 @@ def _two_panels(style: Style, name: str) -> Iterator[tuple[Figure, Axes, Axes, _
         yield fig, left, right, key
         fig.suptitle(DEPTH_TITLES[name])
         _legend(fig, left, key.handles, key.labels, owned=True, below=True)
+        fit_texts(fig)
 
 
 def plot_depth_single_block(df: pd.DataFrame, *, style: Style = "paper") -> Figure:

@@ -14,7 +14,16 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .plots import ERROR_LABEL, Style, _legend, _ms, _new_figure, _percent, figure_style
+from .plots import (
+    ERROR_LABEL,
+    Style,
+    _legend,
+    _ms,
+    _new_figure,
+    _percent,
+    figure_style,
+    fit_texts,
+)
 from .results import TABLES
 
 __all__ = ["DYNAMICS_TITLE", "plot_training_dynamics"]
@@ -93,4 +102,5 @@ def plot_training_dynamics(df: pd.DataFrame, *, style: Style = "paper") -> Figur
         ]
         fig.suptitle(DYNAMICS_TITLE)
         _legend(fig, ranges, handles, labels, owned=True, below=True)
+        fit_texts(fig)
     return fig

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,7 +42,13 @@ from matplotlib.figure import Figure
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogFormatterSciNotation,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
 
 from .paths import parse_blocks, shortest_range_holding, summarize_paths
 from .results import (
@@ -63,8 +70,10 @@ __all__ = [
     "TABLE_COLUMNS",
     "TITLES",
     "LoadedTable",
+    "figure_title",
     "find_tables",
     "figure_style",
+    "fit_texts",
     "load_table",
     "load_tables",
     "plot_all",
@@ -77,6 +86,7 @@ __all__ = [
     "plot_subnetworks",
     "plot_total_gradient",
     "plot_training",
+    "readable_log_axis",
     "save_figure",
 ]
 
@@ -107,12 +117,26 @@ TITLES = {
     "fig5a_delete_k": "Fig. 5a — deleting k blocks",
     "fig5b_reorder": "Fig. 5b — reordering blocks",
     "fig6a_path_lengths": "Fig. 6a — path lengths",
-    "fig6b_gradient_per_length": "Fig. 6b — gradient per path",
+    "fig6b_gradient_per_length": "Fig. 6b — single-path gradient",
     "fig6c_total_gradient": "Fig. 6c — total gradient per length",
     "fig8_stochastic_depth": "Fig. 8 — stochastic depth, single blocks",
     "effective_paths_training": "Training on effective paths only",
     "subnetworks": "Sub-networks — error by blocks kept",
 }
+
+#: The paper's figure number that starts the title of a figure reproducing one ("Fig. 3 — ").
+_NUMBER_SEP = " — "
+
+
+def figure_title(name: str, numbered: bool = True) -> str:
+    """The title of figure ``name`` (a key of ``TITLES``): with the paper's "Fig. N — " where
+    ``numbered`` (only figures that reproduce a paper figure have one), else without it."""
+    title = TITLES[name]
+    if numbered or not title.startswith("Fig. ") or _NUMBER_SEP not in title:
+        return title
+    rest = title.split(_NUMBER_SEP, 1)[1]
+    return rest[:1].upper() + rest[1:]
+
 
 ERROR_LABEL = "test error (%)"
 # Each sweep metric's axis label, and whether its values are fractions (drawn as %); another
@@ -293,7 +317,7 @@ def _styled(
             return ax.figure  # type: ignore[return-value]
         fig, new_ax = _new_figure(style, width, **figure)
         draw(fig, new_ax, True)
-        return fig
+        return fit_texts(fig)
 
 
 def _legend(
@@ -315,15 +339,98 @@ def _legend(
         "title_fontsize": mpl.rcParams["legend.fontsize"],
         "alignment": "left",
     }
+    if not labels:
+        return
     if not (below and owned):
         ax.legend(handles, labels, loc=loc, **kw)
         return
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    fits = 0.98 * fig.bbox.width
     for ncol in range(min(len(labels), 3), 0, -1):
         leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kw)
-        if ncol == 1 or leg.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
-            return
+        if leg.get_window_extent(renderer).width <= fits:
+            return _room_for(fig, leg)
         leg.remove()
+    # One column is still wider than the figure (cut off at both edges): wrap the labels.
+    longest = max(len(line) for label in labels for line in str(label).split("\n"))
+    for chars in range(longest - 1, 11, -1):
+        wrapped = [_wrap(str(label), chars) for label in labels]
+        leg = fig.legend(handles, wrapped, loc="outside lower center", ncol=1, **kw)
+        if leg.get_window_extent(renderer).width <= fits or chars == 12:
+            return _room_for(fig, leg)
+        leg.remove()
+
+
+#: The share of a figure's height that a legend below the axes may take before the figure
+#: grows taller for it (the extra height the figures ask for is about this).
+_LEGEND_SHARE = 0.3
+
+
+def _room_for(fig: Figure, legend: Any) -> None:
+    """Make ``fig`` taller by what a legend below the axes takes beyond ``_LEGEND_SHARE`` of
+    it, so that a long legend (several models, datasets) does not squash the axes."""
+    height = legend.get_window_extent(fig.canvas.get_renderer()).height  # type: ignore[attr-defined]
+    spare = _LEGEND_SHARE * fig.bbox.height
+    if height > spare:
+        fig.set_figheight(fig.get_figheight() + (height - spare) / fig.dpi)
+
+
+def _wrap(text: str, chars: int) -> str:
+    """``text`` with each of its lines wrapped at ``chars`` characters (breaks kept)."""
+    return "\n".join(textwrap.fill(line, chars) or line for line in text.split("\n"))
+
+
+def _fit_text(text: Any, limit: float, renderer: Any, along: Literal["x", "y"]) -> None:
+    """Wrap ``text`` (a matplotlib Text) until its extent ``along`` x (width) or y (height, for
+    a vertical label) is at most ``limit`` pixels, or its lines are 12 characters."""
+    content = text.get_text()
+    if not content:
+        return
+
+    def size() -> float:
+        box = text.get_window_extent(renderer)
+        return box.width if along == "x" else box.height
+
+    if size() <= limit:
+        return
+    longest = max(len(line) for line in content.split("\n"))
+    for chars in range(longest - 1, 11, -1):
+        text.set_text(_wrap(content, chars))
+        if size() <= limit:
+            return
+
+
+def fit_texts(fig: Figure) -> Figure:
+    """Wrap every axis label longer than its axes, and every title wider than its axes (or,
+    with one axes, the figure) or legend wider than the figure, so that nothing is clipped at
+    the canvas's edges nor runs into the next panel; returns ``fig``.
+
+    Runs the figure's layout first (constrained layout places things only when drawn), wraps
+    what is too long, and lays it out again with the wrapped texts."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    width = 0.98 * fig.bbox.width
+    alone = len(fig.axes) == 1
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        across = width if alone else min(width, 1.1 * box.width)
+        # A little longer than the axes is fine (it overhangs the tick labels), never past the
+        # canvas: the label is centred on the axes.
+        middle = (box.y0 + box.y1) / 2
+        room = 2 * min(middle, fig.bbox.height - middle) - 4
+        tall = min(room, max(1.2 * box.height, 0.5 * fig.bbox.height))
+        _fit_text(ax.yaxis.label, tall, renderer, "y")
+        _fit_text(ax.xaxis.label, across, renderer, "x")
+        for title in (ax.title, ax._left_title, ax._right_title):  # noqa: SLF001
+            _fit_text(title, across, renderer, "x")
+        legend = ax.get_legend()
+        if legend is not None:
+            for text in legend.get_texts():
+                _fit_text(text, 0.8 * box.width, renderer, "x")
+    if fig._suptitle is not None:  # noqa: SLF001
+        _fit_text(fig._suptitle, width, renderer, "x")  # noqa: SLF001
+    fig.draw_without_rendering()
+    return fig
 
 
 def _palette(labels: Sequence[str], variants: Mapping[str, str]) -> dict[str, Any]:
@@ -365,6 +472,39 @@ def _percent(values: pd.Series) -> pd.Series:
 
 def _integer_ticks(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
+
+
+def _tick_number(value: float) -> str:
+    """A tick's value as people write it: 200, 1000, 0.005; beyond, 2e-05."""
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    return f"{value:.3g}"
+
+
+def readable_log_axis(ax: Axes, axis: Literal["x", "y"] = "y", least: int = 3) -> None:
+    """At least ``least`` labelled ticks on a log axis, whatever it spans: powers of ten where
+    the axis spans enough decades, else 1-2-5 steps, else plain evenly spaced values; no
+    labels on the minor ticks (matplotlib's automatic ones clash with the major labels).
+    Call it once the axis's limits are final."""
+    which = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    if not (lo > 0 and np.isfinite(hi)):
+        return
+
+    def count(locator: Any) -> int:
+        ticks = locator.tick_values(lo, hi)
+        return int(((ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))).sum())
+
+    which.set_minor_formatter(NullFormatter())
+    decades = LogLocator(base=10, numticks=12)
+    if count(decades) >= least:
+        which.set_major_locator(decades)
+        which.set_major_formatter(LogFormatterSciNotation())
+        return
+    # Less than ``least`` decades: plain numbers (2×10⁻¹ beside 10⁻¹ reads badly).
+    steps = LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12)
+    which.set_major_locator(steps if count(steps) >= least else MaxNLocator(4, min_n_ticks=2))
+    which.set_major_formatter(FuncFormatter(lambda v, _: _tick_number(v)))
 
 
 @dataclass
@@ -467,7 +607,7 @@ def _prepare_sweep(
         rows = variant == v
         if v and model[rows].nunique() > 1:
             series[rows] = v + " (" + model[rows] + ")"
-    df["series"] = series
+    df["series"] = _on_dataset(series, df)
     df["value"] = measure.values(df)
     df["is_baseline"] = df["config"].astype(str) == "baseline"
     for col in ("k", "kendall_tau"):
@@ -626,6 +766,7 @@ def plot_stochastic_depth(
     *,
     num_classes: int | None = None,
     metric: SweepMetric | None = None,
+    title: str = TITLES["fig8_stochastic_depth"],
     style: Style = "paper",
     width: Width = "single",
 ) -> Figure:
@@ -640,7 +781,7 @@ def plot_stochastic_depth(
         variants=("residual", "stochastic depth"),
         num_classes=num_classes,
         metric=metric,
-        title=TITLES["fig8_stochastic_depth"],
+        title=title,
         style=style,
         width=width,
     )
@@ -651,6 +792,7 @@ def plot_delete_k(
     ax: Axes | None = None,
     *,
     metric: SweepMetric | None = None,
+    title: str = TITLES["fig5a_delete_k"],
     style: Style = "paper",
     width: Width = "single",
 ) -> Figure:
@@ -671,7 +813,7 @@ def plot_delete_k(
         ax.set_ylim(bottom=0)
         _integer_ticks(ax)
         ax.set(xlabel="blocks deleted (k)", ylabel=multi.measure.label)
-        ax.set_title(TITLES["fig5a_delete_k"])
+        ax.set_title(title)
         band = f"mean ± s.d. over {samples} samples" if samples > 1 else None
         handles = [_dot(colours[s], 0.85) for s in order]
         _legend(fig, ax, handles, order, owned=owned, loc="upper left", title=band)
@@ -684,6 +826,7 @@ def plot_reorder(
     ax: Axes | None = None,
     *,
     metric: SweepMetric | None = None,
+    title: str = TITLES["fig5b_reorder"],
     style: Style = "paper",
     width: Width = "single",
 ) -> Figure:
@@ -726,13 +869,13 @@ def plot_reorder(
         ax.invert_xaxis()
         ax.set_ylim(bottom=0)
         ax.set(xlabel="Kendall τ of the block order", ylabel=swaps.measure.label)
-        ax.set_title(TITLES["fig5b_reorder"])
+        ax.set_title(title)
         handles = [_dot(colours[s], 0.85) for s in order]
         handles.append(_dot(colours[order[0]], 0.65, edge=None, ls="", alpha=0.6))
         handles.append(Line2D([], [], color="0.3", ls="--", marker="D", ms=_ms(0.6)))
         labels = [*order, "one configuration", "median in bins of τ"]
-        title = "mean ± s.d. per swap count"
-        _legend(fig, ax, handles, labels, owned=owned, loc="best", title=title)
+        heading = "mean ± s.d. per swap count"
+        _legend(fig, ax, handles, labels, owned=owned, loc="best", title=heading)
 
     return _styled(draw, ax, style, width)
 
@@ -765,6 +908,7 @@ def plot_path_lengths(
     share: float = 0.95,
     lo: int | None = None,
     hi: int | None = None,
+    title: str = TITLES["fig6a_path_lengths"],
     style: Style = "paper",
     width: Width = "single",
 ) -> Figure:
@@ -815,7 +959,7 @@ def plot_path_lengths(
             _legend(fig, ax, [handle], [label], owned=owned, below=True)
         ax.set_ylim(bottom=0)
         _integer_ticks(ax)
-        ax.set(xlabel=LENGTH_LABEL, ylabel="share of paths (%)", title=TITLES["fig6a_path_lengths"])
+        ax.set(xlabel=LENGTH_LABEL, ylabel="share of paths (%)", title=title)
 
     return _styled(draw, ax, style, width, extra_height=0.25)
 
@@ -838,6 +982,7 @@ def _gradient_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col in _GRADIENT_NUMBERS:
         data[col] = _numbers(data[col]) if col in data else np.nan
     data["model"] = data["model"].fillna("").astype(str) if "model" in data else ""
+    data["model"] = _on_dataset(data["model"], data)
     return data.dropna(subset=["length"]).sort_values(["model", "length"])
 
 
@@ -876,10 +1021,10 @@ def _per_model(data: pd.DataFrame, second: int) -> Iterator[tuple[pd.DataFrame, 
         yield data[data["model"] == model].copy(), first, other, prefix
 
 
-def _by_length(fig: Figure, ax: Axes, key: _Key, owned: bool, ylabel: str, name: str) -> None:
+def _by_length(fig: Figure, ax: Axes, key: _Key, owned: bool, ylabel: str, title: str) -> None:
     """A gradient figure's finish: path lengths along x, its title, the legend below."""
     _integer_ticks(ax)
-    ax.set(xlabel=LENGTH_LABEL, ylabel=ylabel, title=TITLES[name])
+    ax.set(xlabel=LENGTH_LABEL, ylabel=ylabel, title=title)
     _legend(fig, ax, key.handles, key.labels, owned=owned, below=True)
 
 
@@ -892,7 +1037,12 @@ def _banded(ax: Axes, band: tuple[Any, Any, Any], x: Any, y: Any, colour: Any) -
 
 
 def plot_gradient_per_length(
-    df: pd.DataFrame, ax: Axes | None = None, *, style: Style = "paper", width: Width = "single"
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    title: str = TITLES["fig6b_gradient_per_length"],
+    style: Style = "paper",
+    width: Width = "single",
 ) -> Figure:
     """Paper Fig. 6b: the gradient magnitude of a single path against its length, log scale.
 
@@ -912,6 +1062,11 @@ def plot_gradient_per_length(
             "no single-path gradient magnitudes to plot (sampled_mean or rms_single_path)"
         )
 
+    drawn = [data[c][data[c] > 0] for c in ("sampled_mean", "rms_single_path") if has[c]]
+    # A band's lower edge where mean - error reaches 0 or nearly (log axis): a decade below
+    # the smallest value drawn, not 1e-20.
+    floor = float(pd.concat(drawn).min()) / 10
+
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
         key = _Key()
         for rows, sampled_colour, rms_colour, prefix in _per_model(data, 2):
@@ -919,7 +1074,7 @@ def plot_gradient_per_length(
             if has["sampled_mean"] and rows["sampled_mean"].gt(0).any():
                 spread = "sampled_sem" if rows["sampled_sem"].notna().any() else "sampled_std"
                 mean, err = rows["sampled_mean"], rows[spread].fillna(0.0)
-                low = (mean - err).where(mean - err > 0, mean)  # a log axis cannot go below 0
+                low = (mean - err).clip(lower=floor)
                 line = _banded(ax, (x, low, mean + err), *_positive(x, mean), sampled_colour)
                 band = "s.e.m." if spread == "sampled_sem" else "s.d."
                 patch = Patch(facecolor=sampled_colour, alpha=0.25, lw=0)
@@ -929,30 +1084,43 @@ def plot_gradient_per_length(
                 rms = Line2D([], [], color=rms_colour, ls="--")
                 key.add(rms, f"{prefix}root mean square (sign estimator)")
         ax.set_yscale("log")
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], floor))
+        readable_log_axis(ax)
         ax.grid(True, which="major", axis="y")
         ylabel = gradient_axis_label(data, "single-path gradient norm")
-        _by_length(fig, ax, key, owned, ylabel, "fig6b_gradient_per_length")
+        _by_length(fig, ax, key, owned, ylabel, title)
 
     return _styled(draw, ax, style, width, extra_height=0.4)
 
 
+#: What the effective range of Fig. 6c holds a share of, by the measure it was taken from.
+_RANGE_MEASURES = {"sampled": "the paper's sampled measure", "exact": "the exact norms"}
+
+
 def _shaded_range(
-    data: pd.DataFrame, lo: float | None, hi: float | None, share: float | None
-) -> tuple[int, int, float | None] | None:
-    """The effective range to shade and its share of the gradient. Given (the sidecar's), as
-    given; else, for one model, the shortest range of lengths holding 95% of the table's
-    per-length gradient (``paths.shortest_range_holding`` over the sampled totals where
-    sampled, else the exact norms: ``gradient_analysis``'s headline range)."""
-    measure = data["total"] if data["total"].gt(0).any() else data["exact_norm"]
+    data: pd.DataFrame,
+    lo: float | None,
+    hi: float | None,
+    share: float | None,
+    measure_name: Literal["sampled", "exact"] | None = None,
+) -> tuple[int, int, float | None, str] | None:
+    """The effective range to shade, its share of the gradient and the measure it holds that
+    share of ("sampled" or "exact"). Given (the sidecar's), as given; else, for one model, the
+    shortest range of lengths holding 95% of the table's per-length gradient
+    (``paths.shortest_range_holding`` over the sampled totals where sampled, else the exact
+    norms: ``gradient_analysis``'s headline range)."""
+    if measure_name is None:
+        measure_name = "sampled" if data["total"].gt(0).any() else "exact"
+    measure = data["total"] if measure_name == "sampled" else data["exact_norm"]
     if lo is None or hi is None:
         if data["model"].nunique() > 1 or not measure.gt(0).any():
             return None
         lengths = data["length"].astype(int).tolist()
         first, last, held = shortest_range_holding(measure.fillna(0.0).tolist(), _EFFECTIVE_SHARE)
-        return lengths[first], lengths[last], held if share is None else share
+        return lengths[first], lengths[last], held if share is None else share, measure_name
     if share is None and measure.gt(0).any():
         share = float(measure[data["length"].between(lo, hi)].sum() / measure.sum())
-    return int(lo), int(hi), share
+    return int(lo), int(hi), share, measure_name
 
 
 def plot_total_gradient(
@@ -962,6 +1130,8 @@ def plot_total_gradient(
     effective_lo: float | None = None,
     effective_hi: float | None = None,
     effective_share: float | None = None,
+    effective_measure: Literal["sampled", "exact"] | None = None,
+    title: str = TITLES["fig6c_total_gradient"],
     style: Style = "paper",
     width: Width = "single",
 ) -> Figure:
@@ -970,7 +1140,8 @@ def plot_total_gradient(
     Both measures are drawn as a share of their own total, so that they sit on one scale: the
     paper's, sampled mean single-path norm × number of paths (± s.e.m. × paths), and the exact
     norm of the gradient that all paths of a length carry together (paths can cancel, so its
-    shape differs). The effective range is shaded.
+    shape differs). The effective range is shaded, and the legend says of which measure it
+    holds the share.
 
     Args:
         df: a gradients table (``length``, ``num_paths``, ``sampled_mean`` or
@@ -978,13 +1149,15 @@ def plot_total_gradient(
         effective_lo, effective_hi, effective_share: the range to shade and its share of the
             gradient (the gradients sidecar's ``effective_*``); else, for one model, the
             shortest range of lengths holding 95% of the gradient.
+        effective_measure: what the range holds a share of: "sampled" (the paper's measure)
+            or "exact" (the exact norms); default: sampled where the table is.
     """
     data = _gradient_frame(df)
     data["total"] = data["sampled_total"].fillna(data["sampled_mean"] * data["num_paths"])
     data["total_err"] = data["sampled_sem"].fillna(data["sampled_std"]) * data["num_paths"]
     if not (data["total"].gt(0).any() or data["exact_norm"].gt(0).any()):
         raise ValueError("no total gradient magnitudes to plot")
-    rng = _shaded_range(data, effective_lo, effective_hi, effective_share)
+    rng = _shaded_range(data, effective_lo, effective_hi, effective_share, effective_measure)
 
     def share_pct(rows: pd.DataFrame, col: str) -> pd.Series:
         total = rows[col].sum()
@@ -993,9 +1166,11 @@ def plot_total_gradient(
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
         key = _Key()
         if rng is not None:
-            lo, hi, share = rng
-            held = f" ({100 * share:.0f}% of the gradient)" if share is not None else ""
-            key.add(_shade(ax, lo, hi, "effective range"), f"effective range {lo}–{hi}{held}")
+            lo, hi, share, measure_name = rng
+            of = _RANGE_MEASURES[measure_name]
+            held = f"{100 * share:.0f}% of {of}" if share is not None else f"by {of}"
+            label = f"shaded: effective range {lo}–{hi} ({held})"
+            key.add(_shade(ax, lo, hi, "effective range"), label)
         for rows, sampled_colour, exact_colour, prefix in _per_model(data, 1):
             x = rows["length"]
             if rows["total"].gt(0).any():
@@ -1011,7 +1186,7 @@ def plot_total_gradient(
                 key.add(exact, f"{prefix}exact, norm of the per-length sum")
         ax.set_ylim(bottom=0)
         ylabel = gradient_axis_label(data, "share of the total (%)")
-        _by_length(fig, ax, key, owned, ylabel, "fig6c_total_gradient")
+        _by_length(fig, ax, key, owned, ylabel, title)
 
     return _styled(draw, ax, style, width, extra_height=0.4)
 
@@ -1060,25 +1235,30 @@ def plot_subnetworks(
     if full is None and full_error is not None:
         full = 100.0 * full_error
     colours = sns.color_palette("colorblind", 10)
+    # Runs on several datasets: each its own points and mean, named (" on DATASET").
+    data["on"] = _on_dataset(pd.Series("", index=data.index), data)
+    pairs = [(0, 3), (1, 4), (2, 5), (8, 9), (6, 7)]
 
     def draw(fig: Figure, ax: Axes, owned: bool) -> None:
-        with _seeded_jitter():  # seaborn jitters with numpy's global generator
-            sns.stripplot(
-                data=data,
-                x="num_kept",
-                y="value",
-                native_scale=True,
-                jitter=0.25,
-                size=_ms(0.5),
-                alpha=0.35,
-                linewidth=0,
-                color=colours[0],
-                ax=ax,
-            )
-        _line(ax, data, "num_kept", "value", colours[3], dots=0.85, estimator="mean")
         key = _Key()
-        key.add(_dot(colours[0], 0.65, edge=None, ls="", alpha=0.5), "one sub-network")
-        key.add(_dot(colours[3], 0.85), "mean per size")
+        for i, (on, rows) in enumerate(data.groupby("on", sort=True)):
+            dots, mean = (colours[c] for c in pairs[i % len(pairs)])
+            with _seeded_jitter():  # seaborn jitters with numpy's global generator
+                sns.stripplot(
+                    data=rows,
+                    x="num_kept",
+                    y="value",
+                    native_scale=True,
+                    jitter=0.25,
+                    size=_ms(0.5),
+                    alpha=0.35,
+                    linewidth=0,
+                    color=dots,
+                    ax=ax,
+                )
+            _line(ax, rows, "num_kept", "value", mean, dots=0.85, estimator="mean")
+            key.add(_dot(dots, 0.65, edge=None, ls="", alpha=0.5), f"one sub-network{on}")
+            key.add(_dot(mean, 0.85), f"mean per size{on}")
         if full is not None:
             handle = _hline(ax, full, "full network", "0.3", "--", _lw(0.85))
             key.add(handle, f"full network ({full:.3g}%)")
@@ -1109,7 +1289,7 @@ def plot_training(
             optional), errors as fractions.
     """
     data = df.copy()
-    data["variant"] = data["variant"].fillna("").astype(str)
+    data["variant"] = _on_dataset(data["variant"].fillna("").astype(str), data)
     data["epoch"] = _numbers(data["epoch"])
     data["test_pct"] = _percent(data["test_error"])
     data["train_pct"] = _percent(data["train_error"]) if "train_error" in data else np.nan
@@ -1122,7 +1302,7 @@ def plot_training(
     final = data.sort_values("epoch").groupby("variant").tail(1).set_index("variant")
     final = final.loc[order].reset_index()
 
-    def bars(ax: Axes) -> None:
+    def bars(ax: Axes, owned_bars: bool) -> None:
         sns.barplot(
             data=final,
             x="variant",
@@ -1135,20 +1315,26 @@ def plot_training(
             width=0.6,
             ax=ax,
         )
+        # More than two bars (several datasets, say) are too narrow for level labels: the
+        # values stand upright, and the legend names the colours instead of the ticks.
+        crowded = len(order) > 2
         for container in ax.containers:
-            ax.bar_label(container, fmt="%.2f", padding=2, fontsize="small")
-        ax.set_ylim(0, final["test_pct"].max() * 1.2)
+            ax.bar_label(container, fmt="%.2f", padding=2, fontsize="small", rotation=90 * crowded)
+        ax.set_ylim(0, final["test_pct"].max() * (1.45 if crowded else 1.2))
         ax.margins(y=0.15)
         ax.set(xlabel="", ylabel=f"final {ERROR_LABEL}")
-        ax.tick_params(axis="x", labelrotation=20)
+        if crowded and owned_bars:
+            ax.set_xticks(ax.get_xticks(), [""] * len(ax.get_xticks()))
+        else:
+            ax.tick_params(axis="x", labelrotation=20)
 
     def draw(fig: Figure, ax: Any, owned: bool) -> None:
         if not owned:
-            bars(ax)
+            bars(ax, False)
             ax.set_title(TITLES["effective_paths_training"])
             return
         bar_ax, curve_ax = ax
-        bars(bar_ax)
+        bars(bar_ax, True)
         key = _Key([Line2D([], [], color=colours[v], lw=_lw()) for v in order], list(order))
         trained = bool(data["train_pct"].notna().any())
         for y, lw in [("test_pct", 1.0), ("train_pct", 0.75)][: 1 + trained]:
@@ -1230,8 +1416,39 @@ def _only_meta(tables: Sequence[LoadedTable]) -> dict[str, Any]:
     return tables[0].meta if len(tables) == 1 else {}
 
 
+def _dataset_of(table: LoadedTable) -> str:
+    """The dataset a table's run used, as its sidecar names it ("" where it does not)."""
+    return str(table.meta.get("dataset") or "")
+
+
 def _concat(tables: Sequence[LoadedTable]) -> pd.DataFrame:
-    return pd.concat([t.frame for t in tables], ignore_index=True) if tables else pd.DataFrame()
+    """The tables' rows together; where they come from runs on different datasets, each row
+    gets its table's in a ``dataset`` column, so that the figures name them."""
+    if not tables:
+        return pd.DataFrame()
+    frames = [t.frame for t in tables]
+    if len({_dataset_of(t) for t in tables}) > 1:
+        frames = [
+            t.frame.assign(dataset=_dataset_of(t) or "unnamed data")
+            if "dataset" not in t.frame
+            else t.frame
+            for t in tables
+        ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _on_dataset(labels: pd.Series, frame: pd.DataFrame) -> pd.Series:
+    """``labels`` (one per row of ``frame``), each with " on DATASET" added where ``frame``
+    holds runs on several datasets (its ``dataset`` column), so that runs on different data
+    are never drawn as one; a label that already says so is kept."""
+    labels = labels.astype(str)
+    if "dataset" not in frame:
+        return labels
+    names = frame["dataset"].fillna("").astype(str).replace("", "unnamed data")
+    if names.nunique() < 2:
+        return labels
+    on = " on " + names
+    return labels.where([o in label for label, o in zip(labels, on, strict=True)], labels + on)
 
 
 _Job = tuple[str, Callable[..., Figure]]
@@ -1265,6 +1482,18 @@ def _sweep_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
     return jobs
 
 
+def _effective_measure(meta: Mapping[str, Any]) -> Literal["sampled", "exact"] | None:
+    """The measure a gradients sidecar's ``effective_*`` range was taken from: the one of its
+    ``ranges`` (``gradient_analysis``: sampled_95 where sampled, else exact_95) that it is."""
+    ranges = meta.get("ranges") if isinstance(meta.get("ranges"), dict) else {}
+    lo_hi = (meta.get("effective_lo"), meta.get("effective_hi"))
+    for name in ("sampled", "exact"):
+        found = ranges.get(f"{name}_95")
+        if isinstance(found, dict) and (found.get("lo"), found.get("hi")) == lo_hi:
+            return name  # type: ignore[return-value]
+    return None
+
+
 def _gradient_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
     """Fig. 6b and 6c, each where the gradients tables hold what it draws."""
     if not tables:
@@ -1275,6 +1504,7 @@ def _gradient_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
         jobs.append(("fig6b_gradient_per_length", partial(plot_gradient_per_length, grads)))
     if grads[["sampled_mean", "sampled_total", "exact_norm"]].gt(0).any().any():
         effective = {k: meta.get(k) for k in ("effective_lo", "effective_hi", "effective_share")}
+        effective["effective_measure"] = _effective_measure(meta)
         fig6c = partial(plot_total_gradient, grads, **effective)
         jobs.append(("fig6c_total_gradient", fig6c))
     return jobs
@@ -1375,9 +1605,14 @@ def plot_all(
     width: Width = "single",
     formats: Sequence[Format] = ("png", "pdf"),
     *,
+    fig_numbers: bool = True,
     on_skip: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Draw every figure the tables allow into ``out_dir`` and return the files written.
+
+    ``fig_numbers``: a figure that reproduces one of the paper's has its number in the title
+    ("Fig. 3 — deleting single blocks"); False leaves it out ("Deleting single blocks"), for
+    figures of one's own models in one's own paper. Other figures never have one.
 
     ``tables`` are CSV files or folders to search (``find_tables``). Checks, before drawing,
     that ``out_dir`` can be written. A file that is not a table the plots know is skipped, and
@@ -1423,6 +1658,9 @@ def plot_all(
         on_skip(f"skipped {reason}")
     written: list[Path] = []
     for name, draw in jobs:
-        fig = draw(style=style, width=width)
+        base = next(f for f in FIGURES if name.startswith(f))
+        numbered = TITLES.get(base, "").startswith("Fig. ")
+        title = {} if fig_numbers or not numbered else {"title": figure_title(base, False)}
+        fig = draw(style=style, width=width, **title)
         written += save_figure(fig, out, name, list(dict.fromkeys(formats)))
     return written

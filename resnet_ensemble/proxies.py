@@ -19,7 +19,8 @@ Holds:
 - ``proxy_correlations(proxies, damage)``: Kendall's tau and Spearman's rho of each measure
   against the measured damage of deleting each block alone, with their p-values (scipy.stats).
 - ``single_deletion_damage(table)``: that damage from a ``sweep single`` results table.
-- ``plot_proxies``: each measure against the damage, one panel per measure, as PNG and PDF.
+- ``draw_proxies``: each measure against the damage, one panel per measure, in the paper style
+  of ``plots``; ``plot_proxies`` writes it as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 import torch
@@ -36,9 +38,13 @@ from torch import Tensor, nn
 from .anatomy import anatomy, fold_transitions
 from .runtime import eval_mode, model_device
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
     "PROXIES",
     "block_proxies",
+    "draw_proxies",
     "plot_proxies",
     "proxy_correlations",
     "single_deletion_damage",
@@ -231,57 +237,79 @@ def plot_proxies(
     *,
     damage_label: str = "damage of deleting the block",
     log: bool = False,
+    style: Literal["paper", "talk"] = "paper",
 ) -> list[Path]:
+    """``draw_proxies``' figure, written to ``out`` as .png and .pdf; returns the paths."""
+    from .plots import save_figure  # here, not at the top: seaborn slows every import
+
+    fig = draw_proxies(panels, damage_label=damage_label, log=log, style=style)
+    out = Path(out)
+    return save_figure(fig, out.parent, out.with_suffix("").name)
+
+
+def draw_proxies(
+    panels: dict[str, tuple[pd.DataFrame, pd.Series]],
+    *,
+    damage_label: str = "damage of deleting the block",
+    log: bool = False,
+    style: Literal["paper", "talk"] = "paper",
+) -> Figure:
     """One row of panels per model (``name -> (proxies, damage)``), one column per measure:
     the measure against the damage, each point a block (downsampling blocks marked), with
     Kendall's tau in the panel's title (``log``: both axes logarithmic, for measures and
-    damages that span orders of magnitude). Writes ``out`` as .png and .pdf."""
-    import matplotlib
+    damages that span orders of magnitude), in the paper style of ``plots``."""
+    import seaborn as sns  # here, not at the top: seaborn slows every import
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import (
+        _legend,
+        _ms,
+        _new_figure,
+        figure_style,
+        fit_texts,
+        readable_log_axis,
+    )
 
     keys = list(PROXIES)
-    fig, axes = plt.subplots(
-        len(panels), len(keys), figsize=(3.2 * len(keys), 2.8 * len(panels)), squeeze=False
-    )
-    for row, (name, (proxies, damage)) in enumerate(panels.items()):
-        joined = proxies.set_index("block").join(damage.rename("damage"), how="inner")
-        corr = proxy_correlations(proxies, damage).set_index("proxy")
-        for col, key in enumerate(keys):
-            ax = axes[row][col]
+    colours = sns.color_palette("colorblind", 10)  # the palette of every figure
+    with figure_style(style):
+        fig, axes = _new_figure(
+            style,
+            "double",
+            extra_height=2.0 * len(panels) - 1.6,
+            ncols=len(keys),
+            nrows=len(panels),
+            squeeze=False,
+        )
+        any_down = False
+        for row, (name, (proxies, damage)) in enumerate(panels.items()):
+            joined = proxies.set_index("block").join(damage.rename("damage"), how="inner")
+            corr = proxy_correlations(proxies, damage).set_index("proxy")
             down = joined["downsamples"].astype(bool)
-            ax.scatter(joined.loc[~down, key], joined.loc[~down, "damage"], s=14, label="block")
-            if down.any():
-                ax.scatter(
-                    joined.loc[down, key],
-                    joined.loc[down, "damage"],
-                    s=22,
-                    marker="s",
-                    color="C3",
-                    label="downsampling",
-                )
-            tau = corr.loc[key, "kendall_tau"]
-            p = corr.loc[key, "kendall_p"]
-            ax.set_title(f"{name}\nτ = {tau:.2f} (p = {p:.2g})", fontsize=9)
-            ax.set_xlabel(PROXIES[key], fontsize=8)
-            if col == 0:
-                ax.set_ylabel(damage_label, fontsize=8)
-            if log:
-                from matplotlib.ticker import NullFormatter
-
-                ax.set_yscale("log")
-                if (joined[key] > 0).all():  # a cosine can be negative: linear there
-                    ax.set_xscale("log")
-                    ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for ext in (".png", ".pdf"):
-        path = out.with_suffix(ext)
-        fig.savefig(path, dpi=150)
-        written.append(path)
-    plt.close(fig)
-    return written
+            any_down |= bool(down.any())
+            for col, key in enumerate(keys):
+                ax = axes[row][col]
+                ax.scatter(joined.loc[~down, key], joined.loc[~down, "damage"], s=_ms(0.7) ** 2,
+                           color=colours[0], lw=0)  # fmt: skip
+                if down.any():
+                    ax.scatter(joined.loc[down, key], joined.loc[down, "damage"],
+                               s=_ms(0.9) ** 2, marker="s", color=colours[3], lw=0)  # fmt: skip
+                tau = corr.loc[key, "kendall_tau"]
+                p = corr.loc[key, "kendall_p"]
+                ax.set_title(f"{name}\nτ = {tau:.2f}, p = {p:.2g}")
+                ax.set_xlabel(PROXIES[key])
+                ax.set_ylabel(damage_label if col == 0 else "")
+                if log:
+                    ax.set_yscale("log")
+                    readable_log_axis(ax)
+                    if (joined[key] > 0).all():  # a cosine can be negative: linear there
+                        ax.set_xscale("log")
+                        readable_log_axis(ax, "x", least=2)
+        handles = [Line2D([], [], ls="", marker="o", color=colours[0], ms=_ms(0.7))]
+        labels = ["block"]
+        if any_down:
+            handles.append(Line2D([], [], ls="", marker="s", color=colours[3], ms=_ms(0.9)))
+            labels.append("downsampling block")
+        _legend(fig, axes[0][0], handles, labels, owned=True, below=True)
+        fit_texts(fig)
+    return fig

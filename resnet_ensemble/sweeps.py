@@ -641,9 +641,9 @@ def sweep_to_table(
 
 
 def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.DataFrame:
-    """What a sweep found, in a few rows: for single deletions the full network and the blocks
-    whose deletion costs most and least, the mean and the median; for multi and reorder the mean,
-    median and range per k.
+    """What a sweep found, in a few rows: for single deletions the full network and the three
+    blocks whose deletion costs most and least (a row says how many others are left out, its
+    value NaN), the mean and the median; for multi and reorder the mean, median and range per k.
 
     Values are in the metric's own unit (error rates as fractions).
     """
@@ -656,15 +656,25 @@ def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.Dat
     rest[value] = pd.to_numeric(rest[value], errors="coerce")
     if (rest["sweep"] == "single").all():
         ordered = rest.sort_values(value, ascending=False)
-        shown = pd.concat([ordered.head(3), ordered.tail(3)]).drop_duplicates("config")
+        costliest = ordered.head(3)
+        cheapest = ordered.tail(3)
+        cheapest = cheapest[~cheapest["config"].isin(costliest["config"])]
         rows = [{"configuration": "full network", value: full}]
-        rows += [
-            {
-                "configuration": f"without block {int(r['deleted'])} ({r['deleted_name']})",
-                value: r[value],
-            }
-            for _, r in shown.iterrows()
-        ]
+        for part in (costliest, None, cheapest):
+            if part is None:  # the middle is left out: say so, and where it is
+                hidden = len(rest) - len(costliest) - len(cheapest)
+                if hidden:
+                    blocks = "block" if hidden == 1 else "blocks"
+                    left_out = f"... {hidden} other {blocks} not shown (all in the table)"
+                    rows.append({"configuration": left_out, value: math.nan})
+                continue
+            rows += [
+                {
+                    "configuration": f"without block {int(r['deleted'])} ({r['deleted_name']})",
+                    value: r[value],
+                }
+                for _, r in part.iterrows()
+            ]
         rows.append(
             {"configuration": f"mean of {len(rest)} single deletions", value: rest[value].mean()}
         )

@@ -9,6 +9,9 @@ Holds:
   and ``TrainConfig.log`` the lines; the command line draws them
 - ``TrainResult``: the trained model and its final errors
 - ``TrainingDiverged``: raised when the loss stops being finite
+- ``divergence_warnings``: what looks wrong in a finished run's history (a loss that is not
+  finite or far above a guess's, a final test error at chance); ``train`` returns them in
+  ``TrainResult.warnings`` and issues each as a ``TrainingWarning``
 - ``lr_factor``: the learning-rate multiplier at an iteration (warm-up, step or cosine)
 - ``check_output_path``, ``history_path``, ``hardware_info``
 
@@ -37,7 +40,7 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -81,7 +84,9 @@ __all__ = [
     "TrainResult",
     "TrainStep",
     "TrainingDiverged",
+    "TrainingWarning",
     "check_output_path",
+    "divergence_warnings",
     "hardware_info",
     "history_path",
     "lr_factor",
@@ -165,10 +170,54 @@ class TrainResult:
     wall_seconds: float
     resumed_from: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # divergence_warnings' one-line notes
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class TrainingWarning(UserWarning):
+    """A run finished but looks diverged or untrained (``divergence_warnings``)."""
+
+
+#: A loss this many times a uniform guess's (ln C nats) is exploding: the network is
+#: confidently wrong (a diverged 1-epoch run ended at 563,192 against ln 10 = 2.3).
+EXPLODING_LOSS = 10.0
+
+
+def divergence_warnings(history: Sequence[Mapping[str, float]], num_classes: int) -> list[str]:
+    """One line for each sign that a run diverged or learned nothing, from its history rows
+    (``epoch``, ``train_loss``, ``test_loss``, ``test_error``): a loss that is not finite, a
+    loss above ``EXPLODING_LOSS`` times a uniform guess's (ln C), a final test error within a
+    quarter of a class's share of chance (1 - 1/C: for 10 classes, 87.5% or more)."""
+    if not history or num_classes < 2:
+        return []
+    guess = math.log(num_classes)
+    notes = []
+    for column, what in (("train_loss", "training"), ("test_loss", "test")):
+        values = [(int(r["epoch"]), float(r.get(column, math.nan))) for r in history]
+        bad = [(e, v) for e, v in values if not math.isfinite(v)]
+        if bad:
+            notes.append(f"the {what} loss is not finite (epoch {bad[0][0]}: {bad[0][1]})")
+            continue
+        epoch, worst = max(values, key=lambda ev: ev[1])
+        if worst > EXPLODING_LOSS * guess:
+            notes.append(
+                f"the {what} loss exploded: {worst:.4g} at epoch {epoch}, against "
+                f"{guess:.4g} for a uniform guess over {num_classes} classes; lower --lr or add "
+                "--warmup-epochs 1"
+            )
+    chance = 1 - 1 / num_classes
+    final = history[-1]
+    error = float(final.get("test_error", math.nan))
+    if math.isfinite(error) and error >= chance - 0.25 / num_classes:
+        notes.append(
+            f"the final test error {100 * error:.2f}% (epoch {int(final['epoch'])}) is at "
+            f"chance ({100 * chance:.4g}% for {num_classes} classes): the network learned "
+            "nothing; lower --lr, add --warmup-epochs 1 or train longer"
+        )
+    return notes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,7 +454,9 @@ def train(config: TrainConfig, progress: TrainProgress | bool | None = None) -> 
             ``TrainStep``, ``EpochEnd``). A bool is accepted from older callers: False is the
             same as None; True used to print and now warns, since the library does not print.
     Returns:
-        a ``TrainResult`` with the trained model and its final test error.
+        a ``TrainResult`` with the trained model and its final test error; its ``warnings``
+        say where the run looks diverged or untrained (each also issued as a
+        ``TrainingWarning``).
     Raises:
         TrainingDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
         ValueError, FileNotFoundError: a bad configuration, output path or dataset.
@@ -428,7 +479,11 @@ def train(config: TrainConfig, progress: TrainProgress | bool | None = None) -> 
     parse_arch(config.arch)  # a bad name fails before any process group or data
     with from_environment(requested) as world:
         report = _reporter(callback, config.log) if world.is_main else _ignore
-        return _Run(config, report, world, out, info, started).run()
+        result = _Run(config, report, world, out, info, started).run()
+    result.warnings = divergence_warnings(result.history, info.num_classes or 0)
+    for note in result.warnings if world.is_main else ():
+        warnings.warn(f"{out}: {note}", TrainingWarning, stacklevel=2)
+    return result
 
 
 def _ignore(_event: TrainEvent) -> None:

@@ -170,8 +170,10 @@ def make_tables(folder: Path, n: int = 6, sidecars: bool = True) -> list[Path]:
 
 
 def legend_texts(fig: Figure) -> list[str]:
+    """The legends' labels, with the line breaks of labels wrapped to fit read as spaces."""
     legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
-    return [t.get_text() for leg in legends if leg is not None for t in leg.get_texts()]
+    texts = [t.get_text() for leg in legends if leg is not None for t in leg.get_texts()]
+    return [" ".join(text.split()) for text in texts]
 
 
 def lines_by_gid(fig: Figure, gid: str) -> list:
@@ -283,7 +285,7 @@ def test_path_lengths_bars_and_shortest_central_range():
     # 1..5 holds 62/64 = 96.9% of paths, the shortest range with 95%; mean ± 1.96 sd is
     # 3 ± 2.4 -> 0..6 rounded outward, all 64 paths.
     assert legend_texts(fig) == [
-        "95% of paths: lengths 1–5 (96.9%);\nas mean ± 1.96 sd: 0–6 (100.0%)"
+        "95% of paths: lengths 1–5 (96.9%); as mean ± 1.96 sd: 0–6 (100.0%)"
     ]
 
 
@@ -299,7 +301,7 @@ def test_path_lengths_uses_a_given_range():
     # with 95% is 20–34 (96.0%), both counted from C(54, k) / 2^54.
     held = sum(math.comb(54, k) for k in range(19, 36)) / 2**54
     assert legend_texts(fig)[0] == (
-        f"95% of paths: lengths 19–35 ({100 * held:.1f}%);\nas mean ± 1.96 sd: 19–35 (98.0%)"
+        f"95% of paths: lengths 19–35 ({100 * held:.1f}%); as mean ± 1.96 sd: 19–35 (98.0%)"
     )
 
 
@@ -307,7 +309,7 @@ def test_gradient_per_length_is_log_scaled_and_draws_every_estimate():
     fig = plot_gradient_per_length(gradient_table(6))
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
-    assert ax.get_title() == "Fig. 6b — gradient per path"
+    assert ax.get_title() == "Fig. 6b — single-path gradient"
     assert ax.get_ylabel() == "single-path gradient norm\n(at the image; batch norm)"
     # Single-path measures only: the exact norm ÷ paths is the mean path's, never drawn here.
     assert len(ax.get_lines()) == 2
@@ -325,8 +327,9 @@ def test_gradient_per_length_draws_only_what_is_present():
 def test_gradient_figures_name_where_and_how_they_measured():
     table = gradient_table(6).assign(measured_at="blocks", norm="per_image")
     ax = plot_gradient_per_length(table).axes[0]
-    assert ax.get_ylabel() == (
-        "single-path gradient norm\n(at the first block's input; mean per-image norm)"
+    # Wrapped to the axes' height (test_figure_fit checks that it fits), words kept.
+    assert " ".join(ax.get_ylabel().split()) == (
+        "single-path gradient norm (at the first block's input; mean per-image norm)"
     )
 
 
@@ -348,7 +351,7 @@ def test_total_gradient_shades_the_effective_range():
     ax = fig.axes[0]
     assert ax.get_title() == "Fig. 6c — total gradient per length"
     texts = legend_texts(fig)
-    assert texts[0] == "effective range 0–2 (90% of the gradient)"
+    assert texts[0] == "shaded: effective range 0–2 (90% of the paper's sampled measure)"
     assert texts[1:] == ["sampled mean × paths (the paper's)", "exact, norm of the per-length sum"]
     # Both as shares of their own total, on one scale.
     table = gradient_table(6)
@@ -391,7 +394,8 @@ def test_total_gradient_without_a_range_shades_the_shortest_one_holding_95_perce
     lo, hi = brute_force_shortest_range(totals, 0.95)
     assert shaded_cells(fig, "effective range") == pytest.approx((lo, hi))
     held = sum(totals[lo : hi + 1]) / sum(totals)
-    assert legend_texts(fig)[0] == f"effective range {lo}–{hi} ({100 * held:.0f}% of the gradient)"
+    of = f"{100 * held:.0f}% of the paper's sampled measure"
+    assert legend_texts(fig)[0] == f"shaded: effective range {lo}–{hi} ({of})"
 
 
 def test_total_gradient_of_several_models_shades_no_range():

@@ -119,3 +119,21 @@ def test_the_readme_commands_run_as_written(
         assert (tmp_path / "runs" / f"sweep_{kind}.csv").is_file()  # the default --out
     assert (tmp_path / "figures" / "fig3_single_block.png").is_file()
     assert (tmp_path / "g.md").is_file() and (tmp_path / "paths.csv").is_file()
+
+
+def test_the_embedded_models_error_is_quoted_once_with_its_images():
+    """The embedded model's card gives its test error once as the reference (6.89% on the full
+    10,000-image test set) beside what other image sets measure; elsewhere the documents quote
+    that number with its images, or say on which images another one was measured."""
+    root = README.parent
+    card = (root / "resnet_ensemble/assets/README.md").read_text()
+    assert "**6.89% on the full Fashion-MNIST test set (10,000\nimages)**" in card
+    docs = [README, *sorted((root / "docs").glob("*.md"))]
+    for path in docs:
+        text = " ".join(path.read_text().split())
+        assert "7.30%" not in text, f"{path.name}: the subset's error belongs to the card only"
+        for match in re.finditer(r"6\.89%", text):
+            around = text[match.start() : match.end() + 80]
+            assert "10,000" in around, f"{path.name}: 6.89% without its images: {around!r}"
+    readme = " ".join(README.read_text().split())
+    assert "5.0% (on its 1,000 images; 6.89% on all 10,000)" in readme

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import random
 import subprocess
@@ -545,3 +546,29 @@ def test_a_sweep_of_too_many_configurations_is_refused_before_drawing_any() -> N
         multi_deletions(found, max_k=3, samples=100_000_000)
     with pytest.raises(ValueError, match="lower --samples"):
         random_swaps(found, max_swaps=1000, samples=1000)
+
+
+def test_a_truncated_single_summary_says_how_many_blocks_it_leaves_out():
+    """Ten blocks: the three costliest and the three cheapest are shown, and a row between
+    them says that 4 others are left out; with five blocks nothing is left out, and no row says
+    so."""
+    from resnet_ensemble.sweeps import summarize_sweep
+
+    def frame(n: int) -> pd.DataFrame:
+        rows = [{"sweep": "single", "config": "baseline", "deleted": None, "error": 0.1}]
+        rows += [
+            {"sweep": "single", "config": f"drop={b}", "deleted": b,
+             "deleted_name": f"layer{b}", "error": 0.1 + 0.01 * b}
+            for b in range(n)
+        ]  # fmt: skip
+        return pd.DataFrame(rows)
+
+    ten = summarize_sweep(frame(10))
+    names = ten["configuration"].tolist()
+    assert names[1:4] == [f"without block {b} (layer{b})" for b in (9, 8, 7)]
+    assert names[4] == "... 4 other blocks not shown (all in the table)"
+    assert math.isnan(ten["error"].iloc[4])
+    assert names[5:8] == [f"without block {b} (layer{b})" for b in (2, 1, 0)]
+    assert names[8:] == ["mean of 10 single deletions", "median of 10 single deletions"]
+    five = summarize_sweep(frame(5))["configuration"].tolist()
+    assert len(five) == 1 + 5 + 2 and not any("not shown" in c for c in five)

@@ -436,3 +436,60 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
         "ddp.history.json",
         "ddp.pt",
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Warnings on a diverged or untrained run
+
+
+def _history(*rows: tuple[float, float, float]) -> list[dict[str, float]]:
+    """(train_loss, test_loss, test_error) per epoch."""
+    return [
+        {"epoch": e, "train_loss": tr, "test_loss": te, "test_error": err}
+        for e, (tr, te, err) in enumerate(rows, start=1)
+    ]
+
+
+def test_divergence_warnings_by_hand():
+    """ln 10 = 2.303: a loss above 23.03 explodes; chance for 10 classes is 90%, and 87.5% or
+    more counts as at chance."""
+    from resnet_ensemble.training import divergence_warnings
+
+    assert divergence_warnings(_history((2.0, 1.5, 0.40), (1.2, 1.0, 0.30)), 10) == []
+    assert divergence_warnings(_history((23.0, 2.3, 0.874)), 10) == []  # just under both
+    (note,) = divergence_warnings(_history((563192.0, 2.0, 0.5)), 10)
+    assert note.startswith("the training loss exploded: 5.632e+05 at epoch 1, against 2.303")
+    (note,) = divergence_warnings(_history((2.0, 2.3, 0.80), (2.3, 2.3, 0.906)), 10)
+    assert note.startswith("the final test error 90.60% (epoch 2) is at chance (90% for 10")
+    (note,) = divergence_warnings(_history((1.0, math.inf, 0.5)), 10)
+    assert note == "the test loss is not finite (epoch 1: inf)"
+    assert len(divergence_warnings(_history((1e6, math.nan, 0.95)), 10)) == 3
+    assert divergence_warnings(_history((1.0, 4.9, 0.98)), 100) == []  # 98% < 98.75%
+
+
+def test_train_warns_on_a_diverged_run_in_a_real_process(tmp_path):
+    """lr 5 on real Fashion-MNIST: the test loss explodes and the error ends at chance; the
+    command still writes the checkpoint and exits 0, and says so on stderr, also with --quiet."""
+    out = tmp_path / "diverged.pt"
+    args = [
+        sys.executable, "-m", "resnet_ensemble", "train", "--arch", "resnet8", "--dataset",
+        "fashion-mnist", "--epochs", "1", "--limit", "256", "--test-limit", "256",
+        "--batch-size", "64", "--lr", "5", "--workers", "0", "--device", "cpu", "--out",
+        str(out), "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    warnings_seen = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert any("loss exploded" in line for line in warnings_seen), done.stderr
+    assert "Traceback" not in done.stderr and out.exists()
+
+
+def test_train_returns_and_issues_the_warnings(tmp_path):
+    """The library says it too: in TrainResult.warnings and as a TrainingWarning."""
+    from resnet_ensemble.training import TrainingWarning
+
+    run = config(tmp_path, epochs=1, lr=5.0, dataset="fashion-mnist", limit=256, test_limit=256)
+    with pytest.warns(TrainingWarning, match="loss exploded"):
+        result = train(run, progress=False)
+    assert any("loss exploded" in note for note in result.warnings)

@@ -39,7 +39,8 @@ class _Group(click.Group):
     """A group whose errors follow the one-line contract and whose subcommands load lazily."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*super().list_commands(ctx), *_SUBCOMMANDS]
+        # Once a command has run or shown its help it is in both: list it once.
+        return list(dict.fromkeys([*super().list_commands(ctx), *_SUBCOMMANDS]))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _SUBCOMMANDS and cmd_name not in self.commands:

@@ -86,7 +86,7 @@ metric_option = choice_option(
 )
 
 
-def seed_option(help: str | None = None) -> Callable[[F], F]:  # noqa: A002 - click's name
+def seed_option(help: str = "Seeds the random draws.") -> Callable[[F], F]:  # noqa: A002
     """--seed: an integer, 0 unless given; ``help`` says what it seeds."""
     return click.option("--seed", type=int, default=0, show_default=True, help=help)
 
@@ -126,7 +126,13 @@ def model_options(func: F) -> F:
 def data_options(func: F) -> F:
     """--dataset, --data-dir, --download, --limit, --batch-size, --device."""
     func = device_option(func)
-    func = click.option("--batch-size", type=positive_int, default=256, show_default=True)(func)
+    func = click.option(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        show_default=True,
+        help="Images evaluated at once: memory and speed, not the results.",
+    )(func)
     func = click.option(
         "--limit", type=positive_int, default=None, help="Evaluate only the first N images."
     )(func)

@@ -125,7 +125,7 @@ def _echo_table(table: pd.DataFrame) -> None:
     "Draws of the sign estimator of the root-mean-square single-path norm (0 skips it; "
     "else at least 2).",
 )
-@seed_option()
+@seed_option("Seeds the batches drawn and the single paths sampled.")
 @file_option(
     "--out",
     "Also write the per-length table here (CSV with a JSON sidecar). Without --out or "

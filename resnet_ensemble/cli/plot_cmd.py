@@ -43,8 +43,20 @@ def _choice(*decls: str, choices: tuple[str, ...], **more: Any) -> Any:
     default=("png", "pdf"),
     help="File format; repeat for several. PNG is drawn at 150 dpi.",
 )
+@click.option(
+    "--fig-numbers/--no-fig-numbers",
+    default=True,
+    show_default=True,
+    help="Start the title of a figure that reproduces one of the paper's with its number "
+    "(Fig. 3 — deleting single blocks); --no-fig-numbers leaves it out, for your own paper.",
+)
 def plot(
-    results: tuple[str, ...], out_dir: str, style: str, width: str, formats: tuple[str, ...]
+    results: tuple[str, ...],
+    out_dir: str,
+    style: str,
+    width: str,
+    formats: tuple[str, ...],
+    fig_numbers: bool,
 ) -> None:
     """Draw every paper figure that the RESULTS tables (CSV files, or folders holding them)
     allow, and list the files.
@@ -72,6 +84,7 @@ def plot(
             style=style,  # type: ignore[arg-type]
             width=width,  # type: ignore[arg-type]
             formats=formats,  # type: ignore[arg-type]
+            fig_numbers=fig_numbers,
             on_skip=lambda note: click.echo(f"note: {note}", err=True),
         )
         for path in written:

@@ -66,7 +66,7 @@ def _scale_options(func: F) -> F:
     show_default=True,
     help="cifar10, cifar100, fashion-mnist, imagenet or synthetic (smoke test).",
 )
-@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--data-dir", type=click.Path(), default=None, help="Where the dataset lives.")
 @click.option("--download", is_flag=True, help="Download the dataset (needs internet).")
 @click.option(
     "--out",
@@ -107,7 +107,7 @@ def _scale_options(func: F) -> F:
 )
 @_scale_options
 @device_option
-@seed_option()
+@seed_option("Seeds every stage: training, the sweeps' draws, the gradient batches.")
 def reproduce(
     quick: bool,
     dataset: str,

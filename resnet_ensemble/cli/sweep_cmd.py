@@ -66,7 +66,7 @@ def _common_options(func: F) -> F:
         [
             file_option(
                 "--out",
-                "Results CSV (a JSON sidecar goes beside it). Default: runs/sweep_KIND.csv",
+                "Results CSV (a JSON sidecar goes beside it). Default: runs/sweep_KIND.csv.",
             ),
             click.option(
                 "--resume",
@@ -100,7 +100,7 @@ def _common_options(func: F) -> F:
 _SAMPLES = click.option(
     "--samples", type=positive_int, default=3, show_default=True, help="Random draws per k."
 )
-_SEED = seed_option()
+_SEED = seed_option("Seeds the random draws: the blocks deleted (multi) or swapped (reorder).")
 
 
 def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
@@ -201,7 +201,8 @@ def _kind_command(kind: str, doc: str, *options: Callable[[F], F]) -> click.Comm
     command.__doc__ = doc
     for option in reversed(options):
         command = option(command)
-    return sweep.command(kind)(_common_options(command))
+    # short_help: click's own would stop at the first full stop, the one of "Fig. 3".
+    return sweep.command(kind, short_help=doc)(_common_options(command))
 
 
 single = _kind_command("single", "Every block deleted alone (paper Fig. 3).")

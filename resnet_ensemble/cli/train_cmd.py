@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,7 +118,9 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Checkpoint to write (every epoch); the history goes to OUT_STEM.history.csv.",
 )
-@click.option("--epochs", type=positive_int, default=164, show_default=True)
+@click.option(
+    "--epochs", type=positive_int, default=164, show_default=True, help="Epochs (the paper: 164)."
+)
 @click.option(
     "--batch-size",
     type=positive_int,
@@ -125,9 +128,27 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Global batch, split over torchrun processes.",
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="The learning rate after any warm-up; --schedule lowers it from there.",
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="SGD momentum.",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=1e-4,
+    show_default=True,
+    help="L2 weight decay of SGD.",
+)
 @choice_option("--schedule", ["step", "cosine"], "Step (He et al.) or cosine decay of the lr.")
 @click.option(
     "--milestones",
@@ -186,7 +207,13 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option(
     "--test-limit", type=positive_int, default=None, help="Evaluate on the first N test images."
 )
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Processes loading the data (0: in the main process).",
+)
 @click.option("--quiet", is_flag=True, help="No per-epoch lines or progress bar.")
 def train(
     arch: str,
@@ -223,7 +250,7 @@ def train(
     history beside it. Under torchrun it trains with DistributedDataParallel.
     """
     from ..data import check_data_dir
-    from ..training import TrainConfig, check_output_path, history_path
+    from ..training import TrainConfig, TrainingWarning, check_output_path, history_path
     from ..training import train as run_training
 
     out = check_output_path(out)
@@ -264,7 +291,8 @@ def train(
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if dataset.strip().lower() == "synthetic" and not quiet and main_process:
         click.echo("note: synthetic data: a smoke test, not a benchmark", err=True)
-    with TrainDisplay() as display:
+    with TrainDisplay() as display, warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrainingWarning)  # echoed below, as one line each
         result = run_training(config, progress=None if quiet else display)
     if not main_process:
         return
@@ -274,3 +302,5 @@ def train(
         f"test error {100 * result.final_test_error:.2f}%; "
         f"history in {history_path(result.checkpoint)}"
     )
+    for note in result.warnings:  # a diverged or untrained run is said, even with --quiet
+        click.echo(f"warning: {note}", err=True)
