@@ -32,15 +32,20 @@ _EXPORTS = {
     "path_length_counts": "paths",
     "Parallel": "interventions",
     "block_proxies": "proxies",
+    "study_sweep": "sweeps",
+    "load_dataset": "data",
+    "make_loader": "data",
 }
 
 if TYPE_CHECKING:
     from .anatomy import Adapter, Anatomy, Block, anatomy, register_adapter, residual_blocks
+    from .data import load_dataset, make_loader
     from .engine import evaluate_routes
     from .gradients import path_length_gradients, sample_path_gradients
     from .interventions import Parallel, lesion, reorder, route
     from .paths import path_length_counts
     from .proxies import block_proxies
+    from .sweeps import study_sweep
 
 
 def __getattr__(name: str) -> Any:
@@ -79,6 +84,8 @@ __all__ = [
     "anatomy",
     "evaluate_routes",
     "lesion",
+    "load_dataset",
+    "make_loader",
     "path_length_counts",
     "path_length_gradients",
     "register_adapter",
@@ -86,4 +93,5 @@ __all__ = [
     "residual_blocks",
     "route",
     "sample_path_gradients",
+    "study_sweep",
 ]

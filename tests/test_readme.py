@@ -119,3 +119,15 @@ def test_the_readme_commands_run_as_written(
         assert (tmp_path / "runs" / f"sweep_{kind}.csv").is_file()  # the default --out
     assert (tmp_path / "figures" / "fig3_single_block.png").is_file()
     assert (tmp_path / "g.md").is_file() and (tmp_path / "paths.csv").is_file()
+
+
+def test_the_readme_notebook_sweep_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python block that starts with ``load_dataset``: data, one sweep, one figure."""
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    snippet = next((b for b in blocks if "study_sweep(" in b), None)
+    assert snippet, "the README lost its notebook sweep"
+    assert "limit=500" in snippet
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet.replace("limit=500", "limit=16"), "README.md", "exec"), {})  # noqa: S102
+    assert (tmp_path / "figures" / "fig3_single_block.png").is_file()
