@@ -23,6 +23,7 @@ _EXPORTS = {
     "anatomy": "anatomy",
     "register_adapter": "anatomy",
     "residual_blocks": "anatomy",
+    "resolve_block": "anatomy",
     "evaluate_routes": "engine",
     "path_length_gradients": "gradients",
     "sample_path_gradients": "gradients",
@@ -38,7 +39,15 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from .anatomy import Adapter, Anatomy, Block, anatomy, register_adapter, residual_blocks
+    from .anatomy import (
+        Adapter,
+        Anatomy,
+        Block,
+        anatomy,
+        register_adapter,
+        residual_blocks,
+        resolve_block,
+    )
     from .data import load_dataset, make_loader
     from .engine import evaluate_routes
     from .gradients import path_length_gradients, sample_path_gradients
@@ -91,6 +100,7 @@ __all__ = [
     "register_adapter",
     "reorder",
     "residual_blocks",
+    "resolve_block",
     "route",
     "sample_path_gradients",
     "study_sweep",

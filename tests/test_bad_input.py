@@ -135,8 +135,10 @@ SWEEP = "sweep single --model {F}/good.pt --limit 8 --device cpu"
 
 CASES: dict[str, Case] = {
     # -- the main command (lesion) ------------------------------------------------------------
-    "lesion-index-not-integer": C("--drop-block 1.5 --model {F}/good.pt", 2, "not a valid integer"),
-    "lesion-index-text": C("--drop-block three --model {F}/good.pt", 2, "not a valid integer"),
+    "lesion-index-not-integer": C(
+        "--drop-block 1.5 --model {F}/good.pt", 2, "no block named '1.5'"
+    ),
+    "lesion-index-text": C("--drop-block three --model {F}/good.pt", 2, "no block named 'three'"),
     "lesion-index-huge": C(
         "--drop-block 99999999999 --model {F}/good.pt --limit 4", 2, "out of range"
     ),
