@@ -157,6 +157,8 @@ class Experiment:
             "images": len(self.dataset),
             "synthetic_data": self.info.synthetic,
             "device": str(self.device),
+            # A text:PATH file's hash: the data a language model was measured on.
+            **({"data_sha256": self.dataset.sha256} if getattr(self.dataset, "sha256", "") else {}),
         }
 
 

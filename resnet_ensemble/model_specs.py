@@ -19,8 +19,10 @@ float32 (half precision on a CPU is slow and loses the small differences lesions
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
+import json
 import math
 import os
 import re
@@ -436,6 +438,26 @@ _HF_WEIGHTS = (
 )
 
 
+def _hf_weights_sha256(folder: Path) -> str:
+    """The SHA-256 of a folder's weights: of the one file, or, for a sharded model, of its
+    index followed by each shard it names (in file-name order), so that any change to any
+    shard changes the hash."""
+    from .checkpoints import file_sha256
+
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / single).is_file():
+            return file_sha256(folder / single)
+    digest = hashlib.sha256()
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            digest.update(bytes.fromhex(file_sha256(folder / index)))
+            shards = json.loads((folder / index).read_text()).get("weight_map", {}).values()
+            for shard in sorted(set(shards)):
+                digest.update(bytes.fromhex(file_sha256(folder / shard)))
+            break
+    return digest.hexdigest()
+
+
 def _hf_auto_class(config: Any, folder: Path) -> Any:
     import transformers
 
@@ -504,6 +526,8 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
         _agree(spec, "classes", classes, wanted.num_classes)
         _agree(spec, "input channels", channels, wanted.in_channels)
     fields = {"path": folder} | weights.provenance()
+    if weights.state is None and has_own:  # the folder's own weights: hash what was loaded
+        fields["sha256"] = _hf_weights_sha256(folder)
     task = {"hf_folder": str(folder), "task": "language" if language else "classification"}
     fields["metadata"] = task | fields.get("metadata", {})
     return LoadedModel(
