@@ -403,7 +403,9 @@ class TorchvisionResNetAdapter:
         def head(h: Tensor) -> Tensor:
             return model.fc(torch.flatten(model.avgpool(h), 1))
 
-        return Anatomy(tuple(blocks), stem, head, _example(model, (3, 64, 64)), self.name)
+        # The first convolution's channels: a ResNet adapted to 1-channel images takes those.
+        size = (model.conv1.in_channels, 64, 64)
+        return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)
 
 
 class TorchvisionViTAdapter:
@@ -445,7 +447,7 @@ class TorchvisionViTAdapter:
         def head(h: Tensor) -> Tensor:
             return model.heads(model.encoder.ln(h)[:, 0])
 
-        size = (3, model.image_size, model.image_size)
+        size = (model.conv_proj.in_channels, model.image_size, model.image_size)
         return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)
 
 
