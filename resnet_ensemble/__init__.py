@@ -34,6 +34,8 @@ _EXPORTS = {
     "Parallel": "interventions",
     "block_proxies": "proxies",
     "study_sweep": "sweeps",
+    "evaluate_subnetworks": "subnetworks",
+    "analyze_gradients": "gradient_analysis",
     "load_dataset": "data",
     "make_loader": "data",
 }
@@ -50,10 +52,12 @@ if TYPE_CHECKING:
     )
     from .data import load_dataset, make_loader
     from .engine import evaluate_routes
+    from .gradient_analysis import analyze_gradients
     from .gradients import path_length_gradients, sample_path_gradients
     from .interventions import Parallel, lesion, reorder, route
     from .paths import path_length_counts
     from .proxies import block_proxies
+    from .subnetworks import evaluate_subnetworks
     from .sweeps import study_sweep
 
 
@@ -90,8 +94,10 @@ __all__ = [
     "Parallel",
     "block_proxies",
     "__version__",
+    "analyze_gradients",
     "anatomy",
     "evaluate_routes",
+    "evaluate_subnetworks",
     "lesion",
     "load_dataset",
     "make_loader",

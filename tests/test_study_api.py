@@ -94,5 +94,6 @@ def test_study_sweep_refuses_an_unknown_kind() -> None:
 
 
 def test_the_notebook_names_are_exported() -> None:
-    for name in ("study_sweep", "load_dataset", "make_loader"):
+    names = ("study_sweep", "load_dataset", "make_loader", "evaluate_subnetworks")
+    for name in (*names, "analyze_gradients", "resolve_block"):
         assert name in resnet_ensemble.__all__ and name in dir(resnet_ensemble)
