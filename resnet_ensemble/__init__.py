@@ -23,6 +23,7 @@ _EXPORTS = {
     "anatomy": "anatomy",
     "register_adapter": "anatomy",
     "residual_blocks": "anatomy",
+    "resolve_block": "anatomy",
     "evaluate_routes": "engine",
     "path_length_gradients": "gradients",
     "sample_path_gradients": "gradients",
@@ -32,15 +33,32 @@ _EXPORTS = {
     "path_length_counts": "paths",
     "Parallel": "interventions",
     "block_proxies": "proxies",
+    "study_sweep": "sweeps",
+    "evaluate_subnetworks": "subnetworks",
+    "analyze_gradients": "gradient_analysis",
+    "load_dataset": "data",
+    "make_loader": "data",
 }
 
 if TYPE_CHECKING:
-    from .anatomy import Adapter, Anatomy, Block, anatomy, register_adapter, residual_blocks
+    from .anatomy import (
+        Adapter,
+        Anatomy,
+        Block,
+        anatomy,
+        register_adapter,
+        residual_blocks,
+        resolve_block,
+    )
+    from .data import load_dataset, make_loader
     from .engine import evaluate_routes
+    from .gradient_analysis import analyze_gradients
     from .gradients import path_length_gradients, sample_path_gradients
     from .interventions import Parallel, lesion, reorder, route
     from .paths import path_length_counts
     from .proxies import block_proxies
+    from .subnetworks import evaluate_subnetworks
+    from .sweeps import study_sweep
 
 
 def __getattr__(name: str) -> Any:
@@ -76,14 +94,20 @@ __all__ = [
     "Parallel",
     "block_proxies",
     "__version__",
+    "analyze_gradients",
     "anatomy",
     "evaluate_routes",
+    "evaluate_subnetworks",
     "lesion",
+    "load_dataset",
+    "make_loader",
     "path_length_counts",
     "path_length_gradients",
     "register_adapter",
     "reorder",
     "residual_blocks",
+    "resolve_block",
     "route",
     "sample_path_gradients",
+    "study_sweep",
 ]

@@ -12,6 +12,7 @@ Holds:
 - ``Adapter`` and ``register_adapter``: how a model family is taken apart (the package's
   ``docs/adapters.md``)
 - ``anatomy(model)`` and ``residual_blocks(model)``
+- ``resolve_block``: a block named by index (negative from the end) or by name -> its index
 - ``block_shapes(model)``: each block's input and output shape, probed once, for validating orders
 
 Built-in adapters: the native protocol (blocks with ``residual``/``shortcut``/``post`` methods and
@@ -22,6 +23,9 @@ timm's and Hugging Face's families live in ``resnet_ensemble.adapters``.
 
 from __future__ import annotations
 
+import difflib
+import numbers
+import re
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,6 +50,7 @@ __all__ = [
     "fold_transitions",
     "register_adapter",
     "residual_blocks",
+    "resolve_block",
 ]
 
 TensorFn = Callable[[Tensor], Tensor]
@@ -398,7 +403,9 @@ class TorchvisionResNetAdapter:
         def head(h: Tensor) -> Tensor:
             return model.fc(torch.flatten(model.avgpool(h), 1))
 
-        return Anatomy(tuple(blocks), stem, head, _example(model, (3, 64, 64)), self.name)
+        # The first convolution's channels: a ResNet adapted to 1-channel images takes those.
+        size = (model.conv1.in_channels, 64, 64)
+        return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)
 
 
 class TorchvisionViTAdapter:
@@ -440,7 +447,7 @@ class TorchvisionViTAdapter:
         def head(h: Tensor) -> Tensor:
             return model.heads(model.encoder.ln(h)[:, 0])
 
-        size = (3, model.image_size, model.image_size)
+        size = (model.conv_proj.in_channels, model.image_size, model.image_size)
         return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)
 
 
@@ -529,6 +536,72 @@ def residual_blocks(model: nn.Module) -> list[Block]:
         ['layer1.0', 'layer1.1']
     """
     return list(anatomy(model).blocks)
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def resolve_block(
+    blocks: Anatomy | Sequence[Block] | nn.Module, ref: object, what: str = ""
+) -> int:
+    """The 0-based index of the block ``ref`` names: an index (negative counts from the end,
+    -1 the last block), the text of one (the command line's ``--drop-block -1``), or a block's
+    name as ``residual_blocks`` lists it (``"layer2.1"``). Text that reads as an integer is
+    always an index, so that a model whose blocks are named "0", "1"... keeps the documented
+    meaning of ``--drop-block 1``. This is the one resolver every option and argument that
+    takes a block uses; tables keep the 0-based index it returns.
+
+    Args:
+        blocks: the model, its anatomy or its blocks.
+        ref: the reference.
+        what: where the reference came from ("drop", "the route"), for the error.
+    Raises:
+        ValueError: an index out of range, an unknown or ambiguous name, or neither.
+    Example:
+        >>> resolve_block(torchvision.models.resnet18(), "layer2.1"), resolve_block(m, -1)
+        (3, 7)
+    """
+    if isinstance(blocks, nn.Module):
+        blocks = anatomy(blocks)
+    found = tuple(blocks.blocks if isinstance(blocks, Anatomy) else blocks)
+    n = len(found)
+    where = f" in {what}" if what else ""
+    if isinstance(ref, str) and not _INTEGER.fullmatch(ref.strip()):
+        name = ref.strip()
+        hits = [b.index for b in found if b.name == name]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise ValueError(
+                f"the name {name!r}{where} is shared by blocks {hits}; give one by its index"
+            )
+        names = [b.name for b in found]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else f"the names run {names[0]}, ..., {names[-1]}"
+            if names
+            else "the model has no blocks"
+        )
+        raise ValueError(
+            f"no block named {name!r}{where}; {hint} (indices 0..{n - 1}, or -{n}..-1 from the "
+            "end; `ensemble-lesion blocks` lists them)"
+        )
+    if isinstance(ref, str):
+        ref = int(ref.strip())
+    if isinstance(ref, bool) or not isinstance(ref, numbers.Integral):
+        raise ValueError(
+            f"block index {ref!r}{where} is not an integer or a block name; valid are "
+            f"0..{n - 1} (or -{n}..-1 from the end)"
+        )
+    i = int(ref)
+    if not -n <= i < n:
+        raise ValueError(
+            f"block {i}{where} is out of range: the model has {n} blocks, 0..{n - 1} "
+            f"(or -{n}..-1 from the end)"
+        )
+    return i % n
 
 
 @dataclass(frozen=True)

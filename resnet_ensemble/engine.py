@@ -392,11 +392,14 @@ def _refuse_a_single_route(routes: Any) -> None:
     if isinstance(routes, range) or (
         isinstance(routes, Sequence)
         and len(routes) > 0
-        and all(isinstance(r, numbers.Integral) and not isinstance(r, bool) for r in routes)
+        and all(
+            (isinstance(r, numbers.Integral) and not isinstance(r, bool)) or isinstance(r, str)
+            for r in routes
+        )
     ):
         raise ValueError(
             f"evaluate_routes takes a list of routes, and {routes!r} is a single route of block "
-            f"indices; wrap it in a list: evaluate_routes(model, data, [{routes!r}])"
+            f"indices or names; wrap it in a list: evaluate_routes(model, data, [{routes!r}])"
         )
 
 

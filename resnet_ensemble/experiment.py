@@ -10,6 +10,7 @@ sweep compares before it trusts a row.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -193,6 +194,8 @@ class Experiment:
             "synthetic_data": self.info.synthetic,
             **self.data_identity,
             "device": str(self.device),
+            # A text:PATH file's hash: the data a language model was measured on.
+            **({"data_sha256": self.dataset.sha256} if getattr(self.dataset, "sha256", "") else {}),
         }
 
 
@@ -227,17 +230,27 @@ def open_experiment(
     limit: int | None = None,
     batch_size: int = 256,
     device: str | torch.device = "auto",
+    model_args: Mapping[str, Any] | None = None,
+    tokenizer: str | None = None,
 ) -> Experiment:
     """Load a model and its test data, and check that they fit each other.
+
+    ``model_args`` go to the model's constructor (``load_model``); ``tokenizer`` tokenises a
+    ``text:PATH`` dataset instead of the ``hf:`` folder's own tokenizer.
 
     Raises:
         ValueError / FileNotFoundError: with one line saying what is wrong and what to do.
     """
     target = resolve_device(device)
     if dataset is not None and is_text_spec(dataset):
+        if model_args:
+            raise ValueError("--model-arg applies to image models; text:PATH needs hf:PATH")
         return _open_text_experiment(
-            model_spec, dataset, weights_file, weights, limit, batch_size, target, data_dir
-        )
+            model_spec, dataset, weights_file, weights, limit, batch_size, target, data_dir,
+            tokenizer,
+        )  # fmt: skip
+    if tokenizer is not None:
+        raise ValueError("--tokenizer tokenises a text:PATH dataset; give --dataset text:PATH")
     info = dataset_info(dataset) if dataset else None
     loaded = load_model(
         model_spec,
@@ -246,6 +259,7 @@ def open_experiment(
         num_classes=info.num_classes if info else None,
         in_channels=info.in_channels if info else None,
         device=target,
+        model_args=model_args,
     )
     name = dataset or _default_dataset(loaded)
     info = info or dataset_info(name)
@@ -269,6 +283,7 @@ def _open_text_experiment(
     batch_size: int,
     device: torch.device,
     data_dir: str | None,
+    tokenizer: str | None = None,
 ) -> Experiment:
     """A language model (``hf:PATH``) on ``text:PATH``, tokenised with the folder's tokenizer
     into fixed windows (``text_data``)."""
@@ -282,6 +297,6 @@ def _open_text_experiment(
         )
     folder = (loaded.metadata or {}).get("hf_folder")
     window = text_window(getattr(loaded.model.config, "max_position_embeddings", None))
-    data = load_text(dataset, folder, window=window, limit=limit)
+    data = load_text(dataset, tokenizer or folder, window=window, limit=limit)
     info = DatasetInfo(dataset, loaded.num_classes, 0, window, (), (), False)
     return Experiment(loaded, dataset, info, data, batch_size)

@@ -38,7 +38,15 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from .anatomy import ADAPTER_DOC, Anatomy, Block, anatomy, block_shapes, describe_shape
+from .anatomy import (
+    ADAPTER_DOC,
+    Anatomy,
+    Block,
+    anatomy,
+    block_shapes,
+    describe_shape,
+    resolve_block,
+)
 from .route_language import Parallel, RouteItem, format_route_item, parse_route
 
 __all__ = [
@@ -77,42 +85,38 @@ def in_order(steps: Sequence[Step], n: int) -> bool:
     return [s.block for s in steps if not s.transition] == list(range(n))
 
 
-def _as_indices(values: Iterable[object] | int, n: int, what: str) -> list[int]:
+def _as_indices(values: Iterable[object] | int, found: Anatomy, what: str) -> list[int]:
+    """Block references (indices, negative from the end, or names) -> 0-based indices."""
     if isinstance(values, numbers.Integral) and not isinstance(values, bool):
         values = [values]
     if isinstance(values, (str, bytes)):
-        raise ValueError(f"{what} must be a sequence of block indices, got {values!r}")
+        raise ValueError(f"{what} must be a sequence of block indices or names, got {values!r}")
     try:
         items = list(cast(Iterable[object], values))
     except TypeError:
-        raise ValueError(f"{what} must be a sequence of block indices, got {values!r}") from None
-    out = []
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise ValueError(f"block index {v!r} in {what} is not an integer; valid are 0..{n - 1}")
-        if not 0 <= int(v) < n:
-            raise ValueError(
-                f"block {v} in {what} is out of range: the model has {n} blocks, 0..{n - 1}"
-            )
-        out.append(int(v))
-    return out
+        raise ValueError(
+            f"{what} must be a sequence of block indices or names, got {values!r}"
+        ) from None
+    return [resolve_block(found, v, what) for v in items]
 
 
 def _label(b: Block) -> str:
     return f"block {b.index} ({b.name})"
 
 
-def _as_items(values: Iterable[object] | int, n: int, what: str) -> list[RouteItem]:
+def _as_items(values: Iterable[object] | int, found: Anatomy, what: str) -> list[RouteItem]:
     """A route's items: block indices, and ``Parallel`` groups (a tuple or list inside the
     route is read as one) whose branches hold valid indices."""
     if isinstance(values, Parallel):
         values = [values]
     if isinstance(values, (numbers.Integral, str, bytes)):
-        return list(_as_indices(values, n, what))
+        return list(_as_indices(values, found, what))
     try:
         raw = list(cast(Iterable[object], values))
     except TypeError:
-        raise ValueError(f"{what} must be a sequence of block indices, got {values!r}") from None
+        raise ValueError(
+            f"{what} must be a sequence of block indices or names, got {values!r}"
+        ) from None
     out: list[RouteItem] = []
     for v in raw:
         if isinstance(v, (tuple, list)):
@@ -126,10 +130,11 @@ def _as_items(values: Iterable[object] | int, n: int, what: str) -> list[RouteIt
             for br in v.branches:
                 if not br:
                     raise ValueError(f"the parallel group {v!r} in {what} has an empty branch")
-                _as_indices(br, n, f"the parallel group {v!r}")
-            out.append(v)
+            out.append(
+                Parallel([_as_indices(br, found, f"the parallel group {v!r}") for br in v.branches])
+            )
         else:
-            out.extend(_as_indices([v], n, what))
+            out.extend(_as_indices([v], found, what))
     return out
 
 
@@ -150,7 +155,7 @@ def plan_route(found: Anatomy, sequence: Iterable[object]) -> tuple[Step, ...]:
             whose branches do not all keep the same shape.
     """
     n = len(found.blocks)
-    seq = _as_items(sequence, n, "the route")
+    seq = _as_items(sequence, found, "the route")
     listed = {
         i
         for item in seq
@@ -486,16 +491,19 @@ def route(model: nn.Module, sequence: Iterable[object]) -> Iterator[nn.Module]:
 
 
 @contextlib.contextmanager
-def lesion(model: nn.Module, drop: Iterable[int] | int = ()) -> Iterator[nn.Module]:
-    """Delete blocks: their residual branches become zero, everything else stays.
+def lesion(model: nn.Module, drop: Iterable[int | str] | int | str = ()) -> Iterator[nn.Module]:
+    """Delete blocks: their residual branches become zero, everything else stays. Blocks are
+    given by index (negative from the end) or by name (``resolve_block``).
 
     Example:
-        >>> with lesion(model, drop=[3, 7]):
+        >>> with lesion(model, drop=[3, 7]):       # or drop=["layer2.1", -1]
         ...     logits = model(x)
     """
     found = anatomy(model)
     n = len(found.blocks)
-    dropped = _as_indices(drop, n, "drop")
+    if isinstance(drop, str):  # one block by name: lesion(model, drop="layer2.1")
+        drop = [drop]
+    dropped = _as_indices(drop, found, "drop")
     twice = sorted({d for d in dropped if dropped.count(d) > 1})
     if twice:
         raise ValueError(f"block {twice[0]} is listed more than once in drop")
@@ -515,7 +523,7 @@ def reorder(model: nn.Module, order: Sequence[int]) -> Iterator[nn.Module]:
     """
     found = anatomy(model)
     n = len(found.blocks)
-    seq = _as_indices(order, n, "the order")
+    seq = _as_indices(order, found, "the order")
     missing = sorted(set(range(n)) - set(seq))
     repeated = sorted({i for i in seq if seq.count(i) > 1})
     if missing or repeated or len(seq) != n:

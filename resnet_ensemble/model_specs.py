@@ -19,8 +19,10 @@ float32 (half precision on a CPU is slow and loses the small differences lesions
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
+import json
 import math
 import os
 import re
@@ -65,6 +67,7 @@ _PREFIXES = (("torchvision", TORCHVISION_PREFIX), ("timm", TIMM_PREFIX), ("hf", 
 _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 # The specs that take --weights-file but not --weights (a torchvision weights enum).
 _FILE_ONLY = {"timm": "timm:NAME", "hf": "hf:PATH", "factory": "a factory"}
+_TAKE_ARGS = ("torchvision", "timm", "factory")  # the specs that take --model-arg
 _IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -140,6 +143,7 @@ class _Wanted:
     num_classes: int | None
     in_channels: int | None
     dtype: torch.dtype | None
+    model_args: Mapping[str, Any] = field(default_factory=dict)  # --model-arg KEY=VALUE
 
     def read_weights(self) -> _Weights:
         if self.weights_file is None:
@@ -177,6 +181,7 @@ def load_model(
     in_channels: int | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = torch.float32,
+    model_args: Mapping[str, Any] | None = None,
 ) -> LoadedModel:
     """Load any model the toolkit accepts, fully built, in eval mode, on ``device``.
 
@@ -191,6 +196,9 @@ def load_model(
         num_classes, in_channels: for random init; checked against a checkpoint if given.
         dtype: the floating-point type of the parameters; None keeps what the weights (or a
             factory) hold, so a float16 Hugging Face folder stays float16.
+        model_args: keyword arguments for the constructor of torchvision:NAME, timm:NAME or a
+            factory (``img_size=28`` for a timm ViT on 28x28 images); they win over classes
+            and channels read from the weights.
     Raises:
         FileNotFoundError, ValueError: with one line saying what is wrong.
     Example:
@@ -211,8 +219,17 @@ def load_model(
             "hf:PATH or package.module:callable (--weights to torchvision:NAME alone); a "
             "toolkit checkpoint already holds its weights"
         )
+    if model_args and kind not in _TAKE_ARGS:
+        raise ValueError(
+            "--model-arg applies to torchvision:NAME, timm:NAME and package.module:callable; "
+            + (
+                "a Hugging Face folder's config.json holds its architecture"
+                if kind == "hf"
+                else "a toolkit checkpoint or built-in name fixes its architecture"
+            )
+        )
     file = None if weights_file is None else Path(weights_file).expanduser()
-    wanted = _Wanted(file, weights, num_classes, in_channels, dtype)
+    wanted = _Wanted(file, weights, num_classes, in_channels, dtype, dict(model_args or {}))
     loaded = _LOADERS[kind](text, target, wanted)
     loaded.model = loaded.model.to(device=device, dtype=dtype).eval()
     return loaded
@@ -334,7 +351,12 @@ def _import_zoo(package: str, extra: str) -> ModuleType:
 
 
 def _load_torchvision(spec: str, name: str, wanted: _Wanted) -> LoadedModel:
-    """``torchvision:NAME``: random weights, a weights file, or a weights enum (downloads)."""
+    """``torchvision:NAME``: random weights, a weights file, or a weights enum (downloads).
+
+    With a weights file the first convolution and the head are built to its shapes: the
+    classes from the head's rows, and the first convolution's input channels and kernel size
+    (with padding kernel // 2 where the kernel differs; torchvision's stride), so a 1-channel
+    Fashion-MNIST ResNet-18 loads without flags. Without one, the data's channels decide."""
     import torchvision
 
     names = sorted(torchvision.models.list_models(module=torchvision.models))
@@ -342,19 +364,89 @@ def _load_torchvision(spec: str, name: str, wanted: _Wanted) -> LoadedModel:
         raise ValueError(f"unknown torchvision model {name!r}; choose one of: {', '.join(names)}")
     if wanted.weights_file is not None and wanted.weights is not None:
         raise ValueError("give --weights-file or --weights, not both")
-    if wanted.in_channels not in (None, 3):
-        raise ValueError(f"torchvision:{name} takes 3-channel images, not {wanted.in_channels}")
     if wanted.weights is not None:
+        if wanted.in_channels not in (None, 3):
+            raise ValueError(
+                f"torchvision:{name} with --weights takes 3-channel images, not "
+                f"{wanted.in_channels}"
+            )
+        if wanted.model_args:
+            raise ValueError("--model-arg does not apply with --weights: they fix the model")
         return _torchvision_pretrained(spec, name, wanted.weights, wanted.num_classes)
     weights = wanted.read_weights()
-    classes = wanted.num_classes
-    if weights.state is not None and classes is None:  # a CIFAR-trained ResNet needs no flags
+    args = dict(wanted.model_args)
+
+    def build(**kwargs: Any) -> nn.Module:
+        return _construct(
+            torchvision.models.get_model, spec, name, wanted.model_args, weights=None, **kwargs
+        )
+
+    classes, channels, kernel = wanted.num_classes, wanted.in_channels, None
+    if weights.state is not None:
         with torch.device("meta"):  # no memory, no init cost: only names and shapes are needed
-            probe = torchvision.models.get_model(name, weights=None)
-        classes = _rows(weights.state, _key_of(probe, nn.Linear, last=True), 0)
-    classes = classes or 1000
-    model = torchvision.models.get_model(name, weights=None, num_classes=classes)
-    return weights.loaded(model, spec, f"{TORCHVISION_PREFIX}{name}", classes, 3)
+            probe = build(**args)
+        classes, channels = _fit_weights(
+            weights.state, wanted, _key_of(probe, nn.Linear, last=True), probe
+        )
+        conv = weights.state.get(_key_of(probe, nn.Conv2d, last=False) or "")
+        if isinstance(conv, torch.Tensor) and conv.dim() == 4:
+            kernel = tuple(int(k) for k in conv.shape[2:])
+    model = build(**({"num_classes": classes or 1000} | args))
+    _fit_first_conv(model, channels or 3, kernel)
+    weights.load_into(model, spec)
+    built = model.state_dict()
+    return weights.loaded(
+        model,
+        spec,
+        f"{TORCHVISION_PREFIX}{name}",
+        _rows(built, _key_of(model, nn.Linear, last=True), 0) or classes or 1000,
+        _rows(built, _key_of(model, nn.Conv2d, last=False), 1) or channels or 3,
+    )
+
+
+def _construct(
+    make: Callable[..., Any], spec: str, name: str, given: Mapping[str, Any], **kwargs: Any
+) -> nn.Module:
+    """``make(name, **kwargs)``; a constructor that does not take an argument ``given`` with
+    --model-arg (or gets a bad value) said in one line."""
+    try:
+        return make(name, **kwargs)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ValueError(
+            f"cannot build {spec} with {_shown_args(given)} ({first_line(err)}); check the "
+            "--model-arg names and values against its constructor"
+        ) from None
+
+
+def _shown_args(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no --model-arg"
+
+
+def _fit_first_conv(model: nn.Module, channels: int, kernel: tuple[int, ...] | None) -> None:
+    """Replace the first convolution with one taking ``channels`` inputs (and ``kernel``),
+    keeping its outputs, stride and bias: the stem of a network trained on other images."""
+    found = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if found is None:
+        return
+    qualified, conv = found
+    same_kernel = kernel is None or tuple(conv.kernel_size) == kernel
+    if conv.in_channels == channels and same_kernel:
+        return
+    if conv.groups != 1:
+        raise ValueError(f"cannot adapt the grouped first convolution {qualified} to the weights")
+    size = tuple(conv.kernel_size) if kernel is None else kernel
+    new = nn.Conv2d(
+        channels,
+        conv.out_channels,
+        size,  # type: ignore[arg-type]  # a 2-tuple
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding if same_kernel else tuple(k // 2 for k in size),  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+    parent_name, _, attr = qualified.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
 
 
 def _torchvision_pretrained(
@@ -412,17 +504,22 @@ def _load_timm(spec: str, name: str, wanted: _Wanted) -> LoadedModel:
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ValueError(f"unknown timm model {name!r}{hint}")
     weights = wanted.read_weights()
+    args = dict(wanted.model_args)
     classes, channels = wanted.num_classes, wanted.in_channels
     if weights.state is not None:
         with torch.device("meta"):  # names and shapes only
-            probe = timm.create_model(name, pretrained=False)
+            probe = _construct(
+                timm.create_model, spec, name, wanted.model_args, pretrained=False, **args
+            )
         head = probe.get_classifier()
         head_name = next((n for n, m in probe.named_modules() if m is head), None)
         head_key = f"{head_name}.weight" if head_name else None
         classes, channels = _fit_weights(weights.state, wanted, head_key, probe)
-    classes, channels = classes or 1000, channels or 3
-    model = timm.create_model(name, pretrained=False, num_classes=classes, in_chans=channels)
-    return weights.loaded(model, spec, f"{TIMM_PREFIX}{name}", classes, channels)
+    args = {"num_classes": classes or 1000, "in_chans": channels or 3} | args
+    model = _construct(timm.create_model, spec, name, wanted.model_args, pretrained=False, **args)
+    return weights.loaded(
+        model, spec, f"{TIMM_PREFIX}{name}", int(args["num_classes"]), int(args["in_chans"])
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,6 +531,26 @@ _HF_WEIGHTS = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+
+
+def _hf_weights_sha256(folder: Path) -> str:
+    """The SHA-256 of a folder's weights: of the one file, or, for a sharded model, of its
+    index followed by each shard it names (in file-name order), so that any change to any
+    shard changes the hash."""
+    from .checkpoints import file_sha256
+
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / single).is_file():
+            return file_sha256(folder / single)
+    digest = hashlib.sha256()
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            digest.update(bytes.fromhex(file_sha256(folder / index)))
+            shards = json.loads((folder / index).read_text()).get("weight_map", {}).values()
+            for shard in sorted(set(shards)):
+                digest.update(bytes.fromhex(file_sha256(folder / shard)))
+            break
+    return digest.hexdigest()
 
 
 def _hf_auto_class(config: Any, folder: Path) -> Any:
@@ -504,6 +621,8 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
         _agree(spec, "classes", classes, wanted.num_classes)
         _agree(spec, "input channels", channels, wanted.in_channels)
     fields = {"path": folder} | weights.provenance()
+    if weights.state is None and has_own:  # the folder's own weights: hash what was loaded
+        fields["sha256"] = _hf_weights_sha256(folder)
     task = {"hf_folder": str(folder), "task": "language" if language else "classification"}
     fields["metadata"] = task | fields.get("metadata", {})
     return LoadedModel(
@@ -547,7 +666,15 @@ def _accepts(factory: Callable[..., Any], *names: str) -> str | None:
 
 
 def _build(factory: Callable[..., Any], target: str, **kwargs: Any) -> nn.Module:
-    model = factory(**kwargs)
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        if "argument" not in str(err):  # the factory's own bug: let it show as it is
+            raise
+        raise ValueError(
+            f"cannot call {target} with {_shown_args(kwargs)} ({first_line(err)}); check the "
+            "--model-arg names against its signature"
+        ) from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{target} returned a {type(model).__name__}, not a torch nn.Module")
     return model
@@ -565,7 +692,7 @@ def _load_factory(_: str, spec: str, wanted: _Wanted) -> LoadedModel:
     classes, channels = wanted.num_classes, wanted.in_channels
     if weights.state is not None:
         with torch.device("meta"):
-            probe = _build(factory, spec)
+            probe = _build(factory, spec, **wanted.model_args)
         head_key = _key_of(probe, nn.Linear, last=True)
         classes, channels = _fit_weights(weights.state, wanted, head_key, probe)
     kwargs: dict[str, Any] = {}
@@ -573,7 +700,7 @@ def _load_factory(_: str, spec: str, wanted: _Wanted) -> LoadedModel:
         kwargs[classes_arg] = classes
     if channels_arg and channels is not None:
         kwargs[channels_arg] = channels
-    model = _build(factory, spec, **kwargs)
+    model = _build(factory, spec, **(kwargs | dict(wanted.model_args)))
     weights.load_into(model, spec)
     built = model.state_dict()
     built_classes = _rows(built, _key_of(model, nn.Linear, last=True), 0)

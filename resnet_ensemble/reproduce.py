@@ -373,7 +373,10 @@ class Reproduction:
         )
 
     def _training_table(self) -> None:
+        from .checkpoints import file_sha256
+
         rows = []
+        networks: dict[str, Any] = {}  # per variant: its history's sidecar and checkpoint hash
         for variant in ("resnet", "effective_paths"):
             history = history_path(self.checkpoint(variant))
             if not history.exists():
@@ -381,8 +384,17 @@ class Reproduction:
             frame = pd.read_csv(history)
             label = "residual" if variant == "resnet" else "effective paths"
             rows.append(frame.assign(variant=label)[list(TABLES["training"].columns)])
+            ckpt = Path(self.checkpoint(variant))
+            networks[label] = {
+                **read_sidecar(history),
+                "checkpoint": str(ckpt),
+                "checkpoint_sha256": file_sha256(ckpt) if ckpt.is_file() else None,
+                "history": str(history),
+                "epochs": len(frame),
+            }
         if rows:
-            write_table(self.tables / "training.csv", pd.concat(rows), "training")
+            meta = {"dataset": self.dataset, "networks": networks}
+            write_table(self.tables / "training.csv", pd.concat(rows), "training", meta)
 
     def _plots(self) -> None:
         from .plots import plot_all

@@ -665,9 +665,15 @@ class ResultsTable:
             self.write_metadata(complete=False)
         atomic_write_text(self.path, frame.to_csv(index=False))
         self._frame = frame
+        # Then the sidecar again, so that its row count is what the CSV now holds: a reader
+        # between the two writes sees fewer rows claimed than there are, never more.
+        self.write_metadata(complete=False)
 
     def write_metadata(self, complete: bool, **extra: Any) -> None:
+        """The sidecar: ``status`` "in progress" or "complete" (and ``complete``, the same as
+        a boolean), and ``rows``, the rows the CSV holds."""
         self.metadata.update(extra)
+        self.metadata["status"] = "complete" if complete else "in progress"
         self.metadata["complete"] = complete
         self.metadata["rows"] = len(self._frame)
         _write_sidecar(self.path, self.metadata)

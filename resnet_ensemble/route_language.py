@@ -63,7 +63,9 @@ class Parallel:
         for b in branches:
             if isinstance(b, numbers.Integral) and not isinstance(b, bool):
                 items.append((int(b),))
-            elif isinstance(b, (str, bytes)) or not isinstance(b, Iterable):
+            elif isinstance(b, str):  # a block's name; plan_route resolves it
+                items.append((b,))
+            elif isinstance(b, bytes) or not isinstance(b, Iterable):
                 raise ValueError(
                     f"a parallel branch must be a block index or a sequence of them, got {b!r}"
                 )

@@ -258,6 +258,7 @@ def _describe_model(experiment: Mapping[str, Any]) -> dict[str, Any]:
         weights_file=experiment.get("weights_file"),
         weights=experiment.get("weights"),
         device="cpu",
+        model_args=experiment.get("model_args"),
     )
     found = anatomy(loaded.model)
     _refuse_plain(found)

@@ -12,6 +12,8 @@ Holds:
   sweep describes it, with a value its sum gives
 - ``sweep_to_table``: a whole sweep as the ``sweep`` command runs it: check the output, open the
   model and data, make the configurations, resume or start the table, run, mark it complete
+- ``study_sweep``: a sweep of a model in memory on any batches, as a DataFrame (a table
+  written only when asked)
 - ``summarize_sweep``: a short table of what a sweep found (per block, or per k)
 """
 
@@ -30,7 +32,7 @@ import pandas as pd
 import scipy.stats
 import torch
 
-from .anatomy import Anatomy, block_shapes
+from .anatomy import Anatomy, anatomy, block_shapes
 from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
@@ -59,6 +61,7 @@ __all__ = [
     "random_swaps",
     "stage_first_blocks",
     "run_sweep",
+    "study_sweep",
     "single_deletions",
     "summarize_sweep",
     "sweep_columns",
@@ -694,3 +697,139 @@ def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.Dat
     head["count"] = 1
     summary = pd.concat([head, stats.drop(columns="k")], ignore_index=True)
     return summary[["configuration", "mean", "median", "min", "max", "count"]]
+
+
+class _InMemory:
+    """A model and batches already in memory, standing in for an ``Experiment`` in ``run_sweep``
+    (which reads only these attributes)."""
+
+    unit = "images"
+
+    def __init__(self, model: torch.nn.Module, data: Any, name: str, variant: str) -> None:
+        self.model = model
+        self.anatomy = anatomy(model)
+        # A generator is read once; every chunk of routes walks the data again.
+        self._data = list(data) if iter(data) is data else data
+        self._name = name
+        self.variant = variant
+
+    def loader(self, rank: int = 0, world: int = 1) -> Any:
+        return self._data
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self._name,
+            "variant": self.variant,
+            "num_blocks": len(self.anatomy.blocks),
+        }
+
+
+def _variant_of(model: torch.nn.Module, found: Anatomy) -> str:
+    """What ``Experiment.variant`` says of a loaded model, read from the module itself."""
+    if found.blocks and all(b.shortcut is None for b in found.blocks):
+        return "plain"
+    if any(getattr(m, "survival", 1.0) < 1.0 for m in model.modules()):
+        return "stochastic depth"
+    return "residual"
+
+
+def study_sweep(
+    model: torch.nn.Module,
+    data: Any,
+    kind: SweepKind = "single",
+    *,
+    name: str | None = None,
+    variant: str | None = None,
+    max_k: int = 8,
+    max_swaps: int = 8,
+    samples: int = 3,
+    seed: int = 0,
+    eligible: Eligible = "non-downsampling",
+    keep_stage_first: bool = False,
+    chunk: int = 64,
+    strategy: Strategy = "auto",
+    amp: bool = False,
+    channels_last: bool = False,
+    metric: MetricName = "error",
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """One lesion sweep of a model in memory, as a DataFrame: the notebook's ``sweep`` command.
+
+    The rows and columns are those of the table ``ensemble-lesion sweep KIND`` writes, as
+    ``read_table`` reads it back, so a notebook and the command line agree cell for cell.
+
+    Args:
+        model: any network ``residual_blocks`` understands, used where it is (its device).
+        data: any iterable of (inputs, targets) batches (a DataLoader, a list); a generator is
+            read once into memory, since every chunk of configurations walks the data again.
+        kind: "single" (Fig. 3), "multi" (Fig. 5a) or "reorder" (Fig. 5b).
+        name: the table's ``model`` column; default the model's class name.
+        variant: the ``variant`` column; default read from the model ("plain", "stochastic
+            depth" or "residual").
+        max_k, samples, seed, eligible: multi's draws (``multi_deletions``).
+        max_swaps, samples, seed, keep_stage_first: reorder's draws (``random_swaps``).
+        chunk, strategy, amp, channels_last, metric: as for the ``sweep`` command.
+        out: also write the table (CSV and JSON sidecar) here; nothing is written without it.
+        overwrite: replace an existing ``out``; without it an existing table is refused.
+
+    Returns:
+        One row per configuration, the full network first (``config == "baseline"``).
+
+    Example:
+        >>> table = study_sweep(model, make_loader(load_dataset("embedded", "test")))
+        >>> table.sort_values("error").tail(3)
+    """
+    if kind not in SWEEP_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(SWEEP_KINDS)}; got {kind!r}")
+    if out is not None:
+        path = check_writable(out)
+        if path.exists() and not overwrite:
+            raise ValueError(f"{path} already exists; pass overwrite=True to replace it")
+    exp = _InMemory(model, data, name or type(model).__name__, variant or "")
+    exp.variant = variant or _variant_of(model, exp.anatomy)
+    specs = _configurations(
+        kind,
+        exp,  # type: ignore[arg-type]  # reads .anatomy alone
+        max_k=max_k,
+        max_swaps=max_swaps,
+        samples=samples,
+        seed=seed,
+        eligible=eligible,
+        keep_stage_first=keep_stage_first,
+    )
+    settings = {"chunk": chunk, "strategy": strategy, "amp": amp, "channels_last": channels_last}
+    if out is None:
+        rows = run_sweep(exp, specs, None, metric=metric, **settings)  # type: ignore[arg-type]
+        frame = pd.DataFrame(
+            [{c: r.get(c) for c in sweep_columns(metric)} for r in rows],
+            columns=sweep_columns(metric),
+            dtype=object,
+        )
+        # Through CSV text, as the command's table is read back: the same cells and dtypes.
+        return pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+    metadata = {
+        **run_metadata(),
+        **exp.describe(),
+        "model_spec": "in memory",
+        "checkpoint_sha256": None,
+        "table": "sweep",
+        "sweep": kind,
+        "description": SWEEP_KINDS[kind],
+        "seed": seed,
+        "samples": samples,
+        "max_k": max_k if kind == "multi" else None,
+        "max_swaps": max_swaps if kind == "reorder" else None,
+        "eligible": eligible if kind == "multi" else None,
+        "keep_stage_first": keep_stage_first if kind == "reorder" else None,
+        "world_size": 1,
+        "amp": amp,
+        "metric": metric,
+    }
+    if overwrite:
+        ResultsTable.overwrite(path)
+    table = ResultsTable(path, sweep_columns(metric), metadata=metadata)
+    start = time.time()
+    run_sweep(exp, specs, table, metric=metric, **settings)  # type: ignore[arg-type]
+    table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
+    return table.frame

@@ -103,6 +103,17 @@ class TextWindows(Dataset):
         return w, w
 
 
+#: The files a Hugging Face tokenizer is saved as; a folder with none of them has no tokenizer.
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+)
+
+
 def load_text(
     spec: str,
     tokenizer_folder: str | os.PathLike[str] | None,
@@ -127,12 +138,25 @@ def load_text(
         from transformers import AutoTokenizer
     except ImportError:
         raise ValueError("text data need transformers: pip install 'resnet-ensemble[hf]'") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder), local_files_only=True)
-    except (OSError, ValueError) as err:
+    if Path(tokenizer_folder).is_dir() and not any(
+        (Path(tokenizer_folder) / f).is_file() for f in _TOKENIZER_FILES
+    ):  # transformers would build an empty tokenizer from config.json alone
         raise ValueError(
-            f"no tokenizer in {tokenizer_folder} ({str(err).splitlines()[0]}); text:PATH is "
-            "tokenised with the model folder's tokenizer (save_pretrained writes it)"
+            f"{tokenizer_folder} has no tokenizer (a model built from a config has none); "
+            "text:PATH needs one: pass --tokenizer PATH (a Hugging Face folder with one, or a "
+            "tokenizer.json)"
+        )
+    try:
+        if Path(tokenizer_folder).is_file():  # a tokenizer.json, as the tokenizers library saves
+            from transformers import PreTrainedTokenizerFast
+
+            tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_folder))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder), local_files_only=True)
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError):
+        raise ValueError(
+            f"{tokenizer_folder} has no tokenizer that loads; text:PATH needs one: pass "
+            "--tokenizer PATH (a Hugging Face folder with one, or a tokenizer.json)"
         ) from None
     data = path.read_bytes()
     text = data.decode("utf-8", errors="replace")

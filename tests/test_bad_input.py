@@ -135,8 +135,10 @@ SWEEP = "sweep single --model {F}/good.pt --limit 8 --device cpu"
 
 CASES: dict[str, Case] = {
     # -- the main command (lesion) ------------------------------------------------------------
-    "lesion-index-not-integer": C("--drop-block 1.5 --model {F}/good.pt", 2, "not a valid integer"),
-    "lesion-index-text": C("--drop-block three --model {F}/good.pt", 2, "not a valid integer"),
+    "lesion-index-not-integer": C(
+        "--drop-block 1.5 --model {F}/good.pt", 2, "no block named '1.5'"
+    ),
+    "lesion-index-text": C("--drop-block three --model {F}/good.pt", 2, "no block named 'three'"),
     "lesion-index-huge": C(
         "--drop-block 99999999999 --model {F}/good.pt --limit 4", 2, "out of range"
     ),
@@ -207,7 +209,16 @@ CASES: dict[str, Case] = {
     "blocks-negative-channels": C("blocks --in-channels -1", 2, "--in-channels"),
     "blocks-class-mismatch": C("blocks --model {F}/good.pt --num-classes 5", 1, "10 classes"),
     "blocks-channel-mismatch": C(
-        "blocks --model torchvision:resnet18 --in-channels 1", 1, "3-channel"
+        "blocks --model torchvision:resnet18 --weights DEFAULT --in-channels 1", 1, "3-channel"
+    ),
+    "blocks-model-arg-not-key-value": C(
+        "blocks --model timm:resnet18 --model-arg img_size", 2, "is not KEY=VALUE"
+    ),
+    "blocks-model-arg-unknown": C(
+        "blocks --model torchvision:resnet18 --model-arg nosuch=1", 1, "check the --model-arg"
+    ),
+    "blocks-model-arg-checkpoint": C(
+        "blocks --model {F}/good.pt --model-arg depth=20", 1, "--model-arg applies to"
     ),
     "blocks-extra-argument": C("blocks resnet20", 2, "unexpected extra argument"),
     # -- train ---------------------------------------------------------------------------------

@@ -321,12 +321,14 @@ def test_a_full_disk_during_a_sweep_keeps_the_finished_rows(
 
     out = tmp_path / "full_disk.csv"
     with monkeypatch.context() as m:
-        _fail_writes(m, how, after=3)  # the sidecar and two rows are written, then no space
+        # The first sidecar, then each row and the sidecar counting it; then no space.
+        _fail_writes(m, how, after=5)
         result = _invoke(*args(out))
     assert result.exit_code == 1
     assert "No space left on device" in _one_error_line(result.stderr)
     assert out.read_text().splitlines() == full[:3]  # the finished rows, whole
-    assert json.loads(out.with_suffix(".json").read_text())["complete"] is False
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["complete"] is False and meta["status"] == "in progress" and meta["rows"] == 2
     assert stale_temporaries(out) == [] and stale_temporaries(out.with_suffix(".json")) == []
 
     result = _invoke(*args(out), "--resume")

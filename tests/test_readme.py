@@ -137,3 +137,15 @@ def test_the_embedded_models_error_is_quoted_once_with_its_images():
             assert "10,000" in around, f"{path.name}: 6.89% without its images: {around!r}"
     readme = " ".join(README.read_text().split())
     assert "5.0% (on its 1,000 images; 6.89% on all 10,000)" in readme
+
+
+def test_the_readme_notebook_sweep_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python block that starts with ``load_dataset``: data, one sweep, one figure."""
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    snippet = next((b for b in blocks if "study_sweep(" in b), None)
+    assert snippet, "the README lost its notebook sweep"
+    assert "limit=500" in snippet
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet.replace("limit=500", "limit=16"), "README.md", "exec"), {})  # noqa: S102
+    assert (tmp_path / "figures" / "fig3_single_block.png").is_file()

@@ -128,7 +128,8 @@ def test_table_grows_and_has_a_sidecar(tmp_path: Path) -> None:
     assert not path.parent.exists()  # nothing is written before there are rows
     table.append(_rows("baseline", "k=1,sample=0"))
     meta = json.loads(sidecar_path(path).read_text())
-    assert meta["model"] == "m" and meta["complete"] is False and meta["rows"] == 0
+    assert meta["model"] == "m" and meta["complete"] is False and meta["rows"] == 2
+    assert meta["status"] == "in progress"
     table.append(_rows("k=1,sample=1"))
     table.append([])
     df = pd.read_csv(path)

@@ -16,12 +16,18 @@ from .common import json_line, model_options
     default=None,
     help="For built-in and torchvision names.",
 )
-@click.option("--in-channels", type=click.IntRange(min=1), default=None, help="For built-in names.")
+@click.option(
+    "--in-channels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="For built-in and torchvision names.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def blocks(
     model_spec: str | None,
     weights_file: str | None,
     weights: str | None,
+    model_args: dict,
     num_classes: int | None,
     in_channels: int | None,
     as_json: bool,
@@ -37,6 +43,7 @@ def blocks(
         num_classes=num_classes,
         in_channels=in_channels,
         device="cpu",
+        model_args=model_args,
     )
     found = residual_blocks(loaded.model)
     rows = [

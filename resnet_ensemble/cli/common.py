@@ -97,8 +97,41 @@ device_option = click.option(
 )
 
 
+def _model_args(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs -> a dict; a VALUE that reads as a Python literal (28, 0.1, True,
+    None, (2, 2)) is that value, any other is the text."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for text in values:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(
+                f"{text!r} is not KEY=VALUE (e.g. img_size=28)", ctx=ctx, param=param
+            )
+        if key in out:
+            raise click.BadParameter(f"{key} is given twice", ctx=ctx, param=param)
+        try:
+            out[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            out[key] = raw.strip()
+    return out
+
+
 def model_options(func: F) -> F:
-    """--model, --weights-file, --weights: which network to take apart."""
+    """--model, --weights-file, --weights, --model-arg: which network to take apart."""
+    func = click.option(
+        "--model-arg",
+        "model_args",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=_model_args,
+        help="A constructor argument for torchvision:, timm: or a factory, e.g. img_size=28 "
+        "for a timm ViT on 28x28 images; repeatable.",
+    )(func)
     func = click.option(
         "--weights",
         default=None,
@@ -124,7 +157,14 @@ def model_options(func: F) -> F:
 
 
 def data_options(func: F) -> F:
-    """--dataset, --data-dir, --download, --limit, --batch-size, --device."""
+    """--dataset, --data-dir, --download, --limit, --batch-size, --device, --tokenizer."""
+    func = click.option(
+        "--tokenizer",
+        type=click.Path(exists=True),
+        default=None,
+        help="The tokenizer for text:PATH (a Hugging Face folder with one, or a "
+        "tokenizer.json). Default: the hf: model folder's own.",
+    )(func)
     func = device_option(func)
     func = click.option(
         "--batch-size",

@@ -28,16 +28,16 @@ def lesion_options(func: F) -> F:
     func = click.option(
         "--drop-block",
         "drop_blocks",
-        type=int,
         multiple=True,
-        metavar="INDEX",
-        help="Delete this block (0-based, as `ensemble-lesion blocks` lists); repeatable.",
+        metavar="BLOCK",
+        help="Delete this block: its 0-based index as `ensemble-lesion blocks` lists it, -1 for "
+        "the last, or its name (layer2.1); repeatable.",
     )(func)
     return func
 
 
 def run_lesion(
-    drop_blocks: tuple[int, ...],
+    drop_blocks: tuple[str, ...],
     as_json: bool,
     metric: str = "error",
     route_text: str | None = None,
@@ -45,6 +45,7 @@ def run_lesion(
 ) -> None:
     """Evaluate the full network and the lesioned (or rerouted) one on the same images in one
     pass."""
+    from ..anatomy import resolve_block
     from ..engine import evaluate_routes
     from ..experiment import open_experiment
     from ..interventions import format_route_item, parse_route, plan_route
@@ -60,26 +61,25 @@ def run_lesion(
             raise click.BadParameter(str(err), param_hint="--route") from None
     exp = open_experiment(**options)
     n = len(exp.blocks)
-    kept: list[Any] = [i for i in range(n) if i not in set(drop_blocks)]
+    try:
+        dropped = [resolve_block(exp.anatomy, ref) for ref in drop_blocks]
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--drop-block") from None
+    if len(set(dropped)) != len(dropped):
+        raise click.BadParameter("a block is given twice", param_hint="--drop-block")
+    kept: list[Any] = [i for i in range(n) if i not in set(dropped)]
     if route_text is not None:
         try:
             kept = parse_route(route_text, n)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--route") from None
-    for i in drop_blocks:
-        if not 0 <= i < n:
-            raise click.BadParameter(
-                f"block {i} is out of range: {exp.loaded.arch} has {n} blocks, 0..{n - 1} "
-                "(see `ensemble-lesion blocks`)",
-                param_hint="--drop-block",
-            )
     plan_route(exp.anatomy, kept)  # refuses what cannot run before any image is read
     full, lesioned = evaluate_routes(exp.model, exp.loader(), [range(n), kept], metric=metric)
     record = {
         **exp.describe(),
         "metric": metric,
-        "dropped_blocks": list(drop_blocks),
-        "dropped_names": [exp.blocks[i].name for i in drop_blocks],
+        "dropped_blocks": dropped,  # 0-based, however they were given
+        "dropped_names": [exp.blocks[i].name for i in dropped],
         **({"route": ",".join(map(format_route_item, kept))} if route_text is not None else {}),
     }
     percent = metric in ("error", "top5")  # error rates as percentages, the others as they are
@@ -107,12 +107,12 @@ def run_lesion(
     shown, signed = ("6.2f", "+.2f") if percent else (".4g", "+.4g")
     click.echo(f"{label}, full network:  {record[keys[0]]:{shown}}{unit}")
     if drop_blocks or route_text is not None:
-        names = ", ".join(f"{i} ({exp.blocks[i].name})" for i in drop_blocks)
+        names = ", ".join(f"{i} ({exp.blocks[i].name})" for i in dropped)
         what = f"route {record['route']}" if route_text is not None else f"without {names}"
         click.echo(f"{label}, {what}: {record[keys[1]]:{shown}}{unit}")
         points = " points" if percent else ""
         click.echo(f"difference: {record[keys[2]]:{signed}}{points}")
     else:
         click.echo(
-            "no --drop-block given: pass --drop-block INDEX to delete a block, or --route ROUTE"
+            "no --drop-block given: pass --drop-block BLOCK to delete a block, or --route ROUTE"
         )

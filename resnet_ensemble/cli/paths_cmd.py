@@ -169,7 +169,7 @@ def paths(
     if not exhaustive:
         unused = [
             f"--{key.replace('_', '-')}"
-            for key in ("dataset", "data_dir", "limit", "download")
+            for key in ("dataset", "data_dir", "limit", "download", "tokenizer")
             if options.get(key) not in (None, False)
         ]
         if unused:

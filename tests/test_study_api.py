@@ -1,0 +1,99 @@
+"""The notebook API: ``study_sweep`` on a model in memory and any batches gives the table the
+``sweep`` command writes for the same model saved to disk (the command run as a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import resnet_ensemble
+from resnet_ensemble import load_dataset, make_loader, study_sweep
+from resnet_ensemble.checkpoints import save_checkpoint
+from resnet_ensemble.models import cifar_resnet
+
+from .conftest import randomize_batchnorm
+
+ROOT = Path(__file__).resolve().parents[1]
+KWARGS = {"num_classes": 10, "in_channels": 1}
+IMAGES = 24
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return randomize_batchnorm(cifar_resnet(14, **KWARGS), seed=3).eval()
+
+
+def _cli_table(tmp_path: Path, kind: str, *extra: str) -> pd.DataFrame:
+    """The ``sweep`` command's table for ``_model()`` saved as a checkpoint, run as a process."""
+    ckpt = tmp_path / "resnet14.pt"
+    save_checkpoint(
+        ckpt, _model(), arch="resnet14", arch_kwargs=KWARGS, dataset="embedded", metadata={}
+    )
+    out = tmp_path / f"cli_{kind}.csv"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RESNET_ENSEMBLE_DEBUG", None)
+    args = ["sweep", kind, "--model", str(ckpt), "--limit", str(IMAGES), "--device", "cpu"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnet_ensemble", *args, "--out", str(out), *extra],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return pd.read_csv(out)
+
+
+def test_study_sweep_in_memory_equals_the_commands_table(tmp_path: Path) -> None:
+    expected = _cli_table(tmp_path, "single")
+    # Another batch size than the command's: counts of mistakes do not depend on it.
+    loader = make_loader(load_dataset("embedded", "test", limit=IMAGES), batch_size=7)
+    got = study_sweep(_model(), loader, kind="single", name="resnet14")
+    pd.testing.assert_frame_equal(got, expected)
+    assert len(got) == 1 + 6  # the full network, then each of ResNet-14's six blocks
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["resnet14.pt", "cli_single.csv", "cli_single.json"]
+    )  # nothing written without out=
+
+
+def test_study_sweep_reorder_takes_a_generator_and_equals_the_command(tmp_path: Path) -> None:
+    expected = _cli_table(tmp_path, "reorder", "--max-swaps", "2", "--samples", "2")
+    data = load_dataset("embedded", "test", limit=IMAGES)
+
+    def batches():  # read once: study_sweep keeps it for every chunk
+        for start in range(0, IMAGES, 10):
+            items = [data[i] for i in range(start, min(start + 10, IMAGES))]
+            yield torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+    got = study_sweep(
+        _model(), batches(), kind="reorder", name="resnet14", max_swaps=2, samples=2, chunk=2
+    )
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_study_sweep_writes_a_table_only_with_out(tmp_path: Path) -> None:
+    loader = make_loader(load_dataset("embedded", "test", limit=8), batch_size=8)
+    out = tmp_path / "s.csv"
+    got = study_sweep(_model(), loader, out=out)
+    pd.testing.assert_frame_equal(got, pd.read_csv(out))
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["table"] == "sweep" and meta["complete"] is True and meta["rows"] == len(got)
+    assert meta["model"] == "CifarResNet" and meta["model_spec"] == "in memory"
+    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
+        study_sweep(_model(), loader, out=out)
+    study_sweep(_model(), loader, out=out, overwrite=True)
+
+
+def test_study_sweep_refuses_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind must be one of single, multi, reorder"):
+        study_sweep(_model(), [], kind="singles")  # type: ignore[arg-type]
+
+
+def test_the_notebook_names_are_exported() -> None:
+    names = ("study_sweep", "load_dataset", "make_loader", "evaluate_subnetworks")
+    for name in (*names, "analyze_gradients", "resolve_block"):
+        assert name in resnet_ensemble.__all__ and name in dir(resnet_ensemble)
