@@ -43,4 +43,4 @@ for name in $NETWORKS; do
       --out "$tables/reorder_resnet.csv" > /dev/null
   fi
 done
-"$BIN" depth "$ROOT"
+"$BIN" depth "$ROOT" --overwrite

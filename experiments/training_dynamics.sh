@@ -47,4 +47,4 @@ for pair in $SNAPSHOTS; do
     --images 128 --batches "$GRADIENT_BATCHES" --samples-per-length "$SAMPLES_PER_LENGTH" \
     --out "$tables/gradients.csv" --report "$ROOT/e$epoch/gradients.md" > /dev/null
 done
-"$BIN" dynamics "$ROOT"
+"$BIN" dynamics "$ROOT" --overwrite

@@ -43,6 +43,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from .outputs import claim_outputs
 from .paths import parse_blocks, shortest_range_holding, summarize_paths
 from .results import (
     TABLES,
@@ -1376,8 +1377,13 @@ def plot_all(
     formats: Sequence[Format] = ("png", "pdf"),
     *,
     on_skip: Callable[[str], None] | None = None,
+    overwrite: bool = True,
 ) -> list[Path]:
     """Draw every figure the tables allow into ``out_dir`` and return the files written.
+
+    The figure files are claimed before any is drawn (``outputs.claim_outputs``): a symlink or
+    anything but a regular file in their place is refused, and so, with ``overwrite`` False
+    (``ensemble-lesion plot`` without ``--overwrite``), is a figure that exists.
 
     ``tables`` are CSV files or folders to search (``find_tables``). Checks, before drawing,
     that ``out_dir`` can be written. A file that is not a table the plots know is skipped, and
@@ -1385,7 +1391,8 @@ def plot_all(
 
     Raises:
         ValueError: an unwritable ``out_dir``, a table lacking columns (without ``on_skip``),
-            an unknown style, width or format, or tables from which no figure can be drawn.
+            an unknown style, width or format, tables from which no figure can be drawn, or
+            figures that exist without ``overwrite``.
 
     Example:
         >>> plot_all(sorted(Path("results/tables").glob("*.csv")), "results/figures")
@@ -1419,10 +1426,13 @@ def plot_all(
         names = ", ".join(str(t.path) for t in loaded) or "the tables given"
         why = f" ({'; '.join(skipped)})" if skipped else ""
         raise ValueError(f"no figure can be drawn from {names}{why}: expected {_EXPECTED}")
-    for reason in skipped if on_skip is not None else ():
-        on_skip(f"skipped {reason}")
-    written: list[Path] = []
-    for name, draw in jobs:
-        fig = draw(style=style, width=width)
-        written += save_figure(fig, out, name, list(dict.fromkeys(formats)))
+    formats = list(dict.fromkeys(formats))
+    targets = [out / f"{name}.{fmt}" for name, _ in jobs for fmt in formats]
+    with claim_outputs(targets, overwrite=overwrite):
+        for reason in skipped if on_skip is not None else ():
+            on_skip(f"skipped {reason}")
+        written: list[Path] = []
+        for name, draw in jobs:
+            fig = draw(style=style, width=width)
+            written += save_figure(fig, out, name, formats)
     return written

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import fail_cleanly
+from .common import fail_cleanly, overwrite_option
 
 
 def _choice(*decls: str, choices: tuple[str, ...], **more: Any) -> Any:
@@ -43,8 +43,14 @@ def _choice(*decls: str, choices: tuple[str, ...], **more: Any) -> Any:
     default=("png", "pdf"),
     help="File format; repeat for several. PNG is drawn at 150 dpi.",
 )
+@overwrite_option("figures")
 def plot(
-    results: tuple[str, ...], out_dir: str, style: str, width: str, formats: tuple[str, ...]
+    results: tuple[str, ...],
+    out_dir: str,
+    style: str,
+    width: str,
+    formats: tuple[str, ...],
+    overwrite: bool,
 ) -> None:
     """Draw every paper figure that the RESULTS tables (CSV files, or folders holding them)
     allow, and list the files.
@@ -73,6 +79,7 @@ def plot(
             width=width,  # type: ignore[arg-type]
             formats=formats,  # type: ignore[arg-type]
             on_skip=lambda note: click.echo(f"note: {note}", err=True),
+            overwrite=overwrite,
         )
         for path in written:
             click.echo(str(path))
