@@ -408,11 +408,11 @@ def _check_output(
 def _check_written(table: ResultsTable) -> None:
     """Refuse to report rows that are not in the file: something other than this run (a
     writer that takes no lock, an editor) changed the table while the sweep held it."""
-    on_disk = read_table(table.path, [table.key])
-    if len(on_disk) != len(table.frame) or set(on_disk[table.key].astype(str)) != table.done:
+    on_disk, ours = read_table(table.path), table.frame
+    if not on_disk.equals(ours):
         raise ValueError(
             f"{table.path} was changed by another program while this sweep wrote it: it holds "
-            f"{len(on_disk)} rows, this sweep wrote {len(table.frame)}; run it again with "
+            f"{len(on_disk)} rows, not the {len(ours)} this sweep wrote; run it again with "
             "--overwrite, or write elsewhere"
         )
 

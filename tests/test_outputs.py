@@ -331,3 +331,28 @@ def test_a_private_table_stays_private_after_resume(model: Path, tmp_path: Path)
     assert table.read_text() == whole
     for p in (table, table.with_suffix(".json")):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+
+
+def test_a_sweep_whose_table_is_changed_under_it_does_not_claim_the_rows(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that takes no lock adds a row just before the sweep ends: the sweep reads its
+    table back and refuses to report rows that are not what it wrote."""
+    from resnet_ensemble.results import ResultsTable
+    from resnet_ensemble.sweeps import sweep_to_table
+
+    finish = ResultsTable.write_metadata
+
+    def meddle(self: ResultsTable, complete: bool, **extra: object) -> None:
+        finish(self, complete, **extra)
+        if complete:
+            with open(self.path, "a") as f:
+                f.write("other,residual,single,drop=99,,,,,,,,,0.5,4,8\n")
+
+    monkeypatch.setattr(ResultsTable, "write_metadata", meddle)
+    table = tmp_path / "t.csv"
+    experiment = {"model_spec": str(model), "limit": 8, "device": "cpu"}
+    # ResNet-14: the full network and its 6 blocks deleted one at a time, 7 rows.
+    changed = r"t.csv was changed by another program .* holds 8 rows, not the 7 this sweep"
+    with pytest.raises(ValueError, match=changed):
+        sweep_to_table("single", table, experiment)
