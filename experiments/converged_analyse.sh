@@ -47,4 +47,4 @@ for name in $NETWORKS; do
       --out "$tables/reorder_resnet.csv" > /dev/null
   fi
 done
-[ "$DEPTH" = 0 ] || "${bin[@]}" depth "$ROOT"
+[ "$DEPTH" = 0 ] || "${bin[@]}" depth "$ROOT" --overwrite

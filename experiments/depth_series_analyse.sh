@@ -53,4 +53,4 @@ for name in $NETWORKS; do
         --max-exhaustive "$MAX_EXHAUSTIVE" --subnetwork-images "$SUBNETWORK_IMAGES" \
         --subnetwork-samples 0 "${only[@]}" > /dev/null
 done
-"$BIN" depth "$ROOT"
+"$BIN" depth "$ROOT" --overwrite

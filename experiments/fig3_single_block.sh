@@ -19,4 +19,4 @@ if [ -n "$PLAIN" ]; then
   ensemble-lesion sweep single --model "$PLAIN" "${data[@]}" --out "$OUT/single_plain.csv" --overwrite
   tables+=("$OUT/single_plain.csv")
 fi
-ensemble-lesion plot "${tables[@]}" --out "$OUT/figures"
+ensemble-lesion plot "${tables[@]}" --out "$OUT/figures" --overwrite

@@ -11,4 +11,4 @@ data=(); [ -n "${DATASET:-}" ] && data=(--dataset "$DATASET")
 
 ensemble-lesion sweep multi --model "$MODEL" "${data[@]}" --max-k "$MAX_K" --samples "$SAMPLES" \
     --out "$OUT/multi_resnet.csv" --overwrite
-ensemble-lesion plot "$OUT/multi_resnet.csv" --out "$OUT/figures"
+ensemble-lesion plot "$OUT/multi_resnet.csv" --out "$OUT/figures" --overwrite

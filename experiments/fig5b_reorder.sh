@@ -11,4 +11,4 @@ data=(); [ -n "${DATASET:-}" ] && data=(--dataset "$DATASET")
 
 ensemble-lesion sweep reorder --model "$MODEL" "${data[@]}" --max-swaps "$MAX_SWAPS" \
     --samples "$SAMPLES" --out "$OUT/reorder_resnet.csv" --overwrite
-ensemble-lesion plot "$OUT/reorder_resnet.csv" --out "$OUT/figures"
+ensemble-lesion plot "$OUT/reorder_resnet.csv" --out "$OUT/figures" --overwrite

@@ -12,7 +12,7 @@ IMAGES=${IMAGES:-64}
 SAMPLES=${SAMPLES:-200}
 data=(); [ -n "${DATASET:-}" ] && data=(--dataset "$DATASET")
 
-ensemble-lesion paths --model "$MODEL" --out "$OUT/paths.csv"
+ensemble-lesion paths --model "$MODEL" --out "$OUT/paths.csv" --overwrite
 ensemble-lesion gradients --model "$MODEL" "${data[@]}" --images "$IMAGES" \
-    --samples-per-length "$SAMPLES" --out "$OUT/gradients.csv" --report "$OUT/gradients.md"
-ensemble-lesion plot "$OUT/paths.csv" "$OUT/gradients.csv" --out "$OUT/figures"
+    --samples-per-length "$SAMPLES" --out "$OUT/gradients.csv" --report "$OUT/gradients.md" --overwrite
+ensemble-lesion plot "$OUT/paths.csv" "$OUT/gradients.csv" --out "$OUT/figures" --overwrite

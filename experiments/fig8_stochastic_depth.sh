@@ -19,4 +19,4 @@ ensemble-lesion train --arch "$ARCH" --dataset "$DATASET" --epochs "$EPOCHS" --s
 ensemble-lesion sweep single --model "$OUT/resnet.pt" --limit 2000 --out "$OUT/single_resnet.csv" --overwrite
 ensemble-lesion sweep single --model "$OUT/stochastic_depth.pt" --limit 2000 \
     --out "$OUT/single_stochastic_depth.csv" --overwrite
-ensemble-lesion plot "$OUT/single_resnet.csv" "$OUT/single_stochastic_depth.csv" --out "$OUT/figures"
+ensemble-lesion plot "$OUT/single_resnet.csv" "$OUT/single_stochastic_depth.csv" --out "$OUT/figures" --overwrite

@@ -10,5 +10,5 @@ LIMIT=${LIMIT:-500}
 data=(); [ -n "${DATASET:-}" ] && data=(--dataset "$DATASET")
 
 # --out writes the path-count table there and the sub-network table beside it, as .subnetworks.csv
-ensemble-lesion paths --model "$MODEL" "${data[@]}" --exhaustive --limit "$LIMIT" --out "$OUT/paths.csv"
-ensemble-lesion plot "$OUT/paths.csv" "$OUT/paths.subnetworks.csv" --out "$OUT/figures"
+ensemble-lesion paths --model "$MODEL" "${data[@]}" --exhaustive --limit "$LIMIT" --out "$OUT/paths.csv" --overwrite
+ensemble-lesion plot "$OUT/paths.csv" "$OUT/paths.subnetworks.csv" --out "$OUT/figures" --overwrite

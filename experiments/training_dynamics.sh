@@ -50,4 +50,4 @@ for pair in $SNAPSHOTS; do
     --images 128 --batches "$GRADIENT_BATCHES" --samples-per-length "$SAMPLES_PER_LENGTH" \
     --out "$tables/gradients.csv" --report "$ROOT/e$epoch/gradients.md" > /dev/null
 done
-[ "$DRAW" = 0 ] || "${bin[@]}" dynamics "$ROOT"
+[ "$DRAW" = 0 ] || "${bin[@]}" dynamics "$ROOT" --overwrite

@@ -4,6 +4,8 @@ Holds:
 - ``atomic_write``: write bytes, text, or whatever a function writes, to a temporary file beside
   the target, fsync it, and rename it over the target; a crash, a kill or a full disk leaves the
   old file (or none), never a part of the new one
+- ``check_target``: refuse a target that is a symlink or exists and is not a regular file (a FIFO,
+  a device such as /dev/null, a socket, a folder): renaming over it would replace it
 - ``stale_temporaries`` / ``remove_stale_temporaries``: the hidden temporary files that a process
   killed mid-write (SIGKILL cannot be caught) left beside a target; a run that owns the target
   removes them before writing
@@ -17,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "remove_stale_temporaries", "stale_temporaries"]
+__all__ = ["atomic_write", "check_target", "remove_stale_temporaries", "stale_temporaries"]
 
 
 def _umask() -> int:
@@ -33,6 +36,45 @@ def _umask() -> int:
 
 def _temporary_prefix(path: Path) -> str:
     return f".{path.name}."
+
+
+def check_target(path: str | os.PathLike[str]) -> os.stat_result | None:
+    """Refuse a target that a rename would destroy rather than update: a symlink (the rename
+    replaces the link, not the file it points to) or anything but a regular file (a FIFO, a
+    character device such as /dev/null, a socket, a folder). Reads nothing and writes nothing.
+
+    Returns:
+        The existing file's ``stat`` (so that a rewrite can keep its mode), or None where there
+        is no file yet.
+
+    Raises:
+        ValueError: one line naming ``path`` and what it is.
+    """
+    path = Path(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError:  # e.g. a parent that is a file: the write itself will say so
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        raise ValueError(
+            f"refusing to write {path}: it is a symbolic link (to {os.readlink(path)}); give "
+            "the real path, or remove the link"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise ValueError(f"refusing to write {path}: it is {kind}, not a regular file")
+    return info
+
+
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
@@ -72,8 +114,17 @@ def atomic_write(
     A missing parent folder is created (only now that there is something to put in it). An
     ``OSError`` (a full disk, a read-only folder) is re-raised as an ``OSError`` with the same
     errno and a one-line message naming ``path``.
+
+    A target that is a symlink or not a regular file is refused before anything is written
+    (``check_target``); a file that is replaced keeps its permission bits (a private 0600 table
+    stays private).
+
+    Raises:
+        ValueError: ``path`` is a symlink or not a regular file.
+        OSError: the write failed; ``path`` is unchanged.
     """
     path = Path(path)
+    earlier = check_target(path)
     parent = path.parent if str(path.parent) else Path(".")
     tmp: str | None = None
     try:
@@ -86,8 +137,10 @@ def atomic_write(
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the permissions a plain open would.
-        os.chmod(tmp, 0o666 & ~_umask())
+        # mkstemp makes the file private (0600): keep the replaced file's permissions, else
+        # give it those a plain open would.
+        mode = stat.S_IMODE(earlier.st_mode) if earlier else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = None
     except OSError as err:

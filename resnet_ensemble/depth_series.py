@@ -26,8 +26,9 @@ from typing import Any
 import pandas as pd
 
 from . import paper, results
+from .outputs import claim_outputs
 from .paths import summarize_paths
-from .results import atomic_write_text, chance_level, check_writable, read_sidecar, write_table
+from .results import atomic_write_text, chance_level, read_sidecar, sidecar_path, write_table
 
 __all__ = [
     "DEPTH_COLUMNS",
@@ -247,24 +248,28 @@ def _summary(table: pd.DataFrame, command: str) -> str:
 
 
 def write_series(
-    root: str | Path, out: str | Path | None = None, *, command: str = ""
+    root: str | Path, out: str | Path | None = None, *, command: str = "", overwrite: bool = False
 ) -> list[Path]:
     """Collect the series under ``root``; write ``depth.csv`` and ``depth_k.csv`` (with
     sidecars) and ``summary.md`` into ``out`` (default ``root``), and the figures into
-    ``out/figures``. Returns the files written."""
+    ``out/figures``. Returns the files written.
+
+    Outputs that exist are refused without ``overwrite``; they are locked while written
+    (``outputs.claim_outputs``)."""
     from .plots import plot_all  # seaborn is slow to import; only this step draws
 
     table, curve = collect_series(root)  # refuses before anything is created
     out = Path(out) if out is not None else Path(root)
-    check_writable(out / "depth.csv")
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for name, frame, kind in (("depth", table, "depth"), ("depth_k", curve, "depth_k")):
-        path = out / f"{name}.csv"
-        write_table(path, frame, kind, {"root": str(root), "networks": len(table)})
-        written.append(path)
+    tables = [out / "depth.csv", out / "depth_k.csv"]
     summary = out / "summary.md"
-    atomic_write_text(summary, _summary(table, command))
-    written.append(summary)
-    written += [Path(p) for p in plot_all(written[:2], out / "figures")]
+    outputs = [*tables, *map(sidecar_path, tables), summary]
+    with claim_outputs(outputs, overwrite=overwrite, folders=[out / "figures"]):
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for path, frame, kind in zip(tables, (table, curve), ("depth", "depth_k"), strict=True):
+            write_table(path, frame, kind, {"root": str(root), "networks": len(table)})
+            written.append(path)
+        atomic_write_text(summary, _summary(table, command))
+        written.append(summary)
+        written += [Path(p) for p in plot_all(written[:2], out / "figures")]
     return written

@@ -24,8 +24,9 @@ import pandas as pd
 
 from . import results
 from .depth_series import read_analysis
+from .outputs import claim_outputs
 from .paths import summarize_paths
-from .results import atomic_write_text, check_writable, write_table
+from .results import atomic_write_text, sidecar_path, write_table
 
 __all__ = ["DYNAMICS_COLUMNS", "SWAP_COUNTS", "collect_dynamics", "write_dynamics"]
 
@@ -179,19 +180,23 @@ def _summary(table: pd.DataFrame, command: str) -> str:
 
 
 def write_dynamics(
-    root: str | Path, out: str | Path | None = None, *, command: str = ""
+    root: str | Path, out: str | Path | None = None, *, command: str = "", overwrite: bool = False
 ) -> list[Path]:
     """Collect the epochs under ``root``; write ``dynamics.csv`` (with its sidecar) and
     ``summary.md`` into ``out`` (default ``root``), and the figure into ``out/figures``.
-    Returns the files written."""
+    Returns the files written.
+
+    Outputs that exist are refused without ``overwrite``; they are locked while written
+    (``outputs.claim_outputs``)."""
     from .plots import plot_all  # seaborn is slow to import; only this step draws
 
     table = collect_dynamics(root)  # refuses before anything is created
     out = Path(out) if out is not None else Path(root)
-    check_writable(out / "dynamics.csv")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "dynamics.csv"
-    write_table(path, table, "dynamics", {"root": str(root), "epochs": len(table)})
-    summary = out / "summary.md"
-    atomic_write_text(summary, _summary(table, command))
-    return [path, summary, *map(Path, plot_all([path], out / "figures"))]
+    path, summary = out / "dynamics.csv", out / "summary.md"
+    with claim_outputs(
+        [path, sidecar_path(path), summary], overwrite=overwrite, folders=[out / "figures"]
+    ):
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(path, table, "dynamics", {"root": str(root), "epochs": len(table)})
+        atomic_write_text(summary, _summary(table, command))
+        return [path, summary, *map(Path, plot_all([path], out / "figures"))]

@@ -39,8 +39,9 @@ from .gradients import (
     sign_estimator,
     summarize_sampled,
 )
+from .outputs import claim_outputs, input_paths
 from .paths import summarize_paths
-from .results import atomic_write_text, check_writable, sidecar_path, write_table
+from .results import atomic_write_text, sidecar_path, write_table
 
 __all__ = [
     "AT_LABELS",
@@ -555,6 +556,7 @@ def study_gradients(
     norm: NormKind = "batch",
     out: str | Path | None = None,
     report: str | Path | None = None,
+    overwrite: bool = False,
     on_start: Callable[[str], None] | None = None,
 ) -> GradientStudy:
     """The gradient per path length of a model, on random batches of its data, into the
@@ -570,22 +572,69 @@ def study_gradients(
             image for a classifier, the input embeddings for a language model.
         out, report: the table (CSV with a JSON sidecar) and the report (Markdown, its figures
             in REPORT_STEM_figures/ beside it); see ``gradient_outputs``. Both are checked
-            writable before any work; None writes nothing.
+            before any work and locked for the run (``outputs.claim_outputs``); None writes
+            nothing.
+        overwrite: replace a table, report or figures that exist (without it they are
+            refused).
         on_start: called once the model and batches are ready, with a line that says what the
             slow part will do.
 
     Raises:
         ValueError: see ``gradient_outputs`` and ``analyze_gradients``; an output that cannot
-            be written, or a model and data that do not fit.
+            be written, is one of the inputs, exists without ``overwrite`` or is being written
+            by another process, or a model and data that do not fit.
 
     Example:
         >>> study = study_gradients({"model_spec": "ckpt.pt"}, report="results/gradients.md")
         >>> study.analysis.effective
     """
     out_path, report_path = gradient_outputs(out, report)
-    for path in (out_path, report_path):
-        if path is not None:
-            check_writable(path)
+    outputs = [out_path, report_path]
+    if out_path is not None:
+        outputs.insert(1, sidecar_path(out_path))
+    with claim_outputs(
+        outputs,
+        inputs=input_paths(experiment),
+        overwrite=overwrite,
+        folders=[_figures_dir(report_path)] if report_path is not None else [],
+    ):
+        return _study(
+            experiment,
+            images=images,
+            batches=batches,
+            split=split,
+            samples_per_length=samples_per_length,
+            sign_draws=sign_draws,
+            seed=seed,
+            at=at,
+            norm=norm,
+            out_path=out_path,
+            report_path=report_path,
+            on_start=on_start,
+        )
+
+
+def _figures_dir(report: Path) -> Path:
+    """``rep.md`` -> ``rep_figures/`` beside it: where the report's figures go."""
+    return report.parent / f"{report.stem}_figures"
+
+
+def _study(
+    experiment: Mapping[str, Any],
+    *,
+    images: int,
+    batches: int,
+    split: Literal["auto", "train", "test"],
+    samples_per_length: int,
+    sign_draws: int,
+    seed: int,
+    at: MeasuredAt | Literal["auto"],
+    norm: NormKind,
+    out_path: Path | None,
+    report_path: Path | None,
+    on_start: Callable[[str], None] | None,
+) -> GradientStudy:
+    """``study_gradients`` once its outputs are claimed."""
     exp = open_experiment(**experiment)
     chosen = exp.gradient_split(split)
     batch_list = exp.random_batches(images, batches, split=chosen, seed=seed)
@@ -618,7 +667,7 @@ def study_gradients(
         return study
     from .plots import plot_all  # here, not at the top: seaborn slows every import
 
-    fig_dir = report_path.parent / f"{report_path.stem}_figures"
+    fig_dir = _figures_dir(report_path)
     written = [Path(p) for p in plot_all([out_path], fig_dir)]
     figures = [p.relative_to(report_path.parent).as_posix() for p in written if p.suffix == ".png"]
     write_gradient_report(analysis, report_path, describe=describe, figures=figures)

@@ -50,6 +50,7 @@ from matplotlib.ticker import (
     NullFormatter,
 )
 
+from .outputs import claim_outputs
 from .paths import parse_blocks, shortest_range_holding, summarize_paths
 from .results import (
     TABLES,
@@ -1607,6 +1608,7 @@ def plot_all(
     *,
     fig_numbers: bool = True,
     on_skip: Callable[[str], None] | None = None,
+    overwrite: bool = True,
 ) -> list[Path]:
     """Draw every figure the tables allow into ``out_dir`` and return the files written.
 
@@ -1614,13 +1616,18 @@ def plot_all(
     ("Fig. 3 — deleting single blocks"); False leaves it out ("Deleting single blocks"), for
     figures of one's own models in one's own paper. Other figures never have one.
 
+    The figure files are claimed before any is drawn (``outputs.claim_outputs``): a symlink or
+    anything but a regular file in their place is refused, and so, with ``overwrite`` False
+    (``ensemble-lesion plot`` without ``--overwrite``), is a figure that exists.
+
     ``tables`` are CSV files or folders to search (``find_tables``). Checks, before drawing,
     that ``out_dir`` can be written. A file that is not a table the plots know is skipped, and
     ``on_skip`` is told why in one line; with ``on_skip`` None, it is refused.
 
     Raises:
         ValueError: an unwritable ``out_dir``, a table lacking columns (without ``on_skip``),
-            an unknown style, width or format, or tables from which no figure can be drawn.
+            an unknown style, width or format, tables from which no figure can be drawn, or
+            figures that exist without ``overwrite``.
 
     Example:
         >>> plot_all(sorted(Path("results/tables").glob("*.csv")), "results/figures")
@@ -1654,13 +1661,16 @@ def plot_all(
         names = ", ".join(str(t.path) for t in loaded) or "the tables given"
         why = f" ({'; '.join(skipped)})" if skipped else ""
         raise ValueError(f"no figure can be drawn from {names}{why}: expected {_EXPECTED}")
-    for reason in skipped if on_skip is not None else ():
-        on_skip(f"skipped {reason}")
-    written: list[Path] = []
-    for name, draw in jobs:
-        base = next(f for f in FIGURES if name.startswith(f))
-        numbered = TITLES.get(base, "").startswith("Fig. ")
-        title = {} if fig_numbers or not numbered else {"title": figure_title(base, False)}
-        fig = draw(style=style, width=width, **title)
-        written += save_figure(fig, out, name, list(dict.fromkeys(formats)))
+    formats = list(dict.fromkeys(formats))
+    targets = [out / f"{name}.{fmt}" for name, _ in jobs for fmt in formats]
+    with claim_outputs(targets, overwrite=overwrite):
+        for reason in skipped if on_skip is not None else ():
+            on_skip(f"skipped {reason}")
+        written: list[Path] = []
+        for name, draw in jobs:
+            base = next(f for f in FIGURES if name.startswith(f))
+            numbered = TITLES.get(base, "").startswith("Fig. ")
+            title = {} if fig_numbers or not numbered else {"title": figure_title(base, False)}
+            fig = draw(style=style, width=width, **title)
+            written += save_figure(fig, out, name, formats)
     return written

@@ -20,7 +20,8 @@ Holds:
   resume needs a readable sidecar that records the same experiment (``RESUME_KEYS``: model,
   weights, data folder and fingerprint, text file and window, settings)
 - ``run_metadata``: what every sidecar records (versions, command line, time)
-- ``check_writable``: refuse an unwritable output path before any work starts
+- ``check_writable``: refuse an unwritable output path before any work starts (the rest of
+  what a command checks about its outputs, and their locks, is ``outputs.claim_outputs``)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any, Literal, get_args
 import pandas as pd
 
 from ._version import __version__
-from .atomic import atomic_write, remove_stale_temporaries
+from .atomic import atomic_write, check_target, remove_stale_temporaries
 
 __all__ = [
     "DEPTH_COLUMNS",
@@ -338,8 +339,10 @@ def _nearest_existing(folder: Path) -> Path:
 
 
 def check_writable(path: str | Path) -> Path:
-    """Refuse, before any work, an output path that could not be written at the end: one that is
-    a folder, whose folder (or an ancestor of it) is a file, or whose folder cannot be written.
+    """Refuse, before any work, an output path that could not be written at the end, or must
+    not be: one that is a folder, a symlink or anything else but a regular file (a FIFO, a
+    device such as /dev/null: ``atomic.check_target``), whose folder (or an ancestor of it) is
+    a file, or whose folder cannot be written.
 
     Creates nothing: a missing folder is made by the first write, so a run that fails before it
     has anything to write leaves no trace.
@@ -348,6 +351,7 @@ def check_writable(path: str | Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise ValueError(f"cannot write {path}: it is a folder; give a file name")
+    check_target(path)
     existing = _nearest_existing(parent)
     if not existing.is_dir():
         raise ValueError(f"cannot write {path}: {existing} is a file, not a folder")

@@ -30,8 +30,9 @@ from .anatomy import Anatomy, anatomy
 from .engine import Strategy, count_route_mistakes
 from .experiment import open_experiment
 from .model_specs import load_model
+from .outputs import claim_outputs, input_paths
 from .paths import PathSummary, format_blocks, path_table, summarize_paths
-from .results import check_writable, write_table
+from .results import sidecar_path, write_table
 from .runtime import resolve_device
 
 __all__ = [
@@ -286,6 +287,7 @@ def study_paths(
     samples: int = 1024,
     seed: int = 0,
     out: str | Path | None = None,
+    overwrite: bool = False,
     on_counted: Callable[[PathStudy], None] | None = None,
 ) -> PathStudy:
     """Count a network's 2^n paths by length and, with ``exhaustive``, evaluate its
@@ -304,8 +306,9 @@ def study_paths(
         share: the central share of paths to find a range of lengths for.
         max_exhaustive: default ``MAX_EXHAUSTIVE`` for the model's device.
         out: where the "paths" table goes (CSV with a JSON sidecar); with ``exhaustive`` the
-            sub-networks go beside it (``subnetworks_path``). Checked writable before any work;
-            None writes nothing.
+            sub-networks go beside it (``subnetworks_path``). Checked before any work and
+            locked for the run (``outputs.claim_outputs``); None writes nothing.
+        overwrite: replace tables that exist (without it they are refused).
         on_counted: called with the study once the paths are counted (and written), before
             the sub-networks are evaluated, so that a caller can show the counts first.
 
@@ -314,8 +317,9 @@ def study_paths(
 
     Raises:
         ValueError: ``num_blocks`` with ``exhaustive``, a block without a shortcut (a plain
-            network has no paths), an unusable device or output path, or a model and data
-            that do not fit.
+            network has no paths), an unusable device, an output path that cannot be written,
+            is one of the inputs, exists without ``overwrite`` or is being written by another
+            process, or a model and data that do not fit.
 
     Example:
         >>> study = study_paths({"model_spec": "ckpt.pt"}, exhaustive=True, out="paths.csv")
@@ -326,54 +330,60 @@ def study_paths(
         raise ValueError("exhaustive evaluates a model: give its experiment, not num_blocks")
     if not exhaustive:  # a device that cannot be used is refused, not ignored
         resolve_device(settings.get("device", "auto"))
-    out_path = check_writable(out) if out is not None else None
-
-    exp = None
-    if num_blocks is not None:
-        describe: dict[str, Any] = {"model": "any network", "num_blocks": num_blocks}
-    elif exhaustive:
-        exp = open_experiment(**settings)
-        _refuse_plain(exp.anatomy)
-        describe = exp.describe()
-    else:
-        describe = _describe_model(settings)
-    summary = summarize_paths(int(describe["num_blocks"]), share)
-    study = PathStudy(describe, summary, path_table(summary.n, describe["model"]))
+    out_path = Path(out) if out is not None else None
+    outputs: list[Path] = []
     if out_path is not None:
-        metadata = {**describe, "n": summary.n, **summary.numbers()}
-        study.table_path = write_table(out_path, study.table, "paths", metadata)
-    if exp is not None:
-        if max_exhaustive is None:
-            max_exhaustive = MAX_EXHAUSTIVE["cuda" if exp.device.type == "cuda" else "cpu"]
-        study.plan = SubnetworkPlan(
-            every=summary.n <= max_exhaustive,
-            max_exhaustive=max_exhaustive,
-            samples=samples,
-            seed=seed,
-            images=int(describe["images"]),
-            dataset=exp.dataset_name,
+        outputs = [out_path, sidecar_path(out_path)]
+        if exhaustive:
+            outputs += [subnetworks_path(out_path), sidecar_path(subnetworks_path(out_path))]
+    inputs = input_paths(settings) if num_blocks is None else []
+    with claim_outputs(outputs, inputs=inputs, overwrite=overwrite):
+        exp = None
+        if num_blocks is not None:
+            describe: dict[str, Any] = {"model": "any network", "num_blocks": num_blocks}
+        elif exhaustive:
+            exp = open_experiment(**settings)
+            _refuse_plain(exp.anatomy)
+            describe = exp.describe()
+        else:
+            describe = _describe_model(settings)
+        summary = summarize_paths(int(describe["num_blocks"]), share)
+        study = PathStudy(describe, summary, path_table(summary.n, describe["model"]))
+        if out_path is not None:
+            metadata = {**describe, "n": summary.n, **summary.numbers()}
+            study.table_path = write_table(out_path, study.table, "paths", metadata)
+        if exp is not None:
+            if max_exhaustive is None:
+                max_exhaustive = MAX_EXHAUSTIVE["cuda" if exp.device.type == "cuda" else "cpu"]
+            study.plan = SubnetworkPlan(
+                every=summary.n <= max_exhaustive,
+                max_exhaustive=max_exhaustive,
+                samples=samples,
+                seed=seed,
+                images=int(describe["images"]),
+                dataset=exp.dataset_name,
+            )
+        if on_counted is not None:
+            on_counted(study)
+        if exp is None or study.plan is None:
+            return study
+
+        plan = study.plan
+        frame = evaluate_subnetworks(
+            exp.model, exp.loader(), max_exhaustive=plan.max_exhaustive, samples=samples, seed=seed
         )
-    if on_counted is not None:
-        on_counted(study)
-    if exp is None or study.plan is None:
+        frame.insert(0, "model", describe["model"])
+        study.subnetworks = frame
+        if out_path is not None:
+            sub_meta = {
+                **describe,
+                "exhaustive": plan.every,
+                "max_exhaustive": plan.max_exhaustive,
+                "samples": None if plan.every else samples,
+                "seed": seed,
+                "ensemble": frame.attrs["ensemble"],
+            }
+            study.subnetworks_path = write_table(
+                subnetworks_path(out_path), frame, "subnetworks", sub_meta
+            )
         return study
-
-    plan = study.plan
-    frame = evaluate_subnetworks(
-        exp.model, exp.loader(), max_exhaustive=plan.max_exhaustive, samples=samples, seed=seed
-    )
-    frame.insert(0, "model", describe["model"])
-    study.subnetworks = frame
-    if out_path is not None:
-        sub_meta = {
-            **describe,
-            "exhaustive": plan.every,
-            "max_exhaustive": plan.max_exhaustive,
-            "samples": None if plan.every else samples,
-            "seed": seed,
-            "ensemble": frame.attrs["ensemble"],
-        }
-        study.subnetworks_path = write_table(
-            subnetworks_path(out_path), frame, "subnetworks", sub_meta
-        )
-    return study

@@ -19,6 +19,7 @@ Holds:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import time
@@ -37,12 +38,15 @@ from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
 from .metrics import MetricName, resolve_metric
+from .outputs import claim_outputs, input_paths
 from .results import (
     SWEEP_COLUMNS,
     ResultsTable,
     SweepKind,
     check_writable,
+    read_table,
     run_metadata,
+    sidecar_path,
     sweep_columns,
 )
 
@@ -500,24 +504,44 @@ def _configurations(
     )
 
 
-def _check_output(path: Path, resume: bool, overwrite: bool, dist: Distributed) -> None:
-    """Refuse, before any work, an output that cannot be written or would be overwritten; every
-    rank learns rank 0's verdict, so that all stop with its message (not with a lost
-    connection when rank 0 leaves the process group)."""
+def _check_output(
+    path: Path,
+    resume: bool,
+    overwrite: bool,
+    dist: Distributed,
+    held: contextlib.ExitStack,
+    inputs: list[tuple[str, Path]],
+) -> None:
+    """Refuse, before any work, an output that cannot be written, is one of the inputs, is
+    being written by another process or would be overwritten (``claim_outputs``); on rank 0
+    its lock goes into ``held``, for the whole sweep. Every rank learns rank 0's verdict, so
+    that all stop with its message (not with a lost connection when rank 0 leaves the process
+    group)."""
     problem = None
     if dist.is_main:
         try:
-            check_writable(path)
-            if path.exists() and not (resume or overwrite):
-                raise ValueError(
-                    f"{path} already exists; pass --resume to continue it or "
-                    "--overwrite to start again"
+            held.enter_context(
+                claim_outputs(
+                    [path, sidecar_path(path)], inputs=inputs, resume=resume, overwrite=overwrite
                 )
+            )
         except ValueError as err:
             problem = str(err)
     problem = dist.from_main(problem)
     if problem:
         raise ValueError(problem)
+
+
+def _check_written(table: ResultsTable) -> None:
+    """Refuse to report rows that are not in the file: something other than this run (a
+    writer that takes no lock, an editor) changed the table while the sweep held it."""
+    on_disk, ours = read_table(table.path), table.frame
+    if not on_disk.equals(ours):
+        raise ValueError(
+            f"{table.path} was changed by another program while this sweep wrote it: it holds "
+            f"{len(on_disk)} rows, not the {len(ours)} this sweep wrote; run it again with "
+            "--overwrite, or write elsewhere"
+        )
 
 
 def sweep_to_table(
@@ -555,14 +579,18 @@ def sweep_to_table(
             units have finished since it was last called.
 
     Raises:
-        ValueError: an output that cannot be written, an existing table without --resume or
-            --overwrite, a table from another experiment, or configurations that cannot run.
+        ValueError: an output that cannot be written or is one of the inputs, a table another
+            process is writing, an existing table without --resume or --overwrite, a table
+            from another experiment, or configurations that cannot run.
     """
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other")
     path = Path(path)
-    with from_environment(experiment.get("device", "auto")) as dist:
-        _check_output(path, resume, overwrite, dist)
+    with (
+        from_environment(experiment.get("device", "auto")) as dist,
+        contextlib.ExitStack() as held,  # rank 0: the table's lock, until the sweep ends
+    ):
+        _check_output(path, resume, overwrite, dist, held, input_paths(experiment))
         exp = open_experiment(**{**experiment, "device": dist.device})
         specs = _configurations(
             kind,
@@ -640,6 +668,7 @@ def sweep_to_table(
             )
         else:
             table.write_metadata(complete=True, seconds=round(time.time() - start, 2))
+        _check_written(table)
         return SweepOutcome(path, len(specs), len(specs) - todo, table.frame, table.notes)
 
 

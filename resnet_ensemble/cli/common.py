@@ -3,9 +3,10 @@
 Holds ``fail_cleanly`` (exceptions -> one line on stderr and exit 1, traceback only with
 ``--debug``); the options shared so that every command spells them the same: ``model_options``,
 ``data_options``, ``metric_option``, ``seed_option``, ``device_option``, and the kinds
-``choice_option`` (one of a few names, the first the default) and ``file_option`` (a file to
-write, none unless given); ``positive_int``, ``progress_bar`` (a bar on a terminal, periodic
-lines elsewhere) and ``json_line`` (a record as one line of JSON, without float noise).
+``choice_option`` (one of a few names, the first the default), ``file_option`` (a file to
+write, none unless given) and ``overwrite_option`` (replace what exists, else it is
+refused); ``positive_int``, ``progress_bar`` (a bar on a terminal, periodic lines elsewhere)
+and ``json_line`` (a record as one line of JSON, without float noise).
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def choice_option(name: str, choices: Sequence[str], help: str) -> Callable[[F],
 def file_option(name: str, help: str) -> Callable[[F], F]:  # noqa: A002
     """``name``: a file to write (not a folder); nothing is written unless it is given."""
     return click.option(name, type=click.Path(dir_okay=False), default=None, help=help)
+
+
+def overwrite_option(what: str) -> Callable[[F], F]:
+    """--overwrite: replace ``what`` where it exists; without it an existing result is refused
+    (``outputs.claim_outputs``), so that nothing the user had is replaced by accident."""
+    return click.option(
+        "--overwrite", is_flag=True, help=f"Replace {what} if it exists (else it is refused)."
+    )
 
 
 #: --metric: what each route is scored by.

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .common import overwrite_option
+
 __all__ = ["depth"]
 
 
@@ -18,7 +20,8 @@ __all__ = ["depth"]
     default=None,
     help="Where the tables, figures and summary.md go (default: ROOT).",
 )
-def depth(root: str, out: str | None) -> None:
+@overwrite_option("depth.csv, depth_k.csv, summary.md and the figures")
+def depth(root: str, out: str | None, overwrite: bool) -> None:
     """Put the networks analysed under ROOT side by side, against their number of blocks.
 
     ROOT holds one folder per network, each written by `ensemble-lesion reproduce --model
@@ -37,5 +40,5 @@ def depth(root: str, out: str | None) -> None:
     from ..depth_series import write_series
 
     command = shlex.join(["ensemble-lesion", *sys.argv[1:]])
-    for path in write_series(root, out, command=command):
+    for path in write_series(root, out, command=command, overwrite=overwrite):
         click.echo(str(path))

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .common import overwrite_option
+
 __all__ = ["dynamics"]
 
 
@@ -18,7 +20,8 @@ __all__ = ["dynamics"]
     default=None,
     help="Where the table, figure and summary.md go (default: ROOT).",
 )
-def dynamics(root: str, out: str | None) -> None:
+@overwrite_option("dynamics.csv, summary.md and the figure")
+def dynamics(root: str, out: str | None, overwrite: bool) -> None:
     """Put the kept epochs of one training run side by side, against the epoch.
 
     ROOT holds one folder per epoch, e0, e5, ..., each with the tables of `sweep single`,
@@ -38,5 +41,5 @@ def dynamics(root: str, out: str | None) -> None:
     from ..dynamics import write_dynamics
 
     command = shlex.join(["ensemble-lesion", *sys.argv[1:]])
-    for path in write_dynamics(root, out, command=command):
+    for path in write_dynamics(root, out, command=command, overwrite=overwrite):
         click.echo(str(path))

@@ -18,6 +18,7 @@ from .common import (
     data_options,
     file_option,
     model_options,
+    overwrite_option,
     positive_int,
     seed_option,
 )
@@ -136,6 +137,7 @@ def _echo_table(table: pd.DataFrame) -> None:
     "Also write a Markdown report here, e.g. rep.md: its figures go to rep_figures/ "
     "beside it and, without --out, the table it is drawn from to rep.csv.",
 )
+@overwrite_option("the table, the report and its figures")
 def gradients(
     images: int,
     batches: int,
@@ -147,6 +149,7 @@ def gradients(
     seed: int,
     out: str | None,
     report: str | None,
+    overwrite: bool,
     **options: Any,
 ) -> None:
     """Decompose the input gradient by path length, exactly, and with the paper's sampling.
@@ -175,6 +178,7 @@ def gradients(
         norm=norm,
         out=out_path,
         report=report_path,
+        overwrite=overwrite,
         on_start=lambda line: click.echo(line, err=True),  # a quiet minute is not a hang
     )
     _echo_study(study)

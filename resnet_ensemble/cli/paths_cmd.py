@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import data_options, file_option, model_options, positive_int, seed_option
+from .common import (
+    data_options,
+    file_option,
+    model_options,
+    overwrite_option,
+    positive_int,
+    seed_option,
+)
 
 if TYPE_CHECKING:
     from ..subnetworks import PathStudy
@@ -141,6 +148,7 @@ def _echo_subnetworks(study: PathStudy) -> None:
     "error of each sub-network goes to OUT_STEM.subnetworks.csv. Without --out nothing is "
     "written.",
 )
+@overwrite_option("the tables")
 def paths(
     num_blocks: int | None,
     share: float,
@@ -149,6 +157,7 @@ def paths(
     samples: int,
     seed: int,
     out: str | None,
+    overwrite: bool,
     **options: Any,
 ) -> None:
     """Count the 2^n paths of a model by length (Binomial(n, 1/2)): mean and central range.
@@ -185,6 +194,7 @@ def paths(
         samples=samples,
         seed=seed,
         out=out,
+        overwrite=overwrite,
         on_counted=_echo_counts,
     )
     _echo_subnetworks(study)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import fail_cleanly
+from .common import fail_cleanly, overwrite_option
 
 
 def _choice(*decls: str, choices: tuple[str, ...], **more: Any) -> Any:
@@ -50,6 +50,7 @@ def _choice(*decls: str, choices: tuple[str, ...], **more: Any) -> Any:
     help="Start the title of a figure that reproduces one of the paper's with its number "
     "(Fig. 3 — deleting single blocks); --no-fig-numbers leaves it out, for your own paper.",
 )
+@overwrite_option("figures")
 def plot(
     results: tuple[str, ...],
     out_dir: str,
@@ -57,6 +58,7 @@ def plot(
     width: str,
     formats: tuple[str, ...],
     fig_numbers: bool,
+    overwrite: bool,
 ) -> None:
     """Draw every paper figure that the RESULTS tables (CSV files, or folders holding them)
     allow, and list the files.
@@ -86,6 +88,7 @@ def plot(
             formats=formats,  # type: ignore[arg-type]
             fig_numbers=fig_numbers,
             on_skip=lambda note: click.echo(f"note: {note}", err=True),
+            overwrite=overwrite,
         )
         for path in written:
             click.echo(str(path))

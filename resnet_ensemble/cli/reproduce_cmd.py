@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -126,10 +127,13 @@ def reproduce(
     **sizes: int | None,
 ) -> None:
     """Train (or reuse) the networks, run every sweep and the gradient analysis, draw every
-    figure and write summary.md. Finished stages are skipped on a re-run."""
+    figure and write summary.md. Finished stages are skipped on a re-run; a second run into
+    the same folder while one is running is refused."""
     if model_spec and any((resnet_ckpt, plain_ckpt, sd_ckpt, effective_ckpt)):
         raise click.UsageError("--model analyses one given model; drop the checkpoint options")
+    from ..outputs import output_lock
     from ..reproduce import Reproduction, scale_for
+    from ..results import check_writable
 
     depth = sizes["depth"]
     if depth is not None and check_depth(depth):
@@ -142,20 +146,22 @@ def reproduce(
         "effective_paths": effective_ckpt,
     }
     given = {variant: spec for variant, spec in reuse.items() if spec}  # checked by Reproduction
-    rep = Reproduction(
-        out,
-        dataset=dataset,
-        data_dir=data_dir,
-        download=download,
-        scale=scale,
-        model=model_spec,
-        weights_file=weights_file,
-        checkpoints=given,
-        device=device,
-        seed=seed,
-        log=lambda m: click.echo(m, err=True),
-        only=only or None,
-    )
-    summary = rep.run()
+    manifest = check_writable(Path(out) / "stages.json")
+    with output_lock(manifest):  # the whole folder, for the whole run
+        rep = Reproduction(
+            out,
+            dataset=dataset,
+            data_dir=data_dir,
+            download=download,
+            scale=scale,
+            model=model_spec,
+            weights_file=weights_file,
+            checkpoints=given,
+            device=device,
+            seed=seed,
+            log=lambda m: click.echo(m, err=True),
+            only=only or None,
+        )
+        summary = rep.run()
     click.echo(summary.read_text())
     click.echo(f"wrote {summary}")

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 import click
 
 from ..archs import BUILTIN_ARCH_PATTERN, num_blocks, parse_arch
-from .common import choice_option, device_option, positive_int, progress_bar, seed_option
+from .common import (
+    choice_option,
+    device_option,
+    overwrite_option,
+    positive_int,
+    progress_bar,
+    seed_option,
+)
 
 if TYPE_CHECKING:
     from ..training import EpochStart, TrainEvent
@@ -201,6 +208,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     "one process on CIFAR or Fashion-MNIST.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the epoch saved in --out.")
+@overwrite_option("the checkpoint and its history")
 @click.option(
     "--limit", type=positive_int, default=None, help="Use only the first N train (and test) images."
 )
@@ -239,6 +247,7 @@ def train(
     channels_last: bool | None,
     batch_augment: bool | None,
     resume: bool,
+    overwrite: bool,
     limit: int | None,
     test_limit: int | None,
     workers: int,
@@ -247,12 +256,18 @@ def train(
     """Train a CIFAR ResNet (He et al. 2016): SGD 0.9, wd 1e-4, lr 0.1 / 10 at 50% and 75%.
 
     Writes --out atomically after every epoch (with optimizer state, for --resume) and a CSV
-    history beside it. Under torchrun it trains with DistributedDataParallel.
+    history beside it; an existing --out is refused without --resume or --overwrite, and one
+    that another run is writing is refused at once. Under torchrun it trains with
+    DistributedDataParallel.
     """
     from ..data import check_data_dir
+    from ..outputs import claim_outputs, input_paths
+    from ..results import sidecar_path
     from ..training import TrainConfig, TrainingWarning, check_output_path, history_path
     from ..training import train as run_training
 
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite contradict each other")
     out = check_output_path(out)
     check_data_dir(dataset, data_dir)
     n_blocks = num_blocks(arch)
@@ -289,11 +304,20 @@ def train(
         num_workers=workers,
     )
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
-    if dataset.strip().lower() == "synthetic" and not quiet and main_process:
-        click.echo("note: synthetic data: a smoke test, not a benchmark", err=True)
-    with TrainDisplay() as display, warnings.catch_warnings():
-        warnings.simplefilter("ignore", TrainingWarning)  # echoed below, as one line each
-        result = run_training(config, progress=None if quiet else display)
+    # Rank 0 writes the files, so it alone claims them (and holds their locks to the end).
+    outputs = [out, history_path(out), sidecar_path(history_path(out))] if main_process else []
+    claim = claim_outputs(
+        outputs,
+        inputs=input_paths({"data_dir": data_dir}),
+        resume=resume,
+        overwrite=overwrite,
+    )
+    with claim:
+        if dataset.strip().lower() == "synthetic" and not quiet and main_process:
+            click.echo("note: synthetic data: a smoke test, not a benchmark", err=True)
+        with TrainDisplay() as display, warnings.catch_warnings():
+            warnings.simplefilter("ignore", TrainingWarning)  # echoed below, as one line each
+            result = run_training(config, progress=None if quiet else display)
     if not main_process:
         return
     plural = "" if result.epochs == 1 else "s"
