@@ -532,6 +532,15 @@ def _import_factory(target: str) -> Callable[..., Any]:
             f"cannot import {module_name} for --model {target} ({err}); run from the folder "
             "that holds it, or install it"
         ) from None
+    except SystemExit as stop:  # a module that exits on import must not end the program quietly
+        raise ValueError(
+            f"importing {module_name} for --model {target} called sys.exit({stop.code!r}); a "
+            "factory's module must only define the model"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - the user's module: name it with its failure
+        raise ValueError(
+            f"importing {module_name} for --model {target} failed ({first_line(err)})"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{module_name} has no callable {attr!r} for --model {target}")
@@ -547,7 +556,16 @@ def _accepts(factory: Callable[..., Any], *names: str) -> str | None:
 
 
 def _build(factory: Callable[..., Any], target: str, **kwargs: Any) -> nn.Module:
-    model = factory(**kwargs)
+    """Call the user's factory; whatever it raises (SystemExit too) becomes one line naming it."""
+    try:
+        model = factory(**kwargs)
+    except SystemExit as stop:  # would end the program with no word, exit 0 for sys.exit()
+        raise ValueError(
+            f"--model {target}: the factory called sys.exit({stop.code!r}) instead of returning "
+            "a model"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - the user's code: name it with its failure
+        raise ValueError(f"--model {target}: the factory failed ({first_line(err)})") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{target} returned a {type(model).__name__}, not a torch nn.Module")
     return model

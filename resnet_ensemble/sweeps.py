@@ -140,6 +140,11 @@ def _check_count(counts: int, samples: int, what: str) -> None:
         )
 
 
+#: The most single swaps ``random_swaps`` may draw in all (sample s of k swaps draws k of them):
+#: a few seconds of drawing.
+MAX_SWAP_DRAWS = 2_000_000
+
+
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     # One generator per configuration: a resumed sweep draws exactly the same configurations.
     return np.random.default_rng([seed, *keys])
@@ -232,6 +237,12 @@ def random_swaps(
     a stage (the authors' protocol; in a CIFAR ResNet that leaves block 0 in place)."""
     n = len(found.blocks)
     _check_count(max_swaps, samples, "swap counts")
+    draws = samples * max_swaps * (max_swaps + 1) // 2
+    if draws > MAX_SWAP_DRAWS:
+        raise ValueError(
+            f"--max-swaps {max_swaps} x --samples {samples} draw {draws:,} single swaps, more "
+            f"than the {MAX_SWAP_DRAWS:,} a sweep may draw; lower --max-swaps or --samples"
+        )
     groups = swappable_groups(found)
     if keep_stage_first:
         first = stage_first_blocks(found)

@@ -4,8 +4,10 @@ Holds ``fail_cleanly`` (exceptions -> one line on stderr and exit 1, traceback o
 ``--debug``); the options shared so that every command spells them the same: ``model_options``,
 ``data_options``, ``metric_option``, ``seed_option``, ``device_option``, and the kinds
 ``choice_option`` (one of a few names, the first the default) and ``file_option`` (a file to
-write, none unless given); ``positive_int``, ``progress_bar`` (a bar on a terminal, periodic
-lines elsewhere) and ``json_line`` (a record as one line of JSON, without float noise).
+write, none unless given); ``positive_int``, ``bounded`` (a count's range from
+``bounds.BOUNDS``), ``FiniteFloat`` (a float range that refuses NaN and infinities),
+``progress_bar`` (a bar on a terminal, periodic lines elsewhere) and ``json_line`` (a record
+as one line of JSON, without float noise).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
+
+from ..bounds import BOUNDS
 
 DEBUG_ENV = "RESNET_ENSEMBLE_DEBUG"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,6 +62,26 @@ def fail_cleanly() -> Iterator[None]:
 
 positive_int = click.IntRange(min=1)
 
+
+def bounded(name: str) -> click.IntRange:
+    """The click type of the user-given count ``name``: its range in ``bounds.BOUNDS``, so that
+    a number out of range is a one-line usage error before it drives any allocation or loop."""
+    bound = BOUNDS[name]
+    return click.IntRange(bound.lo, bound.hi)
+
+
+class FiniteFloat(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses NaN and infinities (NaN passes every range)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 # The names of ``metrics.MetricName`` and ``engine.Strategy``, spelled out here so that --help
 # does not import torch; a test checks that they agree.
 METRIC_CHOICES = ["error", "top5", "loss", "perplexity", "kl"]
@@ -88,7 +112,7 @@ metric_option = choice_option(
 
 def seed_option(help: str | None = None) -> Callable[[F], F]:  # noqa: A002 - click's name
     """--seed: an integer, 0 unless given; ``help`` says what it seeds."""
-    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+    return click.option("--seed", type=bounded("seed"), default=0, show_default=True, help=help)
 
 
 #: --device: where the work runs.
@@ -126,9 +150,11 @@ def model_options(func: F) -> F:
 def data_options(func: F) -> F:
     """--dataset, --data-dir, --download, --limit, --batch-size, --device."""
     func = device_option(func)
-    func = click.option("--batch-size", type=positive_int, default=256, show_default=True)(func)
+    func = click.option("--batch-size", type=bounded("batch_size"), default=256, show_default=True)(
+        func
+    )
     func = click.option(
-        "--limit", type=positive_int, default=None, help="Evaluate only the first N images."
+        "--limit", type=bounded("limit"), default=None, help="Evaluate only the first N images."
     )(func)
     func = click.option("--download", is_flag=True, help="Download the dataset (needs internet).")(
         func

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import click
 
 from .common import (
+    bounded,
     choice_option,
     data_options,
     file_option,
     model_options,
-    positive_int,
     seed_option,
 )
 
@@ -52,7 +52,7 @@ def _draws_option(name: str, default: int, help: str) -> Callable[[F], F]:  # no
     """An estimator's number of draws: 0 skips the estimator."""
     return click.option(
         name,
-        type=click.IntRange(min=0),
+        type=bounded(name.removeprefix("--").replace("-", "_")),
         default=default,
         show_default=True,
         callback=_check_draws,
@@ -80,7 +80,7 @@ def _echo_table(table: pd.DataFrame) -> None:
 @data_options
 @click.option(
     "--images",
-    type=positive_int,
+    type=bounded("images"),
     default=128,
     show_default=True,
     help="Images per batch (the paper's mini-batch: 128). Recorded: absolute values of the "
@@ -88,7 +88,7 @@ def _echo_table(table: pd.DataFrame) -> None:
 )
 @click.option(
     "--batches",
-    type=positive_int,
+    type=bounded("batches"),
     default=4,
     show_default=True,
     help="Random batches to measure on, drawn from --split by --seed; the error bands come "

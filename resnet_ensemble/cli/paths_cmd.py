@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import data_options, file_option, model_options, positive_int, seed_option
+from .common import FiniteFloat, bounded, data_options, file_option, model_options, seed_option
 
 if TYPE_CHECKING:
     from ..subnetworks import PathStudy
@@ -108,7 +108,7 @@ def _echo_subnetworks(study: PathStudy) -> None:
 )
 @click.option(
     "--share",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteFloat(0, 1, min_open=True),
     default=0.95,
     show_default=True,
     help="Central share of paths to report a range of lengths for.",
@@ -128,7 +128,7 @@ def _echo_subnetworks(study: PathStudy) -> None:
 )
 @click.option(
     "--samples",
-    type=positive_int,
+    type=bounded("samples"),
     default=1024,
     show_default=True,
     help="Sub-networks drawn (each block kept with probability 1/2, duplicates merged) when n "

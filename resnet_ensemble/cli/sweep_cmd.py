@@ -14,12 +14,12 @@ import click
 
 from .common import (
     STRATEGY_CHOICES,
+    bounded,
     choice_option,
     data_options,
     file_option,
     metric_option,
     model_options,
-    positive_int,
     progress_bar,
     seed_option,
 )
@@ -76,7 +76,7 @@ def _common_options(func: F) -> F:
             click.option("--overwrite", is_flag=True, help="Replace an existing table."),
             click.option(
                 "--chunk",
-                type=positive_int,
+                type=bounded("chunk"),
                 default=64,
                 show_default=True,
                 help="Configurations evaluated together; a kill loses at most one chunk.",
@@ -98,7 +98,7 @@ def _common_options(func: F) -> F:
 
 
 _SAMPLES = click.option(
-    "--samples", type=positive_int, default=3, show_default=True, help="Random draws per k."
+    "--samples", type=bounded("samples"), default=3, show_default=True, help="Random draws per k."
 )
 _SEED = seed_option()
 
@@ -210,7 +210,7 @@ multi = _kind_command(
     "k random blocks deleted together, k = 1..--max-k (paper Fig. 5a).",
     click.option(
         "--max-k",
-        type=positive_int,
+        type=bounded("max_k"),
         default=8,
         show_default=True,
         help="Delete up to this many blocks (the paper went to 20).",
@@ -229,7 +229,7 @@ reorder = _kind_command(
     "k random swaps of same-shape blocks, with their Kendall tau (paper Fig. 5b).",
     click.option(
         "--max-swaps",
-        type=positive_int,
+        type=bounded("max_swaps"),
         default=8,
         show_default=True,
         help="Up to this many swaps.",

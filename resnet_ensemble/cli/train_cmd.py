@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 import click
 
 from ..archs import BUILTIN_ARCH_PATTERN, num_blocks, parse_arch
-from .common import choice_option, device_option, positive_int, progress_bar, seed_option
+from .common import (
+    FiniteFloat,
+    bounded,
+    choice_option,
+    device_option,
+    progress_bar,
+    seed_option,
+)
 
 if TYPE_CHECKING:
     from ..training import EpochStart, TrainEvent
@@ -117,17 +124,17 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Checkpoint to write (every epoch); the history goes to OUT_STEM.history.csv.",
 )
-@click.option("--epochs", type=positive_int, default=164, show_default=True)
+@click.option("--epochs", type=bounded("epochs"), default=164, show_default=True)
 @click.option(
     "--batch-size",
-    type=positive_int,
+    type=bounded("batch_size"),
     default=128,
     show_default=True,
     help="Global batch, split over torchrun processes.",
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.1, show_default=True)
+@click.option("--momentum", type=FiniteFloat(0, 1), default=0.9, show_default=True)
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True)
 @choice_option("--schedule", ["step", "cosine"], "Step (He et al.) or cosine decay of the lr.")
 @click.option(
     "--milestones",
@@ -138,7 +145,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--warmup-epochs",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=100_000),
     default=0.0,
     show_default=True,
     help="Train at lr/10 first (He et al. warm ResNet-110 up for ~1 epoch).",
@@ -148,7 +155,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--stochastic-depth",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteFloat(0, 1, min_open=True),
     default=None,
     metavar="P",
     help="Stochastic depth with final survival probability P (Huang et al. use 0.5).",
@@ -160,7 +167,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--active-blocks",
-    type=positive_int,
+    type=bounded("active_blocks"),
     default=None,
     metavar="K",
     help="Effective-path training: each mini-batch runs K random blocks, the rest deleted.",
@@ -181,12 +188,15 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 )
 @click.option("--resume", is_flag=True, help="Continue from the epoch saved in --out.")
 @click.option(
-    "--limit", type=positive_int, default=None, help="Use only the first N train (and test) images."
+    "--limit",
+    type=bounded("limit"),
+    default=None,
+    help="Use only the first N train (and test) images.",
 )
 @click.option(
-    "--test-limit", type=positive_int, default=None, help="Evaluate on the first N test images."
+    "--test-limit", type=bounded("limit"), default=None, help="Evaluate on the first N test images."
 )
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--workers", type=bounded("workers"), default=2, show_default=True)
 @click.option("--quiet", is_flag=True, help="No per-epoch lines or progress bar.")
 def train(
     arch: str,
