@@ -60,6 +60,7 @@ BOUNDS: dict[str, Bound] = {
     "active_blocks": Bound(1, 10_000, "no network here has more blocks"),
     "window": Bound(2, 1 << 20, "a window is one sequence of the model's context"),
     "drop_block": Bound(0, 10_000, "no network here has more blocks"),
+    "num_blocks": Bound(0, 10_000, "a network of 2,000 layers has 1,000 blocks"),
     "num_classes": Bound(1, 100_000, "ImageNet-21k has 21,841 classes"),
     "in_channels": Bound(1, 64, "images have a handful of channels"),
 }

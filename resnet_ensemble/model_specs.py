@@ -36,11 +36,13 @@ from torch import nn
 
 from .archs import BUILTIN_ARCH_PATTERN, is_builtin_form
 from .checkpoints import (
+    check_safetensors_file,
     file_sha256,
     first_line,
     load_state,
     read_checkpoint,
     read_state_dict,
+    regular_file_size,
     strip_wrapper_prefix,
 )
 from .models import build_builtin
@@ -479,7 +481,13 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
             f"{folder} is not a Hugging Face model folder (no config.json); hf:PATH takes a "
             "local folder written by save_pretrained"
         )
-    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    regular_file_size(folder / "config.json", "config")
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - transformers' errors rarely name the file
+        raise ValueError(
+            f"{folder / 'config.json'} is not a readable Hugging Face config ({first_line(err)})"
+        ) from None
     auto = _hf_auto_class(config, folder)
     language = auto is transformers.AutoModelForCausalLM
     if language and (wanted.num_classes is not None or wanted.in_channels is not None):
@@ -492,6 +500,8 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
     has_own = any((folder / f).is_file() for f in _HF_WEIGHTS)
     weights = wanted.read_weights()
     if weights.state is None and has_own:
+        for shard in sorted(folder.glob("*.safetensors")):  # transformers reads them unchecked
+            check_safetensors_file(shard)
         model = _quietly(lambda: auto.from_pretrained(folder, local_files_only=True, **dtype))
     else:
         model = auto.from_config(config, **dtype)

@@ -147,6 +147,21 @@ def model_options(func: F) -> F:
     return func
 
 
+def echo_note(line: str) -> None:
+    """A note on stderr: what the user should know, that is not the result."""
+    click.echo(f"note: {line}", err=True)
+
+
+#: --verify: re-measure a checkpoint's recorded test error (``open_experiment``'s ``verify``).
+verify_option = click.option(
+    "--verify",
+    is_flag=True,
+    help="Re-measure the test error the checkpoint records, on its own test images, and stop "
+    "if they disagree (metadata that do not describe the weights). Without it the recorded "
+    "error is trusted and shown.",
+)
+
+
 def data_options(func: F) -> F:
     """--dataset, --data-dir, --download, --limit, --batch-size, --device."""
     func = device_option(func)

@@ -17,9 +17,11 @@ from .common import (
     bounded,
     choice_option,
     data_options,
+    echo_note,
     file_option,
     model_options,
     seed_option,
+    verify_option,
 )
 
 if TYPE_CHECKING:
@@ -126,6 +128,7 @@ def _echo_table(table: pd.DataFrame) -> None:
     "else at least 2).",
 )
 @seed_option()
+@verify_option
 @file_option(
     "--out",
     "Also write the per-length table here (CSV with a JSON sidecar). Without --out or "
@@ -164,7 +167,7 @@ def gradients(
 
     out_path, report_path = _output_paths(out, report)
     study = study_gradients(
-        options,
+        {**options, "on_note": echo_note},
         images=images,
         batches=batches,
         split=split,

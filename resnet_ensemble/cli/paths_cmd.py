@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import FiniteFloat, bounded, data_options, file_option, model_options, seed_option
+from .common import (
+    FiniteFloat,
+    bounded,
+    data_options,
+    echo_note,
+    file_option,
+    model_options,
+    seed_option,
+    verify_option,
+)
 
 if TYPE_CHECKING:
     from ..subnetworks import PathStudy
@@ -135,6 +144,7 @@ def _echo_subnetworks(study: PathStudy) -> None:
     "is above --max-exhaustive.",
 )
 @seed_option(help="Seed of the sample.")
+@verify_option
 @file_option(
     "--out",
     "Also write the per-length table here (CSV with a JSON sidecar); with --exhaustive the "
@@ -169,7 +179,7 @@ def paths(
     if not exhaustive:
         unused = [
             f"--{key.replace('_', '-')}"
-            for key in ("dataset", "data_dir", "limit", "download")
+            for key in ("dataset", "data_dir", "limit", "download", "verify")
             if options.get(key) not in (None, False)
         ]
         if unused:
@@ -177,7 +187,7 @@ def paths(
                 f"{', '.join(unused)}: data options need --exhaustive; counting paths reads no data"
             )
     study = study_paths(
-        options,
+        {**options, "on_note": echo_note},
         num_blocks=num_blocks,
         share=share,
         exhaustive=exhaustive,

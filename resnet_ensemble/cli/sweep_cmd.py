@@ -17,11 +17,13 @@ from .common import (
     bounded,
     choice_option,
     data_options,
+    echo_note,
     file_option,
     metric_option,
     model_options,
     progress_bar,
     seed_option,
+    verify_option,
 )
 
 __all__ = ["sweep"]
@@ -91,6 +93,7 @@ def _common_options(func: F) -> F:
                 "--channels-last", is_flag=True, help="channels_last memory format (GPU)."
             ),
             metric_option,
+            verify_option,
         ]
     ):
         func = option(func)
@@ -131,7 +134,7 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
         outcome = sweep_to_table(
             kind,  # type: ignore[arg-type]  # click checked it against KINDS
             Path(out or f"runs/sweep_{kind}.csv"),
-            options,
+            {**options, "on_note": echo_note},
             metric=metric,
             on_start=progress.start,
             **settings,
