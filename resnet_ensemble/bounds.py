@@ -59,7 +59,6 @@ BOUNDS: dict[str, Bound] = {
     "workers": Bound(0, 256, "each worker is a process"),
     "active_blocks": Bound(1, 10_000, "no network here has more blocks"),
     "window": Bound(2, 1 << 20, "a window is one sequence of the model's context"),
-    "drop_block": Bound(0, 10_000, "no network here has more blocks"),
     "num_blocks": Bound(0, 10_000, "a network of 2,000 layers has 1,000 blocks"),
     "num_classes": Bound(1, 100_000, "ImageNet-21k has 21,841 classes"),
     "in_channels": Bound(1, 64, "images have a handful of channels"),
@@ -126,6 +125,8 @@ def regular_file_size(path: Path, what: str, max_bytes: int) -> int:
 
 
 def _size(n: int) -> str:
-    if n % (1 << 30) == 0 and n:
+    if n < 1 << 20:
+        return f"{n:,} bytes"
+    if n % (1 << 30) == 0:
         return f"{n >> 30} GiB"
     return f"{n / 2**30:.1f} GiB" if n >= 1 << 30 else f"{n / 2**20:.1f} MiB"

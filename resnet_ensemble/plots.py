@@ -212,9 +212,10 @@ _VALUE_RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
     "subnetworks": {"error": _UNIT},
     "history": {"train_error": (0.0, 1.0, True), "test_error": (0.0, 1.0, True)},
     "training": {"train_error": (0.0, 1.0, True), "test_error": (0.0, 1.0, True)},
-    "depth": {"full_error": _UNIT, "single_mean": _UNIT},
+    # A network analysed only for its gradients has no deletion errors: NaN.
+    "depth": {"full_error": (0.0, 1.0, True), "single_mean": (0.0, 1.0, True)},
     "depth_k": {"error": _UNIT},
-    "dynamics": {"full_error": _UNIT},
+    "dynamics": {"full_error": (0.0, 1.0, True)},
 }
 #: A sweep's value column, by its metric: error rates are fractions, losses non-negative,
 #: perplexities at least 1.
@@ -258,10 +259,11 @@ def check_values(path: Path, kind: str, frame: pd.DataFrame, meta: Mapping[str, 
         lines = [int(i) + 2 for i in frame.index[bad.to_numpy()][:5]]
         shown = ", ".join(str(raw[bad].iloc[i])[:12] for i in range(min(3, int(bad.sum()))))
         more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+        several = bad.sum() > 1
         raise BadValues(
-            f"{path}: {column} must be {_range_text(lo, hi)}, but line"
-            f"{'s' if bad.sum() > 1 else ''} {', '.join(map(str, lines))}{more} hold "
-            f"{shown}; fix or remove those rows"
+            f"{path}: {column} must be {_range_text(lo, hi)}, but line{'s' if several else ''} "
+            f"{', '.join(map(str, lines))}{more} hold{'' if several else 's'} {shown}; fix or "
+            "remove those rows"
         )
 
 

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .common import bounded, data_options, json_line, metric_option, model_options
+from .common import data_options, json_line, metric_option, model_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,7 +28,7 @@ def lesion_options(func: F) -> F:
     func = click.option(
         "--drop-block",
         "drop_blocks",
-        type=bounded("drop_block"),
+        type=int,  # checked against the model's blocks before anything runs
         multiple=True,
         metavar="INDEX",
         help="Delete this block (0-based, as `ensemble-lesion blocks` lists); repeatable.",
