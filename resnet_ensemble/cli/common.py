@@ -147,9 +147,13 @@ def model_options(func: F) -> F:
     return func
 
 
-def echo_note(line: str) -> None:
-    """A note on stderr: what the user should know, that is not the result."""
-    click.echo(f"note: {line}", err=True)
+class Notes(list[str]):
+    """Notes gathered while a command runs, shown once it has succeeded: what the user should
+    know beside the result (a checkpoint's recorded error), kept off a failure's one line."""
+
+    def echo(self) -> None:
+        for line in self:
+            click.echo(f"note: {line}", err=True)
 
 
 #: --verify: re-measure a checkpoint's recorded test error (``open_experiment``'s ``verify``).

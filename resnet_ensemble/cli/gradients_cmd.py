@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import click
 
 from .common import (
+    Notes,
     bounded,
     choice_option,
     data_options,
-    echo_note,
     file_option,
     model_options,
     seed_option,
@@ -166,8 +166,9 @@ def gradients(
     from ..gradient_analysis import study_gradients
 
     out_path, report_path = _output_paths(out, report)
+    notes = Notes()
     study = study_gradients(
-        {**options, "on_note": echo_note},
+        {**options, "on_note": notes.append},
         images=images,
         batches=batches,
         split=split,
@@ -181,6 +182,7 @@ def gradients(
         on_start=lambda line: click.echo(line, err=True),  # a quiet minute is not a hang
     )
     _echo_study(study)
+    notes.echo()
 
 
 def _echo_study(study: GradientStudy) -> None:

@@ -12,9 +12,9 @@ import click
 
 from .common import (
     FiniteFloat,
+    Notes,
     bounded,
     data_options,
-    echo_note,
     file_option,
     model_options,
     seed_option,
@@ -186,8 +186,9 @@ def paths(
             raise click.UsageError(
                 f"{', '.join(unused)}: data options need --exhaustive; counting paths reads no data"
             )
+    notes = Notes()
     study = study_paths(
-        {**options, "on_note": echo_note},
+        {**options, "on_note": notes.append},
         num_blocks=num_blocks,
         share=share,
         exhaustive=exhaustive,
@@ -198,3 +199,4 @@ def paths(
         on_counted=_echo_counts,
     )
     _echo_subnetworks(study)
+    notes.echo()

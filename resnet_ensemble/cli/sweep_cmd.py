@@ -14,10 +14,10 @@ import click
 
 from .common import (
     STRATEGY_CHOICES,
+    Notes,
     bounded,
     choice_option,
     data_options,
-    echo_note,
     file_option,
     metric_option,
     model_options,
@@ -130,19 +130,20 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     }
     if settings.get("resume") and settings.get("overwrite"):
         raise click.UsageError("--resume and --overwrite contradict each other")
+    notes = Notes()
     with _Progress(f"sweep {kind}") as progress:
         outcome = sweep_to_table(
             kind,  # type: ignore[arg-type]  # click checked it against KINDS
             Path(out or f"runs/sweep_{kind}.csv"),
-            {**options, "on_note": echo_note},
+            {**options, "on_note": notes.append},
             metric=metric,
             on_start=progress.start,
             **settings,
         )
     if outcome.frame is None:  # not rank 0
         return
-    for note in outcome.notes:
-        click.echo(f"note: {note}", err=True)
+    notes.extend(outcome.notes)
+    notes.echo()
     _echo_summary(summarize_sweep(outcome.frame, metric), metric)
     frame = outcome.frame
     base = frame.loc[frame["config"] == "baseline", metric]
