@@ -54,6 +54,7 @@ BOUNDS: dict[str, Bound] = {
     "sign_draws": Bound(0, 100_000, "each draw costs one exact decomposition"),
     "max_k": Bound(1, 10_000, "no network here has more blocks"),
     "max_swaps": Bound(1, 10_000, "no network here has more blocks"),
+    "max_exhaustive": Bound(0, 24, "2^24 sub-networks are 16.8 million evaluations"),
     "chunk": Bound(1, 100_000, "a sweep has at most 100,000 configurations"),
     "epochs": Bound(1, 100_000, "He et al. trained for 164 epochs"),
     "workers": Bound(0, 256, "each worker is a process"),

@@ -27,6 +27,7 @@ import torch
 
 from . import paper
 from .anatomy import anatomy
+from .bounds import check_count
 from .experiment import open_experiment
 from .gradients import (
     MAX_SAMPLED_PATHS,
@@ -168,6 +169,7 @@ def analyze_gradients(
         raise ValueError(f"sign_draws must be 0 (skip) or at least 2, got {sign_draws}")
     if not batches:
         raise ValueError("need at least one batch of images")
+    check_count("seed", seed, "seed")
     _check_sampled_total(len(batches), samples_per_length, len(anatomy(model).blocks))
     if at is None:  # the image for a classifier, the input embeddings for a language model
         at = "blocks" if anatomy(model).task == "language" else "image"

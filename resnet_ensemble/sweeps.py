@@ -28,6 +28,7 @@ import scipy.stats
 import torch
 
 from .anatomy import Anatomy, block_shapes
+from .bounds import check_count
 from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
@@ -188,6 +189,7 @@ def multi_deletions(
     """k = 1..max_k random blocks deleted together, ``samples`` draws each, drawn from the
     ``eligible`` blocks (``Eligible``; by default those that do not downsample)."""
     n = len(found.blocks)
+    check_count("seed", seed, "seed")
     _check_count(max_k, samples, "values of k")
     candidates = _eligible_blocks(found, eligible)
     if max_k > len(candidates):
@@ -236,6 +238,7 @@ def random_swaps(
     Kendall tau of the resulting order. ``keep_stage_first``: no swap moves the first block of
     a stage (the authors' protocol; in a CIFAR ResNet that leaves block 0 in place)."""
     n = len(found.blocks)
+    check_count("seed", seed, "seed")
     _check_count(max_swaps, samples, "swap counts")
     draws = samples * max_swaps * (max_swaps + 1) // 2
     if draws > MAX_SWAP_DRAWS:
