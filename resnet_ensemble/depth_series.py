@@ -62,7 +62,7 @@ PAPER_AT_54 = {
 
 #: The columns each analysis table must have for the series to read it.
 _ANALYSIS_COLUMNS = {
-    "single_resnet": ("config", "error", "downsampling"),
+    "single_resnet": ("config", "error"),
     "multi_resnet": ("config", "error", "k"),
     "reorder_resnet": ("config", "error", "k"),
 }
@@ -87,13 +87,16 @@ def _strict_sidecar(path: Path) -> dict[str, Any]:
     return meta
 
 
-def read_analysis(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+def read_analysis(
+    folder: Path, name: str, columns: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     """``folder/tables/NAME.csv`` and its sidecar, or (None, {}) when it is not there; a table
-    that lacks its columns, or whose errors are not fractions, is refused naming the file."""
+    that lacks its columns (or the ``columns`` the caller needs), or whose errors are not
+    fractions, is refused naming the file."""
     path = folder / "tables" / f"{name}.csv"
     if not path.exists():
         return None, {}
-    frame = results.read_table(path, _ANALYSIS_COLUMNS.get(name, ()))
+    frame = results.read_table(path, (*_ANALYSIS_COLUMNS.get(name, ()), *columns))
     if "error" in frame.columns:
         from .plots import check_values  # here: plots imports seaborn
 
@@ -106,7 +109,7 @@ def read_analysis(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[st
 def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
     """The row of one reproduce folder and its k-deletion curve; None without a single-block
     sweep or a gradient analysis (a network analysed in parts has NaN for the rest)."""
-    single, meta = read_analysis(folder, "single_resnet")
+    single, meta = read_analysis(folder, "single_resnet", ("downsampling",))
     grads, gmeta = read_analysis(folder, "gradients")
     if single is None and grads is None:
         return None
