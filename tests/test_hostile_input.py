@@ -341,7 +341,7 @@ _SINGLE = "config,error,downsampling\nbaseline,0.1,False\ndrop=0,0.3,False\n"
 @pytest.mark.parametrize(
     ("table", "sidecar", "said"),
     [
-        ("config,err\nbaseline,0.1\n", None, "lacks the columns ['error']"),
+        ("config,err\nbaseline,0.1\n", None, "lacks the columns ['error'"),
         ("config,error,downsampling\ndrop=0,0.3,False\n", None, "has no baseline row"),
         (_SINGLE, '{"num_blocks": 1000000000000}', "num_blocks must be from 0 to 10,000"),
         (_SINGLE, '{"num_blocks": 3,\n', "single_resnet.json is not a readable JSON sidecar"),
