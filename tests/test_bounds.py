@@ -102,7 +102,7 @@ def test_state_dict_dtypes_that_cast_cleanly_pass_and_quantised_ones_are_refused
     good = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in
             model.state_dict().items()}  # fmt: skip
     check_state_dict(model, good, "w.pt", "net")  # half precision and the int64 counter
-    for dtype, said in ((torch.int8, "int8 (integer"), (torch.float8_e5m2, "8-bit float")):
+    for dtype, said in ((torch.int8, r"int8 \(integer"), (torch.float8_e5m2, "8-bit float")):
         bad = {**good, "0.weight": good["0.weight"].to(dtype)}
         with pytest.raises(ValueError, match=rf"w.pt stores 0.weight as .*{said}"):
             check_state_dict(model, bad, "w.pt", "net")
