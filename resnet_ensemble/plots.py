@@ -1501,6 +1501,9 @@ def plot_all(
             raise
         except ValueError as err:
             skipped.append(str(err))
+    if skipped and not loaded:  # nothing readable: the reasons, not the list of kinds
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        raise ValueError(f"no figure can be drawn: {skipped[0]}{more}")
     jobs = _figure_jobs(loaded)
     if not jobs:  # the error says why; no separate notes
         names = ", ".join(str(t.path) for t in loaded) or "the tables given"

@@ -135,8 +135,8 @@ def test_a_checkpoint_that_claims_too_much_is_refused(
     [
         (["sweep", "multi", "--samples", "1000000000"], "not in the range 1<=x<=100000"),
         (["sweep", "multi", "--max-k", "99999"], "not in the range 1<=x<=10000"),
-        (["sweep", "single", "--seed", "-1"], "not in the range 0<=x<=4294967295"),
-        (["sweep", "single", "--seed", "9" * 30], "not in the range 0<=x<=4294967295"),
+        (["sweep", "multi", "--seed", "-1"], "not in the range 0<=x<=4294967295"),
+        (["sweep", "multi", "--seed", "9" * 30], "not in the range 0<=x<=4294967295"),
         (["sweep", "single", "--batch-size", "1000000000"], "not in the range 1<=x<=16384"),
         (["sweep", "single", "--limit", "0"], "not in the range 1<=x<=100000000"),
         (["sweep", "single", "--chunk", "10000000"], "not in the range 1<=x<=100000"),
