@@ -251,9 +251,10 @@ def verify_recorded_error(exp: Experiment, data_dir: str | None = None) -> str:
 
 
 def _recorded_note(exp: Experiment, verify: bool, data_dir: str | None) -> str | None:
-    if verify:
-        return verify_recorded_error(exp, data_dir if exp.dataset_name != "embedded" else None)
     found = recorded_error(exp.loaded)
+    if verify:  # the folder given is the recorded dataset's only where the names agree
+        same = found is not None and found[2] == exp.dataset_name
+        return verify_recorded_error(exp, data_dir if same else None)
     if found is None:
         return None
     error, images, name = found
