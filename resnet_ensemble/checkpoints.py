@@ -425,7 +425,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
 #: Bytes per element of each safetensors dtype (the format's own names).
 _SAFETENSORS_DTYPES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "F8_E8M0": 1,
+    "C64": 8,
 }  # fmt: skip
 #: The largest safetensors header read (the format's own reader stops at 100 MB as well).
 MAX_SAFETENSORS_HEADER = 100_000_000
