@@ -142,3 +142,35 @@ def test_verify_re_measures_the_embedded_checkpoint_and_otherwise_shows_its_reco
     assert "trusted (--verify re-measures it)" in notes[0]
     open_experiment(limit=8, verify=True, on_note=notes.append)
     assert "measures 6.89% test error on 10,000 fashion-mnist test images" in notes[1]
+
+
+def test_a_figure_that_fails_to_draw_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every figure is rendered before the first is written: the second failing leaves the
+    first unwritten too."""
+    from resnet_ensemble import plots
+    from tests.test_plots import make_tables
+
+    tables = make_tables(tmp_path / "tables")
+    real = plots._figure_jobs
+
+    def jobs_then_failure(loaded):  # type: ignore[no-untyped-def]
+        def fail(**_kwargs):  # type: ignore[no-untyped-def]
+            raise RuntimeError("drawing failed")
+
+        return [*real(loaded)[:1], ("broken", fail)]
+
+    monkeypatch.setattr(plots, "_figure_jobs", jobs_then_failure)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        plots.plot_all([tables[0]], tmp_path / "figs", formats=["png"])
+    assert not (tmp_path / "figs").exists()
+
+
+def test_a_hugging_face_config_that_does_not_load_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from resnet_ensemble.model_specs import load_model
+
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2",\n')
+    with pytest.raises(ValueError, match=r"config.json is not a readable Hugging Face config \("):
+        load_model(f"hf:{tmp_path}")
