@@ -468,6 +468,42 @@ def _quietly(load: Callable[[], Any]) -> Any:
             hf_logging.enable_progress_bar()
 
 
+#: The largest sizes a Hugging Face config may ask for, checked before the model is built from
+#: it (a config of 10^7 layers would allocate until memory runs out): far above any open model.
+_HF_SIZES = {
+    "num_hidden_layers": 10_000, "n_layer": 10_000, "hidden_size": 1 << 17, "n_embd": 1 << 17,
+    "intermediate_size": 1 << 20, "n_inner": 1 << 20, "vocab_size": 1 << 24,
+    "num_attention_heads": 4096, "n_head": 4096, "max_position_embeddings": 1 << 22,
+    "n_positions": 1 << 22, "num_labels": 100_000, "num_channels": 64,
+}  # fmt: skip
+#: The most parameters a config may imply (about 12 h^2 per layer and h per token of the
+#: vocabulary): a trillion, above the largest open models.
+_HF_MAX_PARAMETERS = 10**12
+
+
+def _check_hf_sizes(config: Any, source: Path) -> None:
+    """Refuse, before anything is allocated, a config whose sizes are not whole numbers within
+    ``_HF_SIZES`` or that imply more than ``_HF_MAX_PARAMETERS`` parameters."""
+    for key, most in _HF_SIZES.items():
+        value = getattr(config, key, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+            shown = repr(value)[:24]
+            raise ValueError(
+                f"{source}: {key} must be a whole number from 0 to {most:,}, got {shown}"
+            )
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
+    width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 0
+    vocab = getattr(config, "vocab_size", None) or 0
+    implied = layers * 12 * width * width + vocab * width
+    if isinstance(implied, int) and implied > _HF_MAX_PARAMETERS:
+        raise ValueError(
+            f"{source} implies about {implied:.2e} parameters ({layers} layers of width "
+            f"{width}), more than the {_HF_MAX_PARAMETERS:.0e} a model may have"
+        )
+
+
 def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
     """``hf:PATH``: a local Hugging Face folder (config.json, and weights if it has them),
     loaded with transformers' Auto classes; nothing is downloaded.
@@ -488,6 +524,7 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
         raise ValueError(
             f"{folder / 'config.json'} is not a readable Hugging Face config ({first_line(err)})"
         ) from None
+    _check_hf_sizes(config, folder / "config.json")
     auto = _hf_auto_class(config, folder)
     language = auto is transformers.AutoModelForCausalLM
     if language and (wanted.num_classes is not None or wanted.in_channels is not None):

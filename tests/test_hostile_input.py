@@ -372,3 +372,26 @@ def test_verify_refuses_a_checkpoint_whose_metadata_do_not_describe_its_weights(
     args = ["sweep", "single", "--model", "claims.pt", "--limit", "10", "--verify"]
     line = _refused([*args, "--out", "s.csv"], tmp_path, status=(1,))
     assert "claims.pt records a test error of 6.89% on 1,000 fashion-mnist test images" in line
+
+
+@pytest.mark.parametrize(
+    ("sizes", "said"),
+    [
+        (
+            {"n_layer": 10_000_000},
+            "num_hidden_layers must be a whole number from 0 to 10,000, got 10000000",
+        ),
+        ({"n_layer": 10_000, "n_embd": 65_536}, "implies about 5.15e+14 parameters"),
+        ({"vocab_size": -5}, "vocab_size must be a whole number from 0 to 16,777,216, got -5"),
+    ],
+)
+def test_a_hugging_face_config_that_claims_too_much_is_refused(
+    sizes: dict, said: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("transformers")
+    folder = tmp_path / "lm"
+    folder.mkdir()
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], **sizes}
+    (folder / "config.json").write_text(json.dumps(config))
+    line = _refused(["blocks", "--model", f"hf:{folder}"], tmp_path, status=(1,))
+    assert said in line and "config.json" in line
