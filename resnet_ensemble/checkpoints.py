@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import math
 import os
 import pickle
 import pickletools
 import re
-import stat
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import bounds
 from .archs import parse_arch
 from .atomic import atomic_write
 from .models import BUILDER_OPTIONS
@@ -46,6 +48,8 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "atomic_write",
+    "check_safetensors_file",
+    "check_safetensors_header",
     "check_state_dict",
     "file_sha256",
     "first_line",
@@ -268,25 +272,8 @@ MAX_ZIP_EXPANSION = 4
 
 def regular_file_size(path: Path, what: str = "checkpoint") -> int:
     """The size of ``path``, checked by ``stat`` alone before anything opens it: a regular file
-    no larger than ``MAX_FILE_BYTES`` (a FIFO would block the reader, a device such as
-    /dev/zero never ends)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ValueError(f"{path} cannot be read ({err.strerror or err})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ValueError(f"{path} is a directory, not a {what} file")
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
-        raise ValueError(f"{path} is {kind}, not a {what} file; give a regular file")
-    if st.st_size > MAX_FILE_BYTES:
-        raise ValueError(
-            f"{path} is {st.st_size / 2**30:.1f} GiB, more than the {MAX_FILE_BYTES >> 30} GiB "
-            f"a {what} file may be"
-        )
-    return st.st_size
+    no larger than ``MAX_FILE_BYTES`` (``bounds.regular_file_size``)."""
+    return bounds.regular_file_size(path, what, MAX_FILE_BYTES)
 
 
 def read_file(path: Path, what: str = "checkpoint") -> bytes:
@@ -435,7 +422,90 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     return strip_wrapper_prefix(dict(state)), sha
 
 
+#: Bytes per element of each safetensors dtype (the format's own names).
+_SAFETENSORS_DTYPES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "F8_E8M0": 1,
+    "C64": 8,
+}  # fmt: skip
+#: The largest safetensors header read (the format's own reader stops at 100 MB as well).
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def check_safetensors_header(head: bytes, size: int, path: Path) -> dict[str, Any]:
+    """The header of a safetensors file of ``size`` bytes whose first bytes are ``head`` (at
+    least the 8-byte length and the header), checked before any tensor is read: the length
+    within bounds and the file, every entry's dtype known, its shape whole numbers, its offsets
+    inside the data and as many bytes apart as its dtype and shape need.
+
+    Raises:
+        ValueError: one line naming the file and the first entry that does not fit.
+    """
+    bad = f"{path} is not a readable safetensors file"
+    if size < 8 or len(head) < 8:
+        raise ValueError(f"{bad} (it has {size} bytes, fewer than the 8 of its header length)")
+    length = int.from_bytes(head[:8], "little")
+    if length > MAX_SAFETENSORS_HEADER or 8 + length > size:
+        raise ValueError(
+            f"{bad} (its header claims {length:,} bytes; the file has {size:,} and a header may "
+            f"have {MAX_SAFETENSORS_HEADER:,})"
+        )
+    try:
+        header = json.loads(head[8 : 8 + length].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"{bad} (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{bad} (its header is not a JSON object)")
+    data_bytes = size - 8 - length
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        where = f"{bad} (tensor {str(name)[:60]!r}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} has no dtype, shape and offsets)")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"{where} has an unknown dtype {str(dtype)[:20]!r})")
+        whole = (
+            isinstance(shape, list)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                    for v in [*shape, *offsets])
+        )  # fmt: skip
+        if not whole:
+            raise ValueError(f"{where} has a shape or offsets that are not whole numbers)")
+        begin, end = offsets
+        if not begin <= end <= data_bytes:
+            raise ValueError(
+                f"{where} lies at bytes {begin:,}-{end:,}, outside the {data_bytes:,} of data)"
+            )
+        need = math.prod(shape) * _SAFETENSORS_DTYPES[dtype]
+        if need != end - begin:
+            raise ValueError(
+                f"{where}: {dtype} of shape {_dims(shape)[:60]} needs {need:,} bytes, its "
+                f"offsets give {end - begin:,})"
+            )
+    return header
+
+
+def check_safetensors_file(path: Path) -> None:
+    """``check_safetensors_header`` on a file, reading only its header (for weights that another
+    library loads, such as a Hugging Face folder's model.safetensors)."""
+    size = regular_file_size(path, "weights")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else 0
+            if len(head) == 8 and length <= MAX_SAFETENSORS_HEADER and 8 + length <= size:
+                head += f.read(length)
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror or err})") from None
+    check_safetensors_header(head, size, path)
+
+
 def _read_safetensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    check_safetensors_header(bytes(memoryview(data)[: 8 + MAX_SAFETENSORS_HEADER]), len(data), path)
     try:
         from safetensors.torch import load
     except ImportError:  # pragma: no cover - a core dependency
@@ -469,9 +539,32 @@ def strip_wrapper_prefix(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+#: The floating-point dtypes weights are read in (and cast to the model's): 8-bit floats are
+#: scaled formats whose scales live outside the state dict, so a cast would give wrong weights.
+_WEIGHT_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_dtype(key: str, stored: torch.dtype, wanted: torch.dtype, source: str) -> None:
+    """Refuse in one line a tensor that would be cast into something else: integer or FP8
+    weights where the model has floats (a quantised file), or floats where it counts."""
+    if wanted.is_floating_point and stored not in _WEIGHT_FLOATS:
+        kind = "8-bit float" if stored.is_floating_point else "integer"
+        raise ValueError(
+            f"{source} stores {key} as {str(stored).removeprefix('torch.')} ({kind}, a quantised "
+            f"file?) where the model has {str(wanted).removeprefix('torch.')}; dequantise it to "
+            "float32, float16 or bfloat16 first"
+        )
+    if not wanted.is_floating_point and (stored.is_floating_point or stored.is_complex):
+        raise ValueError(
+            f"{source} stores {key} as {str(stored).removeprefix('torch.')} where the model "
+            f"has {str(wanted).removeprefix('torch.')}"
+        )
+
+
 def check_state_dict(model: nn.Module, state: Mapping[str, Any], source: str, arch: str) -> None:
     """Raise one line naming what does not fit ``model`` (missing or unexpected keys, the first
-    shape mismatch, non-finite values), before anything is copied into it."""
+    dtype that would be cast into something else, the first shape mismatch, non-finite values),
+    before anything is copied into it."""
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise ValueError(f"{source}: state dict entry {bad[0]} is not a tensor")
@@ -486,6 +579,7 @@ def check_state_dict(model: nn.Module, state: Mapping[str, Any], source: str, ar
             parts.append(f"unexpected keys {_short(unexpected)}")
         raise ValueError(f"{source} does not fit {arch}: " + "; ".join(parts))
     for key, target in expected.items():
+        _check_dtype(key, state[key].dtype, target.dtype, source)
         if tuple(state[key].shape) != tuple(target.shape):
             raise ValueError(
                 f"{source} does not fit {arch}: {key} has shape {_dims(state[key].shape)} in the "

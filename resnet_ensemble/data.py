@@ -657,6 +657,10 @@ def load_dataset(
     return ds
 
 
+#: The most memory ``random_batches`` may fill with images (they are all held at once).
+MAX_BATCHES_BYTES = 4 << 30
+
+
 def random_batches(
     dataset: Dataset, batch_size: int, count: int, seed: int = 0
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -674,6 +678,15 @@ def random_batches(
         raise ValueError(f"need a positive batch size and count, got {batch_size} and {count}")
     if batch_size > n:
         raise ValueError(f"a batch of {batch_size} images needs that many; the data hold {n}")
+    # Every batch is held in memory at once: refuse, from one image's size, what would not fit.
+    first = torch.as_tensor(dataset[0][0])
+    need = count * batch_size * first.numel() * first.element_size()
+    if need > MAX_BATCHES_BYTES:
+        raise ValueError(
+            f"{count} batches of {batch_size} images of {tuple(first.shape)} take "
+            f"{need / 2**30:.1f} GiB, more than the {MAX_BATCHES_BYTES >> 30} GiB random "
+            "batches may hold; lower --batches or --images"
+        )
     batches = []
     for g in range(count):
         state = np.random.SeedSequence([int(seed), g]).generate_state(1)[0]

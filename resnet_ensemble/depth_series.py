@@ -12,13 +12,15 @@ Holds:
   "depth_k" results kinds)
 - ``collect_series``: one row per network (full error, single-deletion mean / median / worst,
   effective range, single-path decay) and one row per (network, k) of the k-deletion curves
-- ``read_analysis``: one table of an analysis folder and its sidecar
+- ``read_analysis``: one table of an analysis folder and its sidecar, checked: its columns, a
+  baseline row, errors from 0 to 1, a readable sidecar with a bounded ``num_blocks``
 - ``write_series``: both tables with their sidecars, the figures and ``summary.md`` beside the
   paper's numbers at n = 54
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,15 @@ from typing import Any
 import pandas as pd
 
 from . import paper, results
+from .bounds import MAX_CSV_BYTES, check_count, regular_file_size
 from .outputs import claim_outputs
 from .paths import summarize_paths
-from .results import atomic_write_text, chance_level, read_sidecar, sidecar_path, write_table
+from .results import (
+    atomic_write_text,
+    chance_level,
+    sidecar_path,
+    write_table,
+)
 
 __all__ = [
     "DEPTH_COLUMNS",
@@ -58,18 +66,56 @@ PAPER_AT_54 = {
 }
 
 
-def read_analysis(folder: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, Any]]:
-    """``folder/tables/NAME.csv`` and its sidecar, or (None, {}) when it is not there."""
+#: The columns each analysis table must have for the series to read it.
+_ANALYSIS_COLUMNS = {
+    "single_resnet": ("config", "error"),
+    "multi_resnet": ("config", "error", "k"),
+    "reorder_resnet": ("config", "error", "k"),
+}
+
+
+def _strict_sidecar(path: Path) -> dict[str, Any]:
+    """The sidecar of ``path``: {} when there is none, else a JSON object, or one line naming it
+    (a sidecar that says nothing readable would leave the series without block counts)."""
+    side = sidecar_path(path)
+    if not side.exists():
+        return {}
+    regular_file_size(side, "sidecar", MAX_CSV_BYTES)
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        why = " ".join(str(err).split())[:120]
+        raise ValueError(f"{side} is not a readable JSON sidecar ({why})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{side} is not a JSON object but a {type(meta).__name__}")
+    if meta.get("num_blocks") is not None:
+        check_count("num_blocks", meta["num_blocks"], f"{side}: num_blocks")
+    return meta
+
+
+def read_analysis(
+    folder: Path, name: str, columns: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """``folder/tables/NAME.csv`` and its sidecar, or (None, {}) when it is not there; a table
+    that lacks its columns (or the ``columns`` the caller needs), or whose errors are not
+    fractions, is refused naming the file."""
     path = folder / "tables" / f"{name}.csv"
     if not path.exists():
         return None, {}
-    return pd.read_csv(path), read_sidecar(path)
+    frame = results.read_table(path, (*_ANALYSIS_COLUMNS.get(name, ()), *columns))
+    if "error" in frame.columns:
+        from .plots import check_values  # here: plots imports seaborn
+
+        check_values(path, "subnetworks", frame[["error"]], {})  # errors are fractions, 0..1
+    if "config" in frame.columns and not (frame["config"] == "baseline").any():
+        raise ValueError(f"{path} has no baseline row (config = baseline): the full network")
+    return frame, _strict_sidecar(path)
 
 
 def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
     """The row of one reproduce folder and its k-deletion curve; None without a single-block
     sweep or a gradient analysis (a network analysed in parts has NaN for the rest)."""
-    single, meta = read_analysis(folder, "single_resnet")
+    single, meta = read_analysis(folder, "single_resnet", ("downsampling",))
     grads, gmeta = read_analysis(folder, "gradients")
     if single is None and grads is None:
         return None

@@ -10,7 +10,7 @@ sweep compares before it trusts a row.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -35,7 +35,7 @@ from .model_specs import LoadedModel, load_model
 from .runtime import model_device, resolve_device
 from .text_data import TextWindows, is_text_spec, load_text, text_window
 
-__all__ = ["Experiment", "open_experiment"]
+__all__ = ["Experiment", "open_experiment", "recorded_error", "verify_recorded_error"]
 
 
 @dataclass
@@ -219,6 +219,89 @@ def _default_dataset(loaded: LoadedModel) -> str:
     raise ValueError(f"{loaded.spec} does not say which data it was trained on: pass --dataset")
 
 
+def recorded_error(loaded: LoadedModel) -> tuple[float, int, str] | None:
+    """The test error a toolkit checkpoint records for itself, with the number of test images
+    and the dataset it was measured on; None where it records none (a zoo model, a factory)."""
+    meta = loaded.metadata or {}
+    error, images = meta.get("test_error"), meta.get("num_test_images")
+    name = meta.get("dataset") or loaded.dataset
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (error, images))
+    if not numbers or not isinstance(name, str) or not 0 <= error <= 1 or images < 1:
+        return None
+    return float(error), int(images), name
+
+
+def _measured_error(model: torch.nn.Module, data: Dataset, batch_size: int) -> float:
+    """Top-1 error of ``model`` on ``data``: a plain loop, apart from the engine it checks."""
+    wrong = count = 0
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for x, y in make_loader(data, batch_size=batch_size, shuffle=False):
+                logits = model(x.to(device))
+                wrong += int((logits.argmax(dim=1).cpu() != y).sum())
+                count += len(y)
+    finally:
+        model.train(was_training)
+    return wrong / max(count, 1)
+
+
+def verify_recorded_error(exp: Experiment, data_dir: str | None = None) -> str:
+    """Re-measure the test error a checkpoint records, on the same number of its test images,
+    and refuse it where the two disagree beyond chance (three binomial standard errors, at
+    least half a point): metadata that do not describe the weights (a wrong stochastic-depth
+    rate, shortcut or normalisation) would make every result wrong without a word.
+
+    Returns:
+        A line saying what was re-measured.
+    Raises:
+        ValueError: nothing recorded to check, no data to check it on, or a disagreement; one
+            line naming the file.
+    """
+    loaded = exp.loaded
+    source = str(loaded.path or loaded.spec)
+    found = recorded_error(loaded)
+    if found is None:
+        raise ValueError(f"--verify: {source} records no test error to re-measure")
+    error, images, name = found
+    try:
+        data = load_dataset(name, "test", data_dir=data_dir, limit=images)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        why = " ".join(str(err).split())[:120]
+        raise ValueError(
+            f"--verify: cannot read the {name} test images {source} was measured on ({why})"
+        ) from None
+    measured = _measured_error(exp.model, data, exp.batch_size)
+    n = len(data)  # type: ignore[arg-type]
+    tolerance = max(0.005, 3 * (error * (1 - error) / max(n, 1)) ** 0.5)
+    if abs(measured - error) > tolerance:
+        raise ValueError(
+            f"{source} records a test error of {100 * error:.2f}% on {images:,} {name} test "
+            f"images, but measures {100 * measured:.2f}% on {n:,} of them: its metadata (arch, "
+            "stochastic depth, shortcut, normalisation) do not describe its weights"
+        )
+    return (
+        f"verified: {source} measures {100 * measured:.2f}% test error on {n:,} {name} test "
+        f"images; it records {100 * error:.2f}%"
+    )
+
+
+def _recorded_note(exp: Experiment, verify: bool, data_dir: str | None) -> str | None:
+    found = recorded_error(exp.loaded)
+    if verify:  # the folder given is the recorded dataset's only where the names agree
+        same = found is not None and found[2] == exp.dataset_name
+        return verify_recorded_error(exp, data_dir if same else None)
+    if found is None:
+        return None
+    error, images, name = found
+    return (
+        f"{exp.loaded.path or exp.loaded.spec} records a test error of {100 * error:.2f}% on "
+        f"{images:,} {name} test images; its metadata are trusted (--verify re-measures it)"
+    )
+
+
 def open_experiment(
     model_spec: str | None = None,
     *,
@@ -232,15 +315,46 @@ def open_experiment(
     device: str | torch.device = "auto",
     model_args: Mapping[str, Any] | None = None,
     tokenizer: str | None = None,
+    verify: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> Experiment:
     """Load a model and its test data, and check that they fit each other.
 
     ``model_args`` go to the model's constructor (``load_model``); ``tokenizer`` tokenises a
     ``text:PATH`` dataset instead of the ``hf:`` folder's own tokenizer.
 
+    Args:
+        verify: re-measure the test error a checkpoint records (``verify_recorded_error``)
+            and refuse the checkpoint where it disagrees; otherwise its metadata are trusted.
+        on_note: told, in one line, the recorded test error (trusted) or what ``verify``
+            measured.
+
     Raises:
         ValueError / FileNotFoundError: with one line saying what is wrong and what to do.
     """
+    exp = _open(model_spec, weights_file, weights, dataset, data_dir, download, limit,
+                batch_size, device, model_args, tokenizer)  # fmt: skip
+    note = None if is_text_spec(exp.dataset_name) else _recorded_note(exp, verify, data_dir)
+    if verify and is_text_spec(exp.dataset_name):
+        raise ValueError("--verify re-measures an image classifier's recorded test error")
+    if note is not None and on_note is not None:
+        on_note(note)
+    return exp
+
+
+def _open(
+    model_spec: str | None,
+    weights_file: str | None,
+    weights: str | None,
+    dataset: str | None,
+    data_dir: str | None,
+    download: bool,
+    limit: int | None,
+    batch_size: int,
+    device: str | torch.device,
+    model_args: Mapping[str, Any] | None = None,
+    tokenizer: str | None = None,
+) -> Experiment:
     target = resolve_device(device)
     if dataset is not None and is_text_spec(dataset):
         if model_args:

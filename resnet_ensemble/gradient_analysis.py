@@ -28,8 +28,10 @@ from scipy.special import gammaln
 
 from . import paper
 from .anatomy import anatomy
+from .bounds import check_count
 from .experiment import open_experiment
 from .gradients import (
+    MAX_SAMPLED_PATHS,
     MeasuredAt,
     NormKind,
     effective_path_range,
@@ -126,6 +128,18 @@ def _sem(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
 
 
+def _check_sampled_total(batches: int, samples_per_length: int, blocks: int) -> None:
+    """Refuse, before any batch is drawn, more sampled paths than one table may hold: every
+    sampled path of every batch is a row kept until the end."""
+    total = batches * samples_per_length * (blocks + 1)
+    if total > MAX_SAMPLED_PATHS:
+        raise ValueError(
+            f"{batches:,} batches x {samples_per_length:,} samples x {blocks + 1} lengths is "
+            f"{total:,} sampled paths, more than the {MAX_SAMPLED_PATHS:,} a run may hold; "
+            "lower --batches or --samples-per-length"
+        )
+
+
 def analyze_gradients(
     model: torch.nn.Module,
     batches: Sequence[Batch],
@@ -163,6 +177,8 @@ def analyze_gradients(
         raise ValueError(f"sign_draws must be 0 (skip) or at least 2, got {sign_draws}")
     if not batches:
         raise ValueError("need at least one batch of images")
+    check_count("seed", seed, "seed")
+    _check_sampled_total(len(batches), samples_per_length, len(anatomy(model).blocks))
     if at is None:  # the image for a classifier, the input embeddings for a language model
         at = "blocks" if anatomy(model).task == "language" else "image"
     sign_draws = sign_draws if norm == "batch" else 0
@@ -636,6 +652,7 @@ def _study(
 ) -> GradientStudy:
     """``study_gradients`` once its outputs are claimed."""
     exp = open_experiment(**experiment)
+    _check_sampled_total(batches, samples_per_length, len(exp.blocks))
     chosen = exp.gradient_split(split)
     batch_list = exp.random_batches(images, batches, split=chosen, seed=seed)
     describe = {**exp.describe(), "split": chosen}

@@ -45,6 +45,7 @@ from .paths import format_blocks, path_fraction, path_length_counts, shortest_ra
 from .runtime import eval_mode
 
 __all__ = [
+    "MAX_SAMPLED_PATHS",
     "MEASURED_AT",
     "NORM_KINDS",
     "EffectiveRange",
@@ -530,6 +531,11 @@ def _as_batch(data_or_batch: object, batch: int | None) -> tuple[Tensor, Tensor]
     return (x[:batch], y[:batch]) if batch is not None else (x, y)
 
 
+#: The most single paths ``sample_path_gradients`` samples in one call, over all lengths: each
+#: is a row of its table (and a mask of n blocks) held in memory at once.
+MAX_SAMPLED_PATHS = 1_000_000
+
+
 def sample_path_gradients(
     model: nn.Module,
     data_or_batch: object,
@@ -570,6 +576,11 @@ def sample_path_gradients(
     x, y = _as_batch(data_or_batch, batch)
     if samples_per_length < 1:
         raise ValueError(f"samples_per_length must be at least 1, got {samples_per_length}")
+    if samples_per_length > MAX_SAMPLED_PATHS:
+        raise ValueError(
+            f"samples_per_length {samples_per_length:,} is more than the {MAX_SAMPLED_PATHS:,} "
+            "sampled paths a call may hold; the paper sampled 1,000 per length"
+        )
     with _eval_mode(model):
         fw = _forward(model, x, y, loss_fn, keep_branches=True)
         n = len(fw.found.blocks)
@@ -577,6 +588,12 @@ def sample_path_gradients(
         bad = [k for k in wanted if not 0 <= k <= n]
         if bad:
             raise ValueError(f"lengths {bad} are out of range: the model has {n} blocks, 0..{n}")
+        if samples_per_length * len(wanted) > MAX_SAMPLED_PATHS:
+            raise ValueError(
+                f"{samples_per_length:,} sampled paths for each of {len(wanted)} lengths is "
+                f"{samples_per_length * len(wanted):,}, more than the {MAX_SAMPLED_PATHS:,} a "
+                "call may hold; lower the samples per length"
+            )
         # (S, n) membership masks: k blocks of n uniformly at random, per sample.
         masks, rows_length, rows_sample = [], [], []
         for k in wanted:

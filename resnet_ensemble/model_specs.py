@@ -38,11 +38,13 @@ from torch import nn
 
 from .archs import BUILTIN_ARCH_PATTERN, is_builtin_form
 from .checkpoints import (
+    check_safetensors_file,
     file_sha256,
     first_line,
     load_state,
     read_checkpoint,
     read_state_dict,
+    regular_file_size,
     strip_wrapper_prefix,
 )
 from .models import build_builtin
@@ -583,6 +585,42 @@ def _quietly(load: Callable[[], Any]) -> Any:
             hf_logging.enable_progress_bar()
 
 
+#: The largest sizes a Hugging Face config may ask for, checked before the model is built from
+#: it (a config of 10^7 layers would allocate until memory runs out): far above any open model.
+_HF_SIZES = {
+    "num_hidden_layers": 10_000, "n_layer": 10_000, "hidden_size": 1 << 17, "n_embd": 1 << 17,
+    "intermediate_size": 1 << 20, "n_inner": 1 << 20, "vocab_size": 1 << 24,
+    "num_attention_heads": 4096, "n_head": 4096, "max_position_embeddings": 1 << 22,
+    "n_positions": 1 << 22, "num_labels": 100_000, "num_channels": 64,
+}  # fmt: skip
+#: The most parameters a config may imply (about 12 h^2 per layer and h per token of the
+#: vocabulary): a trillion, above the largest open models.
+_HF_MAX_PARAMETERS = 10**12
+
+
+def _check_hf_sizes(config: Any, source: Path) -> None:
+    """Refuse, before anything is allocated, a config whose sizes are not whole numbers within
+    ``_HF_SIZES`` or that imply more than ``_HF_MAX_PARAMETERS`` parameters."""
+    for key, most in _HF_SIZES.items():
+        value = getattr(config, key, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+            shown = repr(value)[:24]
+            raise ValueError(
+                f"{source}: {key} must be a whole number from 0 to {most:,}, got {shown}"
+            )
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
+    width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 0
+    vocab = getattr(config, "vocab_size", None) or 0
+    implied = layers * 12 * width * width + vocab * width
+    if isinstance(implied, int) and implied > _HF_MAX_PARAMETERS:
+        raise ValueError(
+            f"{source} implies about {implied:.2e} parameters ({layers} layers of width "
+            f"{width}), more than the {_HF_MAX_PARAMETERS:.0e} a model may have"
+        )
+
+
 def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
     """``hf:PATH``: a local Hugging Face folder (config.json, and weights if it has them),
     loaded with transformers' Auto classes; nothing is downloaded.
@@ -596,7 +634,14 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
             f"{folder} is not a Hugging Face model folder (no config.json); hf:PATH takes a "
             "local folder written by save_pretrained"
         )
-    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    regular_file_size(folder / "config.json", "config")
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - transformers' errors rarely name the file
+        raise ValueError(
+            f"{folder / 'config.json'} is not a readable Hugging Face config ({first_line(err)})"
+        ) from None
+    _check_hf_sizes(config, folder / "config.json")
     auto = _hf_auto_class(config, folder)
     language = auto is transformers.AutoModelForCausalLM
     if language and (wanted.num_classes is not None or wanted.in_channels is not None):
@@ -609,6 +654,8 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
     has_own = any((folder / f).is_file() for f in _HF_WEIGHTS)
     weights = wanted.read_weights()
     if weights.state is None and has_own:
+        for shard in sorted(folder.glob("*.safetensors")):  # transformers reads them unchecked
+            check_safetensors_file(shard)
         model = _quietly(lambda: auto.from_pretrained(folder, local_files_only=True, **dtype))
     else:
         model = auto.from_config(config, **dtype)
@@ -651,6 +698,15 @@ def _import_factory(target: str) -> Callable[..., Any]:
             f"cannot import {module_name} for --model {target} ({err}); run from the folder "
             "that holds it, or install it"
         ) from None
+    except SystemExit as stop:  # a module that exits on import must not end the program quietly
+        raise ValueError(
+            f"importing {module_name} for --model {target} called sys.exit({stop.code!r}); a "
+            "factory's module must only define the model"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - the user's module: name it with its failure
+        raise ValueError(
+            f"importing {module_name} for --model {target} failed ({first_line(err)})"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{module_name} has no callable {attr!r} for --model {target}")
@@ -666,15 +722,23 @@ def _accepts(factory: Callable[..., Any], *names: str) -> str | None:
 
 
 def _build(factory: Callable[..., Any], target: str, **kwargs: Any) -> nn.Module:
+    """Call the user's factory; whatever it raises (SystemExit too) becomes one line naming it."""
     try:
         model = factory(**kwargs)
-    except TypeError as err:
-        if "argument" not in str(err):  # the factory's own bug: let it show as it is
-            raise
+    except SystemExit as stop:  # would end the program with no word, exit 0 for sys.exit()
         raise ValueError(
-            f"cannot call {target} with {_shown_args(kwargs)} ({first_line(err)}); check the "
-            "--model-arg names against its signature"
+            f"--model {target}: the factory called sys.exit({stop.code!r}) instead of returning "
+            "a model"
         ) from None
+    except TypeError as err:
+        if "argument" in str(err):
+            raise ValueError(
+                f"cannot call {target} with {_shown_args(kwargs)} ({first_line(err)}); check "
+                "the --model-arg names against its signature"
+            ) from None
+        raise ValueError(f"--model {target}: the factory failed ({first_line(err)})") from None
+    except Exception as err:  # noqa: BLE001 - the user's code: name it with its failure
+        raise ValueError(f"--model {target}: the factory failed ({first_line(err)})") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{target} returned a {type(model).__name__}, not a torch nn.Module")
     return model

@@ -14,7 +14,10 @@ Holds:
   (Fig. 5b), ``plot_path_lengths`` (Fig. 6a), ``plot_gradient_per_length`` (Fig. 6b),
   ``plot_total_gradient`` (Fig. 6c), ``plot_stochastic_depth`` (Fig. 8), ``plot_training``
   (training on effective paths only) and ``plot_subnetworks`` (error by blocks kept)
-- ``save_figure``: PNG at 150 dpi and vector PDF, each written atomically
+- ``check_values``: a table's plotted measurements checked against their ranges (an error
+  from 0 to 1, a loss finite and non-negative), refusing the table and naming the lines
+- ``render_figure`` / ``save_figure``: PNG at 150 dpi and vector PDF, rendered in memory, then
+  each written atomically; ``plot_all`` renders every figure before it writes any
 - ``plot_all``: every figure the given tables allow, named after the paper figure (a sweep in
   another metric than error adds the metric to the name: ``fig3_single_block_top5``)
 """
@@ -208,6 +211,7 @@ def load_table(path: str | Path) -> LoadedTable:
             )
     kind = table_kind(columns, meta)  # the most specific kind wins, should two ever fit
     if kind is not None:
+        check_values(path, kind, frame, meta)
         return LoadedTable(path, kind, frame, meta)
     overlap = {k: len(set(TABLE_COLUMNS[k]) & set(columns)) for k in TABLE_COLUMNS}
     best = max(overlap.values())
@@ -219,6 +223,73 @@ def load_table(path: str | Path) -> LoadedTable:
     near = [k for k in TABLE_COLUMNS if overlap[k] == best]
     lacks = "; ".join(f"as a {k} table it lacks {_missing(k, columns)}" for k in near)
     raise ValueError(f"{path}: missing columns: {lacks} (it could be a {' or '.join(near)} table)")
+
+
+#: What a plotted measurement may hold, per kind of table: (low, high, NaN allowed). A value
+#: outside it (a negative or infinite error, text where a number belongs) would be drawn
+#: without a word, so the table is refused instead, naming the lines.
+_UNIT = (0.0, 1.0, False)
+_NONNEGATIVE = (0.0, math.inf, False)
+_MEASURED = (0.0, math.inf, True)  # NaN: not measured (a skipped estimator)
+_VALUE_RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "paths": {"paths": _NONNEGATIVE, "fraction": _UNIT},
+    "gradients": {c: _MEASURED for c in ("exact_norm", "sampled_mean", "rms_single_path")},
+    "subnetworks": {"error": _UNIT},
+    "history": {"train_error": (0.0, 1.0, True), "test_error": (0.0, 1.0, True)},
+    "training": {"train_error": (0.0, 1.0, True), "test_error": (0.0, 1.0, True)},
+    # A network analysed only for its gradients has no deletion errors: NaN.
+    "depth": {"full_error": (0.0, 1.0, True), "single_mean": (0.0, 1.0, True)},
+    "depth_k": {"error": _UNIT},
+    "dynamics": {"full_error": (0.0, 1.0, True)},
+}
+#: A sweep's value column, by its metric: error rates are fractions, losses non-negative,
+#: perplexities at least 1.
+_METRIC_RANGES = {
+    "error": _UNIT,
+    "top5": _UNIT,
+    "loss": _NONNEGATIVE,
+    "kl": _NONNEGATIVE,
+    "perplexity": (1.0, math.inf, False),
+}
+
+
+class BadValues(ValueError):
+    """A table of a known kind whose measurements cannot be drawn: refused, never skipped."""
+
+
+def _range_text(lo: float, hi: float) -> str:
+    return f"from {lo:g} to {hi:g}" if math.isfinite(hi) else f"a finite number of at least {lo:g}"
+
+
+def check_values(path: Path, kind: str, frame: pd.DataFrame, meta: Mapping[str, Any]) -> None:
+    """Refuse a table whose plotted measurements are not numbers in their range (an infinite,
+    negative or non-numeric error), naming the column and the CSV lines (the header is line 1).
+
+    Raises:
+        ValueError: one line naming the file, the column, the allowed range and the lines.
+    """
+    ranges = dict(_VALUE_RANGES.get(kind, {}))
+    if kind == "sweep":
+        metric = sweep_metric(frame.columns, meta)
+        if metric in _METRIC_RANGES:
+            ranges[metric] = _METRIC_RANGES[metric]
+    for column, (lo, hi, nan_ok) in ranges.items():
+        if column not in frame.columns:
+            continue
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        bad = ~values.between(lo, hi) & ~(values.isna() & raw.isna() & nan_ok)
+        if not bad.any():
+            continue
+        lines = [int(i) + 2 for i in frame.index[bad.to_numpy()][:5]]
+        shown = ", ".join(str(raw[bad].iloc[i])[:12] for i in range(min(3, int(bad.sum()))))
+        more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+        several = bad.sum() > 1
+        raise BadValues(
+            f"{path}: {column} must be {_range_text(lo, hi)}, but line{'s' if several else ''} "
+            f"{', '.join(map(str, lines))}{more} hold{'' if several else 's'} {shown}; fix or "
+            "remove those rows"
+        )
 
 
 def load_tables(paths: Sequence[str | Path]) -> list[LoadedTable]:
@@ -1359,21 +1430,35 @@ def plot_training(
 # Saving and the whole set
 
 
-def save_figure(
-    fig: Figure, out_dir: str | Path, name: str, formats: Sequence[Format] = ("png", "pdf")
-) -> list[Path]:
-    """Write ``out_dir/name.{format}`` for each format (PNG at 150 dpi, PDF as vectors), each
-    rendered in memory first and then written atomically; returns the paths written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+def render_figure(
+    fig: Figure, name: str, formats: Sequence[Format] = ("png", "pdf")
+) -> list[tuple[str, bytes]]:
+    """``fig`` as the bytes of ``name.{format}`` for each format (PNG at 150 dpi, PDF as
+    vectors), rendered in memory: nothing is written."""
+    rendered = []
     for fmt in formats:
         buf = io.BytesIO()
         meta = {"CreationDate": None} if fmt == "pdf" else None  # same table, same bytes
         with mpl.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": name}):
             fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
-        path = out_dir / f"{name}.{fmt}"
-        atomic_write_bytes(path, buf.getvalue())
+        rendered.append((f"{name}.{fmt}", buf.getvalue()))
+    return rendered
+
+
+def save_figure(
+    fig: Figure, out_dir: str | Path, name: str, formats: Sequence[Format] = ("png", "pdf")
+) -> list[Path]:
+    """Write ``out_dir/name.{format}`` for each format (PNG at 150 dpi, PDF as vectors), each
+    rendered in memory first and then written atomically; returns the paths written."""
+    return _write_rendered(Path(out_dir), render_figure(fig, name, formats))
+
+
+def _write_rendered(out_dir: Path, rendered: Sequence[tuple[str, bytes]]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, data in rendered:
+        path = out_dir / filename
+        atomic_write_bytes(path, data)
         written.append(path)
     return written
 
@@ -1654,8 +1739,13 @@ def plot_all(
             continue
         try:
             loaded.append(load_table(path))
+        except BadValues:  # a table meant for plotting, with values that cannot be drawn
+            raise
         except ValueError as err:
             skipped.append(str(err))
+    if skipped and not loaded:  # nothing readable: the reasons, not the list of kinds
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        raise ValueError(f"no figure can be drawn: {skipped[0]}{more}")
     jobs = _figure_jobs(loaded)
     if not jobs:  # the error says why; no separate notes
         names = ", ".join(str(t.path) for t in loaded) or "the tables given"
@@ -1666,11 +1756,13 @@ def plot_all(
     with claim_outputs(targets, overwrite=overwrite):
         for reason in skipped if on_skip is not None else ():
             on_skip(f"skipped {reason}")
-        written: list[Path] = []
+        # Every figure is drawn and rendered in memory before the first file is written: a
+        # figure that fails to draw leaves nothing behind.
+        rendered: list[tuple[str, bytes]] = []
         for name, draw in jobs:
             base = next(f for f in FIGURES if name.startswith(f))
             numbered = TITLES.get(base, "").startswith("Fig. ")
             title = {} if fig_numbers or not numbered else {"title": figure_title(base, False)}
             fig = draw(style=style, width=width, **title)
-            written += save_figure(fig, out, name, formats)
-    return written
+            rendered += render_figure(fig, name, formats)
+        return _write_rendered(out, rendered)

@@ -45,6 +45,7 @@ import pandas as pd
 
 from ._version import __version__
 from .atomic import atomic_write, check_target, remove_stale_temporaries
+from .bounds import MAX_CSV_BYTES, regular_file_size
 
 __all__ = [
     "DEPTH_COLUMNS",
@@ -449,12 +450,17 @@ def read_table(path: str | Path, required: Iterable[str] = (), **read_csv: Any) 
     """Read a results CSV, checking that it has the columns a consumer needs; ``read_csv``
     goes to ``pandas.read_csv``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no results table at {path}")
+    regular_file_size(path, "results table", MAX_CSV_BYTES)  # a FIFO or device is never read
     try:
         df = pd.read_csv(path, **read_csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a readable CSV table ({type(err).__name__})") from None
+    except (ValueError, OSError) as err:  # pandas' other complaints, named with the file
+        raise ValueError(
+            f"{path} is not a readable CSV table ({' '.join(str(err).split())[:120]})"
+        ) from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}; it has {list(df.columns)}")

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .anatomy import Anatomy, anatomy
+from .bounds import check_count
 from .engine import Strategy, count_route_mistakes
 from .experiment import open_experiment
 from .model_specs import load_model
@@ -69,11 +70,12 @@ class EnsembleView:
 
 def _subsets(n: int, max_exhaustive: int, samples: int, seed: int) -> list[tuple[int, ...]]:
     """Subsets of kept blocks, in trie order (by keep pattern, block 0 first)."""
+    check_count("max_exhaustive", max_exhaustive, "max_exhaustive")  # 2^n patterns are listed
+    check_count("seed", seed, "seed")
     if n <= max_exhaustive:
         patterns = list(product((False, True), repeat=n))
     else:
-        if samples < 1:
-            raise ValueError(f"samples must be at least 1, got {samples}")
+        check_count("samples", samples, "samples")
         rng = np.random.default_rng(seed)
         drawn = rng.random((samples, n)) < 0.5  # each block kept with probability 1/2
         patterns = sorted({tuple(bool(v) for v in row) for row in drawn})

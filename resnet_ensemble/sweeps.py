@@ -34,6 +34,7 @@ import scipy.stats
 import torch
 
 from .anatomy import Anatomy, anatomy, block_shapes
+from .bounds import check_count
 from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
@@ -151,6 +152,11 @@ def _check_count(counts: int, samples: int, what: str) -> None:
         )
 
 
+#: The most single swaps ``random_swaps`` may draw in all (sample s of k swaps draws k of them):
+#: a few seconds of drawing.
+MAX_SWAP_DRAWS = 2_000_000
+
+
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     # One generator per configuration: a resumed sweep draws exactly the same configurations.
     return np.random.default_rng([seed, *keys])
@@ -194,6 +200,7 @@ def multi_deletions(
     """k = 1..max_k random blocks deleted together, ``samples`` draws each, drawn from the
     ``eligible`` blocks (``Eligible``; by default those that do not downsample)."""
     n = len(found.blocks)
+    check_count("seed", seed, "seed")
     _check_count(max_k, samples, "values of k")
     candidates = _eligible_blocks(found, eligible)
     if max_k > len(candidates):
@@ -242,7 +249,14 @@ def random_swaps(
     Kendall tau of the resulting order. ``keep_stage_first``: no swap moves the first block of
     a stage (the authors' protocol; in a CIFAR ResNet that leaves block 0 in place)."""
     n = len(found.blocks)
+    check_count("seed", seed, "seed")
     _check_count(max_swaps, samples, "swap counts")
+    draws = samples * max_swaps * (max_swaps + 1) // 2
+    if draws > MAX_SWAP_DRAWS:
+        raise ValueError(
+            f"--max-swaps {max_swaps} x --samples {samples} draw {draws:,} single swaps, more "
+            f"than the {MAX_SWAP_DRAWS:,} a sweep may draw; lower --max-swaps or --samples"
+        )
     groups = swappable_groups(found)
     if keep_stage_first:
         first = stage_first_blocks(found)

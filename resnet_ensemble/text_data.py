@@ -8,8 +8,10 @@ sweeps and the gradients take for a language model (the targets are the next tok
 by the engine).
 
 The window is 128 tokens (at most the model's context); set ``RESNET_ENSEMBLE_TEXT_WINDOW`` to
-change it. Holds ``TEXT_PREFIX``, ``is_text_spec``, ``text_path``, ``text_window``,
-``TextWindows`` and ``load_text``.
+change it. Holds ``TEXT_PREFIX``, ``is_text_spec``, ``text_path`` (a regular file of at most
+``bounds.MAX_TEXT_BYTES``, checked by ``stat`` before any read), ``decode_utf8`` (strict: a
+byte that is not UTF-8 is refused, naming its offset), ``text_window``, ``TextWindows`` and
+``load_text``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from .bounds import MAX_TEXT_BYTES, check_count, regular_file_size
+
 __all__ = [
     "DEFAULT_WINDOW",
     "WINDOW_ENV",
     "TEXT_PREFIX",
     "TextWindows",
+    "decode_utf8",
     "is_text_spec",
     "load_text",
     "text_path",
@@ -42,10 +47,10 @@ def text_window(model_max: int | None = None) -> int:
     model's context (``max_position_embeddings``)."""
     raw = os.environ.get(WINDOW_ENV)
     if raw:
-        try:
-            window = int(raw)
-        except ValueError:
-            raise ValueError(f"{WINDOW_ENV} must be a number of tokens, got {raw!r}") from None
+        digits = raw.strip()
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 12:
+            raise ValueError(f"{WINDOW_ENV} must be a number of tokens, got {raw[:40]!r}")
+        window = check_count("window", int(digits), WINDOW_ENV)
     else:
         window = DEFAULT_WINDOW
     if model_max and window > int(model_max):
@@ -72,9 +77,24 @@ def text_path(spec: str) -> Path:
         raise ValueError("--dataset text:PATH needs the path of a text file")
     if path.is_dir():
         raise ValueError(f"{path} is a folder; text:PATH takes one plain text file")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"text file {path} not found (--dataset text:PATH)")
+    # A FIFO or a device is refused by stat before any read; a huge file before it fills memory.
+    regular_file_size(path, "text", MAX_TEXT_BYTES)
     return path
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """``data`` as UTF-8 text, or a one-line ValueError naming the offset of the first byte
+    that is not UTF-8 (scoring text with replacement characters would measure something else).
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{source} is not UTF-8 text: byte {err.start:,} (0x{data[err.start]:02x}) "
+            f"{err.reason}; convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 class TextWindows(Dataset):
@@ -159,7 +179,7 @@ def load_text(
             "--tokenizer PATH (a Hugging Face folder with one, or a tokenizer.json)"
         ) from None
     data = path.read_bytes()
-    text = data.decode("utf-8", errors="replace")
+    text = decode_utf8(data, str(path))
     model_max = getattr(tokenizer, "model_max_length", None)
     if model_max:
         tokenizer.model_max_length = max(int(model_max), len(text) + 1)  # windows, not the model

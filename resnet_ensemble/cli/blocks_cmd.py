@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import click
 
-from .common import json_line, model_options
+from .common import bounded, json_line, model_options
 
 
 @click.command()
 @model_options
 @click.option(
     "--num-classes",
-    type=click.IntRange(min=1),
+    type=bounded("num_classes"),
     default=None,
     help="For built-in and torchvision names.",
 )
 @click.option(
     "--in-channels",
-    type=click.IntRange(min=1),
+    type=bounded("in_channels"),
     default=None,
     help="For built-in and torchvision names.",
 )

@@ -5,8 +5,10 @@ Holds ``fail_cleanly`` (exceptions -> one line on stderr and exit 1, traceback o
 ``data_options``, ``metric_option``, ``seed_option``, ``device_option``, and the kinds
 ``choice_option`` (one of a few names, the first the default), ``file_option`` (a file to
 write, none unless given) and ``overwrite_option`` (replace what exists, else it is
-refused); ``positive_int``, ``progress_bar`` (a bar on a terminal, periodic lines elsewhere)
-and ``json_line`` (a record as one line of JSON, without float noise).
+refused); ``positive_int``, ``bounded`` (a count's range from ``bounds.BOUNDS``),
+``FiniteFloat`` (a float range that refuses NaN and infinities), ``progress_bar`` (a bar on a
+terminal, periodic lines elsewhere) and ``json_line`` (a record as one line of JSON, without
+float noise).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
+
+from ..bounds import BOUNDS
 
 DEBUG_ENV = "RESNET_ENSEMBLE_DEBUG"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,6 +62,26 @@ def fail_cleanly() -> Iterator[None]:
 
 
 positive_int = click.IntRange(min=1)
+
+
+def bounded(name: str) -> click.IntRange:
+    """The click type of the user-given count ``name``: its range in ``bounds.BOUNDS``, so that
+    a number out of range is a one-line usage error before it drives any allocation or loop."""
+    bound = BOUNDS[name]
+    return click.IntRange(bound.lo, bound.hi)
+
+
+class FiniteFloat(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses NaN and infinities (NaN passes every range)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
 
 # The names of ``metrics.MetricName`` and ``engine.Strategy``, spelled out here so that --help
 # does not import torch; a test checks that they agree.
@@ -97,7 +121,7 @@ metric_option = choice_option(
 
 def seed_option(help: str = "Seeds the random draws.") -> Callable[[F], F]:  # noqa: A002
     """--seed: an integer, 0 unless given; ``help`` says what it seeds."""
-    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+    return click.option("--seed", type=bounded("seed"), default=0, show_default=True, help=help)
 
 
 #: --device: where the work runs.
@@ -165,6 +189,25 @@ def model_options(func: F) -> F:
     return func
 
 
+class Notes(list[str]):
+    """Notes gathered while a command runs, shown once it has succeeded: what the user should
+    know beside the result (a checkpoint's recorded error), kept off a failure's one line."""
+
+    def echo(self) -> None:
+        for line in self:
+            click.echo(f"note: {line}", err=True)
+
+
+#: --verify: re-measure a checkpoint's recorded test error (``open_experiment``'s ``verify``).
+verify_option = click.option(
+    "--verify",
+    is_flag=True,
+    help="Re-measure the test error the checkpoint records, on its own test images, and stop "
+    "if they disagree (metadata that do not describe the weights). Without it the recorded "
+    "error is trusted and shown.",
+)
+
+
 def data_options(func: F) -> F:
     """--dataset, --data-dir, --download, --limit, --batch-size, --device, --tokenizer."""
     func = click.option(
@@ -177,13 +220,13 @@ def data_options(func: F) -> F:
     func = device_option(func)
     func = click.option(
         "--batch-size",
-        type=positive_int,
+        type=bounded("batch_size"),
         default=256,
         show_default=True,
         help="Images evaluated at once: memory and speed, not the results.",
     )(func)
     func = click.option(
-        "--limit", type=positive_int, default=None, help="Evaluate only the first N images."
+        "--limit", type=bounded("limit"), default=None, help="Evaluate only the first N images."
     )(func)
     func = click.option("--download", is_flag=True, help="Download the dataset (needs internet).")(
         func

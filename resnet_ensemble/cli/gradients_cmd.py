@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import click
 
 from .common import (
+    Notes,
+    bounded,
     choice_option,
     data_options,
     file_option,
     model_options,
     overwrite_option,
-    positive_int,
     seed_option,
+    verify_option,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ def _draws_option(name: str, default: int, help: str) -> Callable[[F], F]:  # no
     """An estimator's number of draws: 0 skips the estimator."""
     return click.option(
         name,
-        type=click.IntRange(min=0),
+        type=bounded(name.removeprefix("--").replace("-", "_")),
         default=default,
         show_default=True,
         callback=_check_draws,
@@ -81,7 +83,7 @@ def _echo_table(table: pd.DataFrame) -> None:
 @data_options
 @click.option(
     "--images",
-    type=positive_int,
+    type=bounded("images"),
     default=128,
     show_default=True,
     help="Images per batch (the paper's mini-batch: 128). Recorded: absolute values of the "
@@ -89,7 +91,7 @@ def _echo_table(table: pd.DataFrame) -> None:
 )
 @click.option(
     "--batches",
-    type=positive_int,
+    type=bounded("batches"),
     default=4,
     show_default=True,
     help="Random batches to measure on, drawn from --split by --seed; the error bands come "
@@ -127,6 +129,7 @@ def _echo_table(table: pd.DataFrame) -> None:
     "else at least 2).",
 )
 @seed_option("Seeds the batches drawn and the single paths sampled.")
+@verify_option
 @file_option(
     "--out",
     "Also write the per-length table here (CSV with a JSON sidecar). Without --out or "
@@ -166,8 +169,9 @@ def gradients(
     from ..gradient_analysis import study_gradients
 
     out_path, report_path = _output_paths(out, report)
+    notes = Notes()
     study = study_gradients(
-        options,
+        {**options, "on_note": notes.append},
         images=images,
         batches=batches,
         split=split,
@@ -182,6 +186,7 @@ def gradients(
         on_start=lambda line: click.echo(line, err=True),  # a quiet minute is not a hang
     )
     _echo_study(study)
+    notes.echo()
 
 
 def _echo_study(study: GradientStudy) -> None:

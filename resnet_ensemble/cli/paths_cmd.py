@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .common import (
+    FiniteFloat,
+    Notes,
+    bounded,
     data_options,
     file_option,
     model_options,
     overwrite_option,
-    positive_int,
     seed_option,
+    verify_option,
 )
 
 if TYPE_CHECKING:
@@ -115,7 +118,7 @@ def _echo_subnetworks(study: PathStudy) -> None:
 )
 @click.option(
     "--share",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteFloat(0, 1, min_open=True),
     default=0.95,
     show_default=True,
     help="Central share of paths to report a range of lengths for.",
@@ -135,13 +138,14 @@ def _echo_subnetworks(study: PathStudy) -> None:
 )
 @click.option(
     "--samples",
-    type=positive_int,
+    type=bounded("samples"),
     default=1024,
     show_default=True,
     help="Sub-networks drawn (each block kept with probability 1/2, duplicates merged) when n "
     "is above --max-exhaustive.",
 )
 @seed_option(help="Seed of the sample.")
+@verify_option
 @file_option(
     "--out",
     "Also write the per-length table here (CSV with a JSON sidecar); with --exhaustive the "
@@ -178,15 +182,16 @@ def paths(
     if not exhaustive:
         unused = [
             f"--{key.replace('_', '-')}"
-            for key in ("dataset", "data_dir", "limit", "download", "tokenizer")
+            for key in ("dataset", "data_dir", "limit", "download", "tokenizer", "verify")
             if options.get(key) not in (None, False)
         ]
         if unused:
             raise click.UsageError(
                 f"{', '.join(unused)}: data options need --exhaustive; counting paths reads no data"
             )
+    notes = Notes()
     study = study_paths(
-        options,
+        {**options, "on_note": notes.append},
         num_blocks=num_blocks,
         share=share,
         exhaustive=exhaustive,
@@ -198,3 +203,4 @@ def paths(
         on_counted=_echo_counts,
     )
     _echo_subnetworks(study)
+    notes.echo()

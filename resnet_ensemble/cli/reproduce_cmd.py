@@ -8,39 +8,43 @@ from typing import Any, TypeVar
 
 import click
 
-from ..archs import check_depth
-from .common import device_option, positive_int, seed_option
+from ..archs import MAX_DEPTH, check_depth
+from ..bounds import BOUNDS
+from .common import bounded, device_option, seed_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: What a run may resize: ``reproduce.Scale``'s fields, each left at the scale's own value
 #: (``--quick`` or the paper's) unless given.
 _SCALE_OPTIONS: dict[str, tuple[click.ParamType, str]] = {
-    "depth": (click.IntRange(min=8), "Override the depth."),
-    "epochs": (positive_int, "Override the epochs."),
-    "train_limit": (positive_int, "Train on N images."),
-    "test_images": (positive_int, "Evaluate on N images."),
-    "samples": (positive_int, "Draws per k in sweeps."),
-    "max_k": (positive_int, "Delete up to k blocks (Fig. 5a)."),
-    "max_swaps": (positive_int, "Up to k swaps (Fig. 5b)."),
-    "gradient_images": (positive_int, "Images per gradient batch."),
-    "gradient_batches": (positive_int, "Random training batches the gradients are measured on."),
+    "depth": (click.IntRange(8, MAX_DEPTH), "Override the depth."),
+    "epochs": (bounded("epochs"), "Override the epochs."),
+    "train_limit": (bounded("limit"), "Train on N images."),
+    "test_images": (bounded("limit"), "Evaluate on N images."),
+    "samples": (bounded("samples"), "Draws per k in sweeps."),
+    "max_k": (bounded("max_k"), "Delete up to k blocks (Fig. 5a)."),
+    "max_swaps": (bounded("max_swaps"), "Up to k swaps (Fig. 5b)."),
+    "gradient_images": (bounded("images"), "Images per gradient batch."),
+    "gradient_batches": (
+        bounded("batches"),
+        "Random training batches the gradients are measured on.",
+    ),
     "samples_per_length": (
-        positive_int,
+        click.IntRange(1, BOUNDS["samples_per_length"].hi),
         "The paper's gradient estimator: single paths per length in each batch (the paper: "
         "1,000 in all).",
     ),
     "sign_draws": (
-        click.IntRange(min=0),
+        bounded("sign_draws"),
         "Draws of the all-lengths sign estimator of the gradient (0 skips it).",
     ),
     "subnetwork_samples": (
-        click.IntRange(min=0),
+        click.IntRange(0, BOUNDS["samples"].hi),
         "Sub-networks sampled when n is above --max-exhaustive (0: none).",
     ),
-    "subnetwork_images": (positive_int, "Images for the evaluation of all sub-networks."),
+    "subnetwork_images": (bounded("limit"), "Images for the evaluation of all sub-networks."),
     "max_exhaustive": (
-        click.IntRange(min=0),
+        click.IntRange(0, 24),
         "Evaluate all 2^n sub-networks up to this n; sample beyond it.",
     ),
 }

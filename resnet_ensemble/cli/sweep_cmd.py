@@ -14,14 +14,16 @@ import click
 
 from .common import (
     STRATEGY_CHOICES,
+    Notes,
+    bounded,
     choice_option,
     data_options,
     file_option,
     metric_option,
     model_options,
-    positive_int,
     progress_bar,
     seed_option,
+    verify_option,
 )
 
 __all__ = ["sweep"]
@@ -76,7 +78,7 @@ def _common_options(func: F) -> F:
             click.option("--overwrite", is_flag=True, help="Replace an existing table."),
             click.option(
                 "--chunk",
-                type=positive_int,
+                type=bounded("chunk"),
                 default=64,
                 show_default=True,
                 help="Configurations evaluated together; a kill loses at most one chunk.",
@@ -91,6 +93,7 @@ def _common_options(func: F) -> F:
                 "--channels-last", is_flag=True, help="channels_last memory format (GPU)."
             ),
             metric_option,
+            verify_option,
         ]
     ):
         func = option(func)
@@ -98,7 +101,7 @@ def _common_options(func: F) -> F:
 
 
 _SAMPLES = click.option(
-    "--samples", type=positive_int, default=3, show_default=True, help="Random draws per k."
+    "--samples", type=bounded("samples"), default=3, show_default=True, help="Random draws per k."
 )
 _SEED = seed_option("Seeds the random draws: the blocks deleted (multi) or swapped (reorder).")
 
@@ -127,19 +130,20 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     }
     if settings.get("resume") and settings.get("overwrite"):
         raise click.UsageError("--resume and --overwrite contradict each other")
+    notes = Notes()
     with _Progress(f"sweep {kind}") as progress:
         outcome = sweep_to_table(
             kind,  # type: ignore[arg-type]  # click checked it against KINDS
             Path(out or f"runs/sweep_{kind}.csv"),
-            options,
+            {**options, "on_note": notes.append},
             metric=metric,
             on_start=progress.start,
             **settings,
         )
     if outcome.frame is None:  # not rank 0
         return
-    for note in outcome.notes:
-        click.echo(f"note: {note}", err=True)
+    notes.extend(outcome.notes)
+    notes.echo()
     _echo_summary(summarize_sweep(outcome.frame, metric), metric)
     frame = outcome.frame
     base = frame.loc[frame["config"] == "baseline", metric]
@@ -211,7 +215,7 @@ multi = _kind_command(
     "k random blocks deleted together, k = 1..--max-k (paper Fig. 5a).",
     click.option(
         "--max-k",
-        type=positive_int,
+        type=bounded("max_k"),
         default=8,
         show_default=True,
         help="Delete up to this many blocks (the paper went to 20).",
@@ -230,7 +234,7 @@ reorder = _kind_command(
     "k random swaps of same-shape blocks, with their Kendall tau (paper Fig. 5b).",
     click.option(
         "--max-swaps",
-        type=positive_int,
+        type=bounded("max_swaps"),
         default=8,
         show_default=True,
         help="Up to this many swaps.",

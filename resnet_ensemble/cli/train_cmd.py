@@ -20,10 +20,11 @@ import click
 
 from ..archs import BUILTIN_ARCH_PATTERN, num_blocks, parse_arch
 from .common import (
+    FiniteFloat,
+    bounded,
     choice_option,
     device_option,
     overwrite_option,
-    positive_int,
     progress_bar,
     seed_option,
 )
@@ -126,32 +127,36 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     help="Checkpoint to write (every epoch); the history goes to OUT_STEM.history.csv.",
 )
 @click.option(
-    "--epochs", type=positive_int, default=164, show_default=True, help="Epochs (the paper: 164)."
+    "--epochs",
+    type=bounded("epochs"),
+    default=164,
+    show_default=True,
+    help="Epochs (the paper: 164).",
 )
 @click.option(
     "--batch-size",
-    type=positive_int,
+    type=bounded("batch_size"),
     default=128,
     show_default=True,
     help="Global batch, split over torchrun processes.",
 )
 @click.option(
     "--lr",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=0.1,
     show_default=True,
     help="The learning rate after any warm-up; --schedule lowers it from there.",
 )
 @click.option(
     "--momentum",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.9,
     show_default=True,
     help="SGD momentum.",
 )
 @click.option(
     "--weight-decay",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=1e-4,
     show_default=True,
     help="L2 weight decay of SGD.",
@@ -166,7 +171,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--warmup-epochs",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=100_000),
     default=0.0,
     show_default=True,
     help="Train at lr/10 first (He et al. warm ResNet-110 up for ~1 epoch).",
@@ -176,7 +181,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--stochastic-depth",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteFloat(0, 1, min_open=True),
     default=None,
     metavar="P",
     help="Stochastic depth with final survival probability P (Huang et al. use 0.5).",
@@ -188,7 +193,7 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--active-blocks",
-    type=positive_int,
+    type=bounded("active_blocks"),
     default=None,
     metavar="K",
     help="Effective-path training: each mini-batch runs K random blocks, the rest deleted.",
@@ -210,14 +215,17 @@ def _arch(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--resume", is_flag=True, help="Continue from the epoch saved in --out.")
 @overwrite_option("the checkpoint and its history")
 @click.option(
-    "--limit", type=positive_int, default=None, help="Use only the first N train (and test) images."
+    "--limit",
+    type=bounded("limit"),
+    default=None,
+    help="Use only the first N train (and test) images.",
 )
 @click.option(
-    "--test-limit", type=positive_int, default=None, help="Evaluate on the first N test images."
+    "--test-limit", type=bounded("limit"), default=None, help="Evaluate on the first N test images."
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=0),
+    type=bounded("workers"),
     default=2,
     show_default=True,
     help="Processes loading the data (0: in the main process).",

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from ..archs import BUILTIN_ARCH_PATTERN, parse_arch
+from ..bounds import BOUNDS
 from .cifar import (
     CifarResNet,
     cifar_resnet,
@@ -47,8 +48,8 @@ _PLAIN_OPTIONS = BUILDER_OPTIONS[:2]
 
 #: Bounds on what a name or a checkpoint's metadata may ask for, checked before any tensor is
 #: allocated (ImageNet-21k has 21,841 classes; images have a handful of channels).
-MAX_CLASSES = 100_000
-MAX_IN_CHANNELS = 64
+MAX_CLASSES = BOUNDS["num_classes"].hi
+MAX_IN_CHANNELS = BOUNDS["in_channels"].hi
 
 
 def _check_sizes(name: str, options: dict[str, Any]) -> None:
