@@ -18,6 +18,7 @@ _SCALE_OPTIONS: dict[str, tuple[click.ParamType, str]] = {
     "depth": (click.IntRange(min=8), "Override the depth."),
     "epochs": (positive_int, "Override the epochs."),
     "train_limit": (positive_int, "Train on N images."),
+    "batch_size": (positive_int, "Override the training batch size."),
     "test_images": (positive_int, "Evaluate on N images."),
     "samples": (positive_int, "Draws per k in sweeps."),
     "max_k": (positive_int, "Delete up to k blocks (Fig. 5a)."),
@@ -103,7 +104,18 @@ def _scale_options(func: F) -> F:
     type=click.Choice(["train", "sweeps", "paths", "gradients", "figures"]),
     multiple=True,
     help="Run only these stages (repeatable; default: all). A stage that needs an output not "
-    "yet made fails with its error.",
+    "yet made is refused, naming the file.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Recompute the stages whose results in --out were made with other settings (without "
+    "it such a run is refused, naming them).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what each stage would do and why (run, resume, skip, refuse); run nothing.",
 )
 @_scale_options
 @device_option
@@ -123,10 +135,13 @@ def reproduce(
     device: str,
     seed: int,
     only: tuple[str, ...],
+    overwrite: bool,
+    dry_run: bool,
     **sizes: int | None,
 ) -> None:
     """Train (or reuse) the networks, run every sweep and the gradient analysis, draw every
-    figure and write summary.md. Finished stages are skipped on a re-run."""
+    figure and write summary.md. A stage is skipped on a re-run only when stages.json proves it
+    done: the same settings and inputs, and every file it wrote still there."""
     if model_spec and any((resnet_ckpt, plain_ckpt, sd_ckpt, effective_ckpt)):
         raise click.UsageError("--model analyses one given model; drop the checkpoint options")
     from ..reproduce import Reproduction, scale_for
@@ -155,7 +170,18 @@ def reproduce(
         seed=seed,
         log=lambda m: click.echo(m, err=True),
         only=only or None,
+        overwrite=overwrite,
     )
+    if dry_run:
+        steps = rep.plan()
+        for name, decision in steps:
+            click.echo(
+                f"[{decision.action}]{' ' * (7 - len(decision.action))}{name}: {decision.reason}"
+            )
+        refusal = rep.refusal(steps)
+        if refusal:
+            raise ValueError(refusal)
+        return
     summary = rep.run()
     click.echo(summary.read_text())
     click.echo(f"wrote {summary}")
