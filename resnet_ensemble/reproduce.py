@@ -3,12 +3,21 @@ summarise the measured numbers beside the paper's.
 
 Holds:
 - ``Scale`` and ``QUICK`` / ``PAPER_SCALE``: how big each stage is
-- ``Reproduction``: the stages, each skipped when its outputs are complete, so a crash costs only
-  the stage in flight; ``run`` performs them in order
-- ``write_summary``: ``summary.md`` with the paper's numbers beside ours
+- ``Reproduction``: the stages, run in order by ``run``; ``plan`` says what each would do
+- ``write_summary``: ``summary.md`` with the paper's numbers beside ours, from the tables' sidecars
 
 Outputs under ``out/``: ``checkpoints/`` (networks and their histories), ``tables/`` (results
 tables with JSON sidecars), ``figures/`` (PNG and PDF), ``summary.md`` and ``stages.json``.
+
+When a stage counts as done (``stages.json`` records, per stage, its settings, the inputs it read
+and the sha256 of each file it wrote): only when it finished with the same settings (seed, data,
+sizes, given models' sha256), read the same inputs (the sha256 of the checkpoint it evaluated,
+the K it trained with) and every file it wrote is still there, byte for byte. So a deleted or
+edited table is recomputed, a stage whose network was retrained runs again, and a fresh clone
+(whose checkpoints git does not hold) runs every stage: ``stages.json`` alone never skips one.
+A run with other settings into a folder that holds results of the old ones is refused, naming
+the settings, before anything runs; ``overwrite`` recomputes the stages they affect instead.
+A stage killed mid-way resumes its own partial outputs when run again with the same settings.
 """
 
 from __future__ import annotations
@@ -18,16 +27,17 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from . import paper
 from .anatomy import residual_blocks
 from .archs import blocks_of_depth, parse_arch
+from .checkpoints import file_sha256
 from .data import check_data_dir, load_dataset
 from .experiment import Experiment, open_experiment
 from .gradient_analysis import analyze_gradients, write_gradient_report
@@ -53,7 +63,16 @@ from .sweeps import (
     swappable_groups,
 )
 
-__all__ = ["PAPER_SCALE", "QUICK", "STAGE_GROUPS", "Reproduction", "Scale", "stage_group"]
+__all__ = [
+    "PAPER_SCALE",
+    "QUICK",
+    "STAGE_GROUPS",
+    "Decision",
+    "Reproduction",
+    "Scale",
+    "Stage",
+    "stage_group",
+]
 
 Log = Callable[[str], None]
 
@@ -140,8 +159,68 @@ def warmup_epochs(depth: int) -> float:
     return 1.0 if depth >= 110 else 0.0
 
 
+#: The ``Scale`` fields each kind of stage depends on (besides the data and the seed): what a
+#: stage's record in ``stages.json`` and its tables' sidecars hold as its settings.
+TRAIN_FIELDS = ("depth", "epochs", "schedule", "train_limit", "test_images", "batch_size")
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "single": ("test_images",),
+    "baseline": ("test_images",),
+    "multi": ("test_images", "max_k", "samples"),
+    "reorder": ("test_images", "max_swaps", "samples"),
+    "paths": ("subnetwork_images", "subnetwork_samples", "max_exhaustive"),
+    "gradients": ("gradient_images", "gradient_batches", "samples_per_length", "sign_draws"),
+}
+Action = Literal["run", "resume", "skip", "refuse"]
+
+
+@dataclass
+class Stage:
+    """One step of the reproduction: what it depends on and what it may write."""
+
+    name: str
+    work: Callable[[], Any]  # may return the files it wrote (the figures)
+    settings: dict[str, Any]  # what the user chose that this stage's outputs depend on
+    outputs: list[str]  # paths under ``out`` it may write
+    needs: list[str] = field(default_factory=list)  # earlier stages whose outputs it reads
+    inputs: Callable[[], dict[str, Any]] = dict  # what it reads, as it is now (sha256s, K)
+
+
+@dataclass
+class Decision:
+    """What a stage will do and why, in words a log line can carry."""
+
+    action: Action
+    reason: str
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # setting: (was, now)
+
+
+def _differences(was: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (was.get(k), now.get(k)) for k in {**was, **now} if was.get(k) != now.get(k)}
+
+
+def _file_sha(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return file_sha256(path)
+    except OSError:
+        return "unreadable"
+
+
+def _recorded_outputs(record: Any) -> list[str]:
+    """The files a stage's record says it wrote (none for a record that is not one)."""
+    outputs = record.get("outputs") if isinstance(record, dict) else None
+    return [str(o) for o in outputs] if isinstance(outputs, dict) else []
+
+
+def _changed_text(changed: Mapping[str, tuple[Any, Any]]) -> str:
+    """``seed 0 (now 7), max_k 6 (now 1)``: what the old results used, and this run."""
+    return ", ".join(f"{key} {was!r} (now {now!r})" for key, (was, now) in changed.items())
+
+
 class Reproduction:
-    """The whole reproduction in ``out``; every stage is skipped once its outputs exist."""
+    """The whole reproduction in ``out``: a stage is skipped only when its record in
+    ``stages.json`` proves it done with these settings (see the module's docstring)."""
 
     def __init__(
         self,
@@ -159,6 +238,7 @@ class Reproduction:
         log: Log = print,
         command: str | None = None,
         only: Collection[str] | None = None,
+        overwrite: bool = False,
     ) -> None:
         unknown = sorted(set(only or ()) - set(STAGE_GROUPS))
         if unknown:
@@ -172,16 +252,16 @@ class Reproduction:
         self.dataset, self.data_dir, self.download = dataset, data_dir, download
         self.scale, self.device, self.seed, self.log = scale, device, seed, log
         self.model, self.weights_file = model, weights_file
+        self.overwrite = overwrite
         self.given = dict(checkpoints or {})
         self.tables = self.out / "tables"
         self.figures = self.out / "figures"
+        #: The sha256 of each given model (``--model``, ``--resnet`` ...), read by the preflight.
+        self._given_sha: dict[str, str | None] = {}
         self._preflight()
-        for d in (self.tables, self.figures, self.out / "checkpoints"):
-            d.mkdir(parents=True, exist_ok=True)
         self._manifest = self.out / "stages.json"
-        self._done: dict[str, Any] = (
-            json.loads(self._manifest.read_text()) if self._manifest.exists() else {}
-        )
+        self._done: dict[str, Any] = self._read_manifest()
+        self._current: Stage | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -208,36 +288,336 @@ class Reproduction:
                     device="cpu",
                 )
                 residual_blocks(exp.model)
+                self._given_sha[spec] = exp.describe()["checkpoint_sha256"]
+
+    def _read_manifest(self) -> dict[str, Any]:
+        if not self._manifest.exists():
+            return {}
+        try:
+            done = json.loads(self._manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            if self.overwrite:
+                return {}
+            raise ValueError(
+                f"{self._manifest} cannot be read ({err}), so nothing in {self.out} can be "
+                "trusted as done: pass --overwrite to recompute it, or choose another --out"
+            ) from None
+        if not isinstance(done, dict):
+            if self.overwrite:
+                return {}
+            raise ValueError(
+                f"{self._manifest} is not a JSON object: pass --overwrite or another --out"
+            )
+        return done
 
     @property
     def trains(self) -> bool:
         """Pretrained models (e.g. torchvision ImageNet ResNets) skip training and controls."""
         return self.model is None
 
-    def _stage(self, name: str, fn: Callable[[], Any], inputs: list[str] | None = None) -> None:
-        """Run ``fn`` unless done; a stage with ``inputs`` runs again when they have changed
-        (the figures, once a later ``--only`` run adds tables)."""
-        done = self._done.get(name)
-        if done is not None and done.get("inputs") == inputs:
-            self.log(f"[skip] {name}: done {done['finished']}")
-            return
-        if stage_group(name) not in self.only:
-            self.log(f"[skip] {name}: not among the stages asked for")
-            return
-        self.log(f"[run]  {name}")
-        start = time.time()
-        fn()
-        self._done[name] = {
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "seconds": round(time.time() - start, 1),
-            **({"inputs": inputs} if inputs is not None else {}),
-        }
-        atomic_write_text(self._manifest, json.dumps(self._done, indent=2))
-
     def checkpoint(self, variant: str) -> str:
         if variant in self.given:
             return self.given[variant]
         return str(self.out / "checkpoints" / f"{variant}.pt")
+
+    def _sha256(self, rel: str) -> str | None:
+        """The sha256 of ``out/rel``; None where it is missing, "unreadable" where it cannot be
+        read (either way not what a stage wrote)."""
+        return _file_sha(self.out / rel)
+
+    # -- the stages: settings, inputs and outputs ----------------------------------------------
+
+    def _common(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "data_dir": self.data_dir, "seed": self.seed}
+
+    def _given_settings(self, variant: str) -> dict[str, Any]:
+        """A model the user gave (``--model`` or a reused checkpoint), named and hashed."""
+        if self.model:
+            return {"model": self.model, "model_sha256": self._given_sha.get(self.model)}
+        if variant in self.given:
+            spec = self.given[variant]
+            return {"checkpoint": spec, "checkpoint_sha256": self._given_sha.get(spec)}
+        return {}
+
+    def _settings(self, kind: str, variant: str) -> dict[str, Any]:
+        sizes = {f: getattr(self.scale, f) for f in STAGE_FIELDS[kind]}
+        return {**self._common(), **self._given_settings(variant), **sizes}
+
+    def _train_settings(self, variant: str) -> dict[str, Any]:
+        if variant in self.given:
+            return {**self._common(), **self._given_settings(variant)}
+        sizes = {f: getattr(self.scale, f) for f in TRAIN_FIELDS}
+        return {**self._common(), **sizes}
+
+    def _checkpoint_inputs(self, variant: str) -> Callable[[], dict[str, Any]]:
+        """The network a stage evaluates, when this reproduction trained it (a given one is
+        among the settings instead)."""
+
+        def inputs() -> dict[str, Any]:
+            if not self.trains or variant in self.given:
+                return {}
+            rel = f"checkpoints/{variant}.pt"
+            return {rel: self._sha256(rel)}
+
+        return inputs
+
+    def _needs(self, variant: str) -> list[str]:
+        return [f"train_{variant}"] if self.trains and variant not in self.given else []
+
+    def _effective_k_input(self) -> dict[str, Any]:
+        if "effective_paths" in self.given:
+            return {}
+        grads = read_sidecar(self.tables / "gradients.csv")
+        n = blocks_of_depth(self.scale.depth)
+        ok = "effective_lo" in grads and "effective_hi" in grads
+        return {
+            "effective_k": effective_blocks(grads["effective_lo"], grads["effective_hi"], n)
+            if ok
+            else None
+        }
+
+    def _history_inputs(self) -> dict[str, Any]:
+        """The training histories the training table copies (a given checkpoint's lies beside
+        it, outside ``out``: named by its full path)."""
+        found = {}
+        for variant in ("resnet", "effective_paths"):
+            path = history_path(self.checkpoint(variant))
+            if path.exists():
+                inside = path.is_relative_to(self.out)
+                found[str(path.relative_to(self.out) if inside else path)] = _file_sha(path)
+        return found
+
+    def _table_inputs(self) -> dict[str, Any]:
+        return {
+            f"tables/{p.name}": self._sha256(f"tables/{p.name}")
+            for p in sorted(self.tables.glob("*.csv"))
+        }
+
+    def stages(self) -> list[Stage]:
+        """Every stage of this reproduction, in the order they run."""
+
+        def table(name: str) -> list[str]:
+            return [f"tables/{name}.csv", f"tables/{name}.json"]
+
+        def sweep(kind: str, variant: str, name: str | None = None) -> Stage:
+            label = "baseline_effective_paths" if kind == "baseline" else f"{kind}_{variant}"
+            return Stage(
+                name or f"sweep_{kind}_{variant}",
+                lambda: self._sweep(kind, variant),
+                self._settings(kind, variant),
+                table(label),
+                self._needs(variant),
+                self._checkpoint_inputs(variant),
+            )
+
+        def train(variant: str) -> Stage:
+            own = variant not in self.given
+            files = [f"checkpoints/{variant}.pt", f"checkpoints/{variant}.history.csv"]
+            return Stage(
+                f"train_{variant}",
+                lambda: self._train(variant),
+                self._train_settings(variant),
+                [*files, f"checkpoints/{variant}.history.json"] if own else [],
+                ["gradients"] if own and variant == "effective_paths" else [],
+                self._effective_k_input if variant == "effective_paths" else dict,
+            )
+
+        variants = VARIANTS if self.trains else ("resnet",)
+        stages: list[Stage] = []
+        if self.trains:  # effective paths last: its K comes from the ResNet's gradients
+            stages += [train(v) for v in variants[:-1]]
+        stages += [sweep("single", v) for v in variants if v != "effective_paths"]
+        stages += [sweep("multi", "resnet"), sweep("reorder", "resnet")]
+        stages.append(
+            Stage(
+                "paths",
+                self._paths,
+                self._settings("paths", "resnet"),
+                [*table("paths"), *table("subnetworks")],
+                self._needs("resnet"),
+                self._checkpoint_inputs("resnet"),
+            )
+        )
+        stages.append(
+            Stage(
+                "gradients",
+                self._gradients,
+                self._settings("gradients", "resnet"),
+                [*table("gradients"), "gradients.md"],
+                self._needs("resnet"),
+                self._checkpoint_inputs("resnet"),
+            )
+        )
+        if self.trains:
+            stages.append(train("effective_paths"))
+            stages.append(sweep("baseline", "effective_paths", "effective_paths_error"))
+            stages.append(
+                Stage(
+                    "training_table",
+                    self._training_table,
+                    self._train_settings("resnet"),
+                    table("training"),
+                    [s for s in ("train_resnet", "train_effective_paths")],
+                    self._history_inputs,
+                )
+            )
+        makers = [s.name for s in stages if any(o.startswith("tables/") for o in s.outputs)]
+        stages.append(Stage("figures", self._plots, {}, [], makers, self._table_inputs))
+        return stages
+
+    # -- deciding --------------------------------------------------------------------------------
+
+    def _decide(self, stage: Stage, remade: Collection[str] | None = None) -> Decision:
+        """What ``stage`` does now. ``remade``: the earlier stages a plan expects to run (their
+        outputs are not made yet); None when they have run, so the inputs are read as they are."""
+        rec = self._done.get(stage.name)
+        recorded = _recorded_outputs(rec)
+        present = [o for o in dict.fromkeys([*stage.outputs, *recorded]) if (self.out / o).exists()]
+        asked = stage_group(stage.name) in self.only
+        upstream = [n for n in stage.needs if remade is not None and n in remade]
+        inputs = {} if upstream else stage.inputs()
+        missing = [k for k, v in inputs.items() if v is None]
+
+        if not isinstance(rec, dict) or not isinstance(rec.get("settings"), dict):
+            if present and rec is not None:
+                why = "recorded by an older version that did not note its settings"
+            elif present:
+                why = f"{present[0]} is there, but {self._manifest.name} does not say what made it"
+            else:
+                why = ""
+            if why and not self.overwrite:
+                decision = Decision("refuse", why)
+            else:
+                decision = Decision("run", f"--overwrite: {why}" if why else "not run yet")
+        else:
+            changed = _differences(rec["settings"], stage.settings)
+            if changed and present and not self.overwrite:
+                decision = Decision("refuse", _changed_text(changed), changed)
+            elif changed:
+                pre = "--overwrite: " if present else ""
+                decision = Decision("run", f"{pre}settings changed: {_changed_text(changed)}")
+            elif upstream:
+                decision = Decision("run", f"its input is remade by {upstream[0]}")
+            elif missing:
+                decision = Decision("run", f"its input {missing[0]} is missing")
+            elif rec.get("inputs") != inputs:
+                was = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else {}
+                changes = (k for k in {**was, **inputs} if was.get(k) != inputs.get(k))
+                key = next(changes, "(its record of inputs)")
+                decision = Decision("run", f"its input {key} has changed since it ran")
+            elif "finished" not in rec:
+                decision = Decision("resume", f"interrupted (started {rec.get('started')})")
+            else:
+                wrote = rec.get("outputs")
+                wrote = wrote if isinstance(wrote, dict) else {"(its list of outputs)": "?"}
+                gone = [o for o, sha in wrote.items() if self._sha256(o) != sha]
+                if not gone:
+                    return Decision("skip", f"done {rec['finished']}")
+                lost = not (self.out / gone[0]).exists()
+                decision = Decision(
+                    "run", f"{gone[0]} {'is missing' if lost else 'is not the file it wrote'}"
+                )
+        if not asked:
+            return Decision("skip", "not among the stages asked for")
+        if missing and not upstream and decision.action != "refuse":
+            return Decision(
+                "refuse",
+                f"{stage.name} needs {missing[0]}, which is missing: run the stage that makes it "
+                "(leave out --only)",
+            )
+        return decision
+
+    def plan(self) -> list[tuple[str, Decision]]:
+        """What each stage would do and why, in order; runs and writes nothing."""
+        remade: list[str] = []
+        steps = []
+        for stage in self.stages():
+            decision = self._decide(stage, remade)
+            if decision.action in ("run", "resume"):
+                remade.append(stage.name)
+            steps.append((stage.name, decision))
+        return steps
+
+    def refusal(self, steps: list[tuple[str, Decision]]) -> str | None:
+        """One line for every stage the plan refuses, or None."""
+        refused = [(name, d) for name, d in steps if d.action == "refuse"]
+        if not refused:
+            return None
+        changed: dict[str, tuple[Any, Any]] = {}
+        for _, d in refused:
+            changed.update(d.changed)
+        names = ", ".join(name for name, _ in refused[:3])
+        if len(refused) > 3:
+            names += f" and {len(refused) - 3} more"
+        if changed:
+            return (
+                f"{self.out} holds results made with other settings ({_changed_text(changed)}; "
+                f"stages {names}): pass --overwrite to recompute the stages they affect, or "
+                "choose another --out"
+            )
+        first = refused[0][1].reason
+        if "needs" in first:
+            return first
+        return (
+            f"{self.out}: {first} (stages {names}): pass --overwrite to recompute them, or "
+            "choose another --out"
+        )
+
+    def _remove_outputs(self, stage: Stage) -> None:
+        """A stage that starts afresh first removes what it (or an older run) left: a sweep
+        table or a checkpoint would otherwise be resumed from another experiment."""
+        recorded = _recorded_outputs(self._done.get(stage.name))
+        for rel in dict.fromkeys([*stage.outputs, *recorded]):
+            path = self.out / rel
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+
+    def _record(self, name: str, record: dict[str, Any]) -> None:
+        self._done[name] = record
+        atomic_write_text(self._manifest, json.dumps(self._done, indent=2))
+
+    def _stage(self, stage: Stage) -> None:
+        decision = self._decide(stage)
+        if decision.action == "refuse":
+            raise ValueError(self.refusal([(stage.name, decision)]))
+        if decision.action == "skip":
+            self.log(f"[skip] {stage.name}: {decision.reason}")
+            return
+        self.log(f"[run]  {stage.name}: {decision.reason}")
+        if decision.action == "run":
+            self._remove_outputs(stage)
+        inputs = stage.inputs()
+        record = {"settings": stage.settings, "inputs": inputs}
+        self._record(stage.name, {**record, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        start = time.time()
+        self._current = stage
+        try:
+            written = stage.work() or []
+        finally:
+            self._current = None
+        files = [*stage.outputs, *(str(Path(p).relative_to(self.out)) for p in written)]
+        outputs = {
+            rel: self._sha256(rel) for rel in dict.fromkeys(files) if (self.out / rel).is_file()
+        }
+        self._record(
+            stage.name,
+            {
+                **record,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "seconds": round(time.time() - start, 1),
+                "command": self.command,
+                "outputs": outputs,
+            },
+        )
+
+    def _about(self) -> dict[str, Any]:
+        """What a table's sidecar says about the stage that made it: the summary reads it."""
+        stage = self._current
+        if stage is None:
+            return {}
+        return {
+            "reproduce": {"stage": stage.name, "command": self.command, "settings": stage.settings}
+        }
 
     # -- stages --------------------------------------------------------------------------------
 
@@ -264,7 +644,7 @@ class Reproduction:
             active_blocks=self.effective_k(n) if variant == "effective_paths" else None,
             seed=self.seed,
             device=self.device,
-            resume=True,
+            resume=True,  # continues only its own interrupted run: a fresh start removed the file
             limit=s.train_limit,
             test_limit=s.test_images,
             num_workers=1,
@@ -314,12 +694,16 @@ class Reproduction:
                 exp.anatomy, max_swaps=s.max_swaps, samples=s.samples, seed=self.seed
             )
         path = self.tables / f"{kind}_{variant}.csv"
+        recipe = (exp.loaded.metadata or {}).get("recipe") or {}
         meta = {
             **run_metadata(),
             **exp.describe(),
             "table": "sweep",
             "sweep": kind,
             "seed": self.seed,
+            # The K it was trained with, as its checkpoint records it (the summary quotes it).
+            **({"active_blocks": recipe["active_blocks"]} if recipe.get("active_blocks") else {}),
+            **self._about(),
         }
         table = ResultsTable(path, SWEEP_COLUMNS, metadata=meta, resume=True)
         run_sweep(exp, specs, table)
@@ -331,7 +715,7 @@ class Reproduction:
         frame = path_table(n, exp.describe()["model"])
         path = self.tables / "paths.csv"
         numbers = summarize_paths(n, 0.95).numbers()
-        write_table(path, frame, "paths", {**exp.describe(), "n": n, **numbers})
+        write_table(path, frame, "paths", {**exp.describe(), "n": n, **numbers, **self._about()})
         if n > self.scale.max_exhaustive and self.scale.subnetwork_samples == 0:
             self.log(f"       {n} blocks: above --max-exhaustive, and no sub-networks sampled")
             return
@@ -345,7 +729,12 @@ class Reproduction:
         view = sub.attrs["ensemble"]
         sub.insert(0, "model", exp.describe()["model"])
         sub_path = self.tables / "subnetworks.csv"
-        meta = {**exp.describe(), "ensemble": view, "exhaustive": n <= self.scale.max_exhaustive}
+        meta = {
+            **exp.describe(),
+            "ensemble": view,
+            "exhaustive": n <= self.scale.max_exhaustive,
+            **self._about(),
+        }
         write_table(sub_path, sub, "subnetworks", meta)
 
     def _gradients(self) -> None:
@@ -364,7 +753,8 @@ class Reproduction:
             seed=self.seed,
         )
         path = self.tables / "gradients.csv"
-        write_table(path, analysis.table, "gradients", {**describe, **analysis.meta})
+        meta = {**describe, **analysis.meta, **self._about()}
+        write_table(path, analysis.table, "gradients", meta)
         write_gradient_report(
             analysis,
             self.out / "gradients.md",
@@ -393,35 +783,77 @@ class Reproduction:
                 "epochs": len(frame),
             }
         if rows:
-            meta = {"dataset": self.dataset, "networks": networks}
+            meta = {**self._about(), "networks": networks}
             write_table(self.tables / "training.csv", pd.concat(rows), "training", meta)
 
-    def _plots(self) -> None:
+    def _plots(self) -> list[Path]:
         from .plots import plot_all
 
         written = plot_all(sorted(self.tables.glob("*.csv")), self.figures)
         self.log(f"       {len(written)} figure files in {self.figures}")
+        return [Path(p) for p in written]
 
     def run(self) -> Path:
-        """Run every stage not yet done, then write ``summary.md``; returns its path."""
-        variants = VARIANTS if self.trains else ("resnet",)
-        if self.trains:  # effective paths last: its K comes from the ResNet's gradients
-            for v in variants[:-1]:
-                self._stage(f"train_{v}", lambda v=v: self._train(v))
-        for v in variants:
-            if v != "effective_paths":
-                self._stage(f"sweep_single_{v}", lambda v=v: self._sweep("single", v))
-        self._stage("sweep_multi_resnet", lambda: self._sweep("multi", "resnet"))
-        self._stage("sweep_reorder_resnet", lambda: self._sweep("reorder", "resnet"))
-        self._stage("paths", self._paths)
-        self._stage("gradients", self._gradients)
-        if self.trains:
-            self._stage("train_effective_paths", lambda: self._train("effective_paths"))
-            self._stage("effective_paths_error", lambda: self._sweep("baseline", "effective_paths"))
-            self._stage("training_table", self._training_table)
-        tables = sorted(p.name for p in self.tables.glob("*.csv"))
-        self._stage("figures", self._plots, inputs=tables)
+        """Run every stage not proven done, then write ``summary.md``; returns its path.
+
+        Raises:
+            ValueError: before anything runs, when a stage would replace results made with
+                other settings (without ``overwrite``), or needs an output of a stage not asked
+                for that is missing; one line naming the settings or the file.
+        """
+        refusal = self.refusal(self.plan())
+        if refusal:
+            raise ValueError(refusal)
+        for d in (self.tables, self.figures, self.out / "checkpoints"):
+            d.mkdir(parents=True, exist_ok=True)
+        for stage in self.stages():
+            self._stage(stage)
         return write_summary(self)
+
+
+#: The order settings are listed in the summary: the data, then ``Scale``'s fields.
+_SETTING_ORDER = ("dataset", "data_dir", "seed", "model", "checkpoint", "variant", *asdict(Scale()))
+
+
+def _provenance_lines(tables: Path) -> list[str]:
+    """The commands and settings that made the tables, as their sidecars record them: a summary
+    rewritten by a later run (or under other defaults) still says what its numbers come from."""
+    commands: dict[str, list[str]] = {}
+    settings: dict[str, dict[str, list[str]]] = {}
+    unknown = []
+    for table in sorted(tables.glob("*.csv")):
+        about = read_sidecar(table).get("reproduce")
+        if not isinstance(about, dict):
+            unknown.append(table.name)
+            continue
+        commands.setdefault(str(about.get("command")), []).append(table.stem)
+        for key, value in (about.get("settings") or {}).items():
+            if key.endswith("_sha256") or value is None:
+                continue
+            settings.setdefault(key, {}).setdefault(repr(value), []).append(table.stem)
+    lines = []
+    if len(commands) == 1:
+        lines += [f"Command: `{next(iter(commands))}`", ""]
+    elif commands:
+        lines += ["Commands (the tables come from several runs):", ""]
+        lines += [f"- `{cmd}`: {', '.join(names)}" for cmd, names in commands.items()]
+        lines += [""]
+    order = {key: i for i, key in enumerate(_SETTING_ORDER)}
+    parts = []
+    for key in sorted(settings, key=lambda k: (order.get(k, len(order)), k)):
+        values = settings[key]
+        if len(values) == 1:
+            parts.append(f"{key}={next(iter(values))}")
+        else:
+            parts.append(f"{key}=" + " / ".join(f"{v} ({', '.join(n)})" for v, n in values.items()))
+    if parts:
+        lines += [f"Settings, as the tables' sidecars record them: `{', '.join(parts)}`", ""]
+    if unknown:
+        lines += [
+            f"Tables whose sidecars do not say how they were made: {', '.join(unknown)}.",
+            "",
+        ]
+    return lines
 
 
 def _table(path: Path) -> pd.DataFrame | None:
@@ -466,7 +898,9 @@ def write_summary(rep: Reproduction) -> Path:
     classes = meta.get("num_classes")
     chance = f" (chance: {_pct(1 - 1 / classes)})" if classes else ""
     eff = _table(t / "baseline_effective_paths.csv")
-    k_eff = effective_blocks(grads["effective_lo"], grads["effective_hi"], n) if grads else None
+    # The K the network was trained with, as its table's sidecar records it (from the
+    # checkpoint), never what today's rule would choose.
+    k_eff = read_sidecar(t / "baseline_effective_paths.csv").get("active_blocks", "?")
     degenerate = (
         f"; the effective range holds {100 * grads['effective_path_share']:.0f}% of all paths "
         f"here, so training on it is not training on short paths and does not test the paper"
@@ -478,7 +912,8 @@ def write_summary(rep: Reproduction) -> Path:
 
     def controls(*rows: tuple[str, str, str]) -> tuple[tuple[str, str, str], ...]:
         """Rows about the trained controls: none when a given model was analysed alone."""
-        return rows if rep.trains else ()
+        trained = any(x is not None for x in (plain, sd, eff))
+        return rows if rep.trains or trained else ()
 
     rows = [
         ("blocks (n)", str(paper.BLOCKS), str(n or "?")),
@@ -536,9 +971,10 @@ def write_summary(rep: Reproduction) -> Path:
             ),
         ),
     ]
-    synthetic = bool(meta.get("synthetic_data")) or rep.dataset == "synthetic"
+    synthetic = bool(meta.get("synthetic_data"))
     model = meta.get("model", "?")
     images = meta.get("images", "?")
+    dataset = str(meta.get("dataset", "?"))
     lines = [
         "# Reproduction summary",
         "",
@@ -551,11 +987,8 @@ def write_summary(rep: Reproduction) -> Path:
             if synthetic
             else []
         ),
-        f"Command: `{rep.command}`",
-        "",
-        f"Model: {model}; dataset: {rep.dataset}"
-        f"{' (synthetic, smoke test only)' if synthetic else ''}, {images} test images; "
-        f"scale: `{rep.scale if rep.trains else rep.scale.analysis_only()}`",
+        *_provenance_lines(t),
+        f"Model: {model}; dataset: {dataset}, {images} test images.",
         "",
         "| finding | paper (ResNet-110, CIFAR-10) | measured here |",
         "|---|---|---|",

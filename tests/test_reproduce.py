@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,14 @@ TINY_ARGS = [
     "--test-images", "48", "--samples", "1", "--gradient-images", "4",
     "--samples-per-length", "2", "--subnetwork-images", "16", "--max-exhaustive", "3",
     "--device", "cpu", "--quick",
+]  # fmt: skip
+#: ``TINY`` as command-line options: a CLI run with these finds the fixture's stages done.
+TINY_CLI = [
+    "--dataset", "synthetic", "--depth", "14", "--epochs", "1", "--train-limit", "64",
+    "--test-images", "48", "--batch-size", "32", "--max-k", "2", "--max-swaps", "2",
+    "--samples", "1", "--gradient-images", "4", "--gradient-batches", "8",
+    "--samples-per-length", "2", "--sign-draws", "2", "--subnetwork-images", "16",
+    "--subnetwork-samples", "4", "--max-exhaustive", "3", "--device", "cpu", "--quick",
 ]  # fmt: skip
 FIGURES = [
     "fig3_single_block",
@@ -147,7 +156,9 @@ def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
     deadline = time.time() + 300
     try:
         while time.time() < deadline and proc.poll() is None:
-            if manifest.exists() and "train_plain" in json.loads(manifest.read_text()):
+            if manifest.exists() and "finished" in json.loads(manifest.read_text()).get(
+                "train_plain", {}
+            ):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -155,7 +166,10 @@ def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    done = json.loads(manifest.read_text())
+    records = json.loads(manifest.read_text())
+    done = [n for n, rec in records.items() if "finished" in rec]
+    in_flight = [n for n, rec in records.items() if "finished" not in rec]  # at most one
+    assert len(in_flight) <= 1, records
     kept = {v: (out / "checkpoints" / f"{v}.pt").read_bytes() for v in ("resnet", "plain")}
 
     rerun = CliRunner().invoke(cli, cmd[3:], env={DEBUG_ENV: None})  # the same CLI, in-process
@@ -163,6 +177,8 @@ def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
     assert "| finding |" in rerun.stdout and "wrote" in rerun.stdout
     for stage in done:
         assert f"[skip] {stage}" in rerun.stderr
+    for stage in in_flight:  # resumed, not started again
+        assert f"[run]  {stage}: interrupted" in rerun.stderr
     for variant, data in kept.items():  # finished networks were not retrained
         assert (out / "checkpoints" / f"{variant}.pt").read_bytes() == data
     assert (out / "summary.md").is_file()
@@ -230,7 +246,8 @@ def test_each_size_option_overrides_its_scale_field(
 
     monkeypatch.setattr(reproduce_module, "Reproduction", StandIn)
     for i, name in enumerate(_SCALE_OPTIONS):
-        value = 8 + i  # at least 8: --depth's minimum; every value differs from QUICK's
+        value = 8 + i  # at least 8: --depth's minimum (8 is a valid depth)
+        value += 100 if value == getattr(QUICK, name) else 0  # every value differs from QUICK's
         result = CliRunner().invoke(
             cli, ["reproduce", "--quick", f"--{name.replace('_', '-')}", str(value)]
         )
@@ -286,3 +303,142 @@ def test_only_runs_the_stages_asked_for_and_a_later_run_adds_the_rest(
     assert tuple(option.type.choices) == STAGE_GROUPS
     bad = CliRunner().invoke(cli, [*args, "--only", "plots"])
     assert bad.exit_code == 2 and "plots" in bad.output
+
+
+def _copy(finished: Path, to: Path) -> Path:
+    shutil.copytree(finished, to)
+    return to
+
+
+def _log_of(out: Path, scale: Scale = TINY) -> dict[str, str]:
+    """Re-run the reproduction in ``out``: each stage's log line, by stage."""
+    logged: list[str] = []
+    Reproduction(out, dataset="synthetic", scale=scale, device="cpu", log=logged.append).run()
+    return {ln[7:].split(":")[0]: ln for ln in logged if ln.startswith(("[run]", "[skip]"))}
+
+
+def test_a_deleted_or_edited_table_is_recomputed(finished: Path, tmp_path: Path) -> None:
+    """A table that is gone, or is not the file its stage wrote, makes that stage (and the
+    figures drawn from it) run again; nothing else runs, and the tables come back the same."""
+    out = _copy(finished, tmp_path / "run")
+    (out / "tables" / "multi_resnet.csv").unlink()
+    single = out / "tables" / "single_resnet.csv"
+    single.write_text(single.read_text().replace("\n", "\n", 1) + "\n")  # one byte more
+    log = _log_of(out)
+    assert log["sweep_multi_resnet"].startswith("[run]  sweep_multi_resnet: tables/multi")
+    assert "is missing" in log["sweep_multi_resnet"]
+    assert "is not the file it wrote" in log["sweep_single_resnet"]
+    ran = {name for name, line in log.items() if line.startswith("[run]")}
+    assert ran - {"figures"} == {"sweep_multi_resnet", "sweep_single_resnet"}, log
+    same = True
+    for name in ("multi_resnet.csv", "single_resnet.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(out / "tables" / name), pd.read_csv(finished / "tables" / name)
+        )
+        same &= (out / "tables" / name).read_bytes() == (finished / "tables" / name).read_bytes()
+    # The figures are drawn again exactly when a table they read came back different.
+    assert ("figures" in ran) == (not same)
+
+
+def test_a_run_with_other_settings_is_refused_in_one_line_and_changes_nothing(
+    finished: Path, tmp_path: Path
+) -> None:
+    """The outside tester's case: ``--seed 7 --test-images 40 --max-k 1`` into a finished
+    folder, as a real process. Refused before anything runs, naming each setting that differs;
+    not a file changes (summary.md and stages.json included)."""
+    out = _copy(finished, tmp_path / "run")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    args = [*TINY_CLI, "--seed", "7", "--test-images", "40", "--max-k", "1", "--out", str(out)]
+    cmd = [sys.executable, "-m", "resnet_ensemble", "reproduce", *args]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for text in ("seed 0 (now 7)", "test_images 48 (now 40)", "max_k 2 (now 1)", "--overwrite"):
+        assert text in lines[0]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_the_same_settings_through_the_cli_skip_every_stage(finished: Path, tmp_path: Path) -> None:
+    out = _copy(finished, tmp_path / "run")
+    result = CliRunner().invoke(cli, ["reproduce", *TINY_CLI, "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    steps = [ln for ln in result.output.splitlines() if ln.startswith("[")]
+    assert len(steps) == 14 and all(ln.startswith("[skip]   ") for ln in steps), steps
+
+
+def test_overwrite_recomputes_only_the_stages_the_new_settings_affect(
+    finished: Path, tmp_path: Path
+) -> None:
+    out = _copy(finished, tmp_path / "run")
+    args = ["reproduce", *TINY_CLI, "--max-k", "1", "--out", str(out), "--overwrite"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    ran = [ln for ln in result.stderr.splitlines() if ln.startswith("[run]")]
+    assert ran[0] == "[run]  sweep_multi_resnet: --overwrite: settings changed: max_k 2 (now 1)"
+    assert [ln.split(":")[0] for ln in ran] == ["[run]  sweep_multi_resnet", "[run]  figures"]
+    assert set(pd.read_csv(out / "tables" / "multi_resnet.csv").k) == {0, 1}  # 0: baseline
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["sweep_multi_resnet"]["settings"]["max_k"] == 1
+    assert (
+        stages["sweep_single_resnet"]
+        == json.loads((finished / "stages.json").read_text())["sweep_single_resnet"]
+    )
+    summary = (out / "summary.md").read_text()
+    assert "max_k=1," in summary and "error with k = 1 blocks deleted" in summary
+
+
+def test_the_summary_says_what_the_tables_were_made_with_not_this_runs_settings(
+    finished: Path, tmp_path: Path
+) -> None:
+    """The first-hour report: summary.md said 10 samples per length against the sidecar's 40,
+    and K = 9 of 9 blocks against the 4 used. A run that computes nothing new, under other
+    settings, must still quote the sidecars, and K as the effective-path checkpoint records
+    it."""
+    out = _copy(finished, tmp_path / "run")
+    args = ["reproduce", *TINY_CLI, "--samples-per-length", "7", "--max-k", "1", "--only"]
+    result = CliRunner().invoke(cli, [*args, "figures", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "[skip] gradients: not among the stages asked for" in result.stderr
+    summary = (out / "summary.md").read_text()
+    assert "samples_per_length=2," in summary and "max_k=2," in summary
+    assert "samples_per_length=7" not in summary and "max_k=1," not in summary
+    ckpt = torch.load(out / "checkpoints" / "effective_paths.pt", weights_only=True)
+    k = ckpt["metadata"]["recipe"]["active_blocks"]
+    row = next(ln for ln in summary.splitlines() if ln.startswith("| effective-path training"))
+    assert f"({k} of 6 blocks)" in row
+
+
+def test_a_clone_with_the_committed_manifest_but_no_checkpoints_runs_every_stage(
+    finished: Path, tmp_path: Path
+) -> None:
+    """What a fresh clone of a committed run holds: stages.json, tables, histories and figures,
+    but no checkpoints (git ignores them). The manifest alone must never skip a stage: every
+    stage runs for real, and the checkpoints are there afterwards."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    shutil.copytree(finished, repo / "results" / "tiny")
+    (repo / ".gitignore").write_text("/results/**/checkpoints/*.pt\n")  # as this repository's
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "run"], check=True)
+    clone = tmp_path / "clone"
+    subprocess.run([*git, "clone", "-q", str(repo), str(clone)], check=True)
+    out = clone / "results" / "tiny"
+    assert (out / "stages.json").is_file() and not list(out.glob("checkpoints/*.pt"))
+    committed = {p.name: p.read_bytes() for p in out.glob("tables/*.csv")}
+    log = _log_of(out)
+    # The networks are trained again; every later stage runs because the checkpoint it
+    # evaluated is not the one it reads now (a checkpoint records its own wall time) ...
+    ran = {name for name, line in log.items() if line.startswith("[run]")}
+    assert len(log) == 14 and ran >= set(log) - {"figures"}, log
+    # ... and the figures are drawn again unless every table came back byte for byte (the
+    # same weights on the CPU), which the skip proved by sha256, not by the manifest's word.
+    again = {p.name: p.read_bytes() for p in out.glob("tables/*.csv")}
+    assert ("figures" in ran) == (again != committed), log["figures"]
+    assert "checkpoints/resnet.pt is missing" in log["train_resnet"]
+    for variant in ("resnet", "plain", "stochastic_depth", "effective_paths"):
+        assert (out / "checkpoints" / f"{variant}.pt").is_file()
+    assert all(line.startswith("[skip]") for line in _log_of(out).values())

@@ -20,6 +20,7 @@ _SCALE_OPTIONS: dict[str, tuple[click.ParamType, str]] = {
     "depth": (click.IntRange(8, MAX_DEPTH), "Override the depth."),
     "epochs": (bounded("epochs"), "Override the epochs."),
     "train_limit": (bounded("limit"), "Train on N images."),
+    "batch_size": (bounded("batch_size"), "Override the training batch size."),
     "test_images": (bounded("limit"), "Evaluate on N images."),
     "samples": (bounded("samples"), "Draws per k in sweeps."),
     "max_k": (bounded("max_k"), "Delete up to k blocks (Fig. 5a)."),
@@ -108,7 +109,18 @@ def _scale_options(func: F) -> F:
     type=click.Choice(["train", "sweeps", "paths", "gradients", "figures"]),
     multiple=True,
     help="Run only these stages (repeatable; default: all). A stage that needs an output not "
-    "yet made fails with its error.",
+    "yet made is refused, naming the file.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Recompute the stages whose results in --out were made with other settings (without "
+    "it such a run is refused, naming them).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what each stage would do and why (run, resume, skip, refuse); run nothing.",
 )
 @_scale_options
 @device_option
@@ -128,10 +140,13 @@ def reproduce(
     device: str,
     seed: int,
     only: tuple[str, ...],
+    overwrite: bool,
+    dry_run: bool,
     **sizes: int | None,
 ) -> None:
     """Train (or reuse) the networks, run every sweep and the gradient analysis, draw every
-    figure and write summary.md. Finished stages are skipped on a re-run; a second run into
+    figure and write summary.md. A stage is skipped on a re-run only when stages.json proves it
+    done: the same settings and inputs, and every file it wrote still there; a second run into
     the same folder while one is running is refused."""
     if model_spec and any((resnet_ckpt, plain_ckpt, sd_ckpt, effective_ckpt)):
         raise click.UsageError("--model analyses one given model; drop the checkpoint options")
@@ -165,7 +180,17 @@ def reproduce(
             seed=seed,
             log=lambda m: click.echo(m, err=True),
             only=only or None,
+            overwrite=overwrite,
         )
+        if dry_run:
+            steps = rep.plan()
+            for name, decision in steps:
+                pad = " " * (7 - len(decision.action))
+                click.echo(f"[{decision.action}]{pad}{name}: {decision.reason}")
+            refusal = rep.refusal(steps)
+            if refusal:
+                raise ValueError(refusal)
+            return
         summary = rep.run()
     click.echo(summary.read_text())
     click.echo(f"wrote {summary}")
