@@ -8,7 +8,8 @@ Holds:
 - ``load_table`` / ``load_tables`` / ``find_tables``: read results CSVs and tell their kind (the
   kinds are ``results.TABLES``) from the sidecar's ``table`` key, or, without one, from the
   columns; a table lacking columns is refused with one line; folders are searched for tables
-- ``figure_style``: the one paper style (seaborn "paper" or "talk" context, colour-blind palette)
+- ``figure_style``: the one paper style (seaborn "paper" or "talk" context, colour-blind palette),
+  defined with the other shared figure plumbing in ``plot_style``
 - one function per figure, each taking DataFrames and returning a ``Figure``:
   ``plot_single_block`` (paper Fig. 3), ``plot_delete_k`` (Fig. 5a), ``plot_reorder``
   (Fig. 5b), ``plot_path_lengths`` (Fig. 6a), ``plot_gradient_per_length`` (Fig. 6b),
@@ -36,14 +37,28 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .paths import parse_blocks, shortest_range_holding, summarize_paths
+from .plot_style import (
+    DPI,
+    ERROR_LABEL,
+    Style,
+    Width,
+    figure_style,
+)
+from .plot_style import VARIANT_COLOUR as _VARIANT_COLOUR
+from .plot_style import VARIANT_ORDER as _VARIANT_ORDER
+from .plot_style import WIDTH_IN as _WIDTH_IN
+from .plot_style import Key as _Key
+from .plot_style import legend as _legend
+from .plot_style import ms as _ms
+from .plot_style import new_figure as _new_figure
+from .plot_style import numbers as _numbers
+from .plot_style import percent as _percent
 from .results import (
     TABLES,
     SweepKind,
@@ -80,8 +95,6 @@ __all__ = [
     "save_figure",
 ]
 
-Style = Literal["paper", "talk"]
-Width = Literal["single", "double"]
 Format = Literal["png", "pdf", "svg"]
 # The columns a figure needs from each kind of table (``results.TABLES``); others are drawn
 # when present.
@@ -114,7 +127,6 @@ TITLES = {
     "subnetworks": "Sub-networks — error by blocks kept",
 }
 
-ERROR_LABEL = "test error (%)"
 # Each sweep metric's axis label, and whether its values are fractions (drawn as %); another
 # (a custom metric's) is drawn as it is, labelled with its name.
 _METRIC_AXES: dict[str, tuple[str, bool]] = {
@@ -127,14 +139,7 @@ _METRIC_AXES: dict[str, tuple[str, bool]] = {
 LENGTH_LABEL = "path length (blocks)"
 GRADIENT_LABEL = "gradient magnitude (L2 norm)"
 
-DPI = 150
-_WIDTH_IN = {"single": 3.5, "double": 7.1}  # a journal column and a full page width
-_HEIGHT_IN = {"single": 2.6, "double": 3.1}
-# Talk figures: 1.6x wider, 1.8x taller (room for legends), seaborn's "talk" fonts 1.9x.
-_TALK_SCALE = (1.6, 1.8)
 _SHADE = "0.88"  # shaded ranges: downsampling blocks, central / effective path lengths
-_VARIANT_ORDER = ("residual", "plain", "stochastic depth", "effective paths")
-_VARIANT_COLOUR = {"residual": 0, "plain": 1, "stochastic depth": 2, "effective paths": 4}
 # The share of the gradient that makes a range of path lengths "effective" (the paper's, and
 # ``gradient_analysis``'s headline range), where a table's sidecar does not give the range.
 _EFFECTIVE_SHARE = 0.95
@@ -242,47 +247,6 @@ def _seeded_jitter(seed: int = 0) -> Iterator[None]:
         np.random.set_state(state)
 
 
-@contextlib.contextmanager
-def figure_style(style: Style = "paper") -> Iterator[None]:
-    """The one style of every figure: seaborn's ``style`` context, light horizontal grid,
-    no top/right spines, frameless legends and TrueType fonts in PDFs (editable text)."""
-    if style not in ("paper", "talk"):
-        raise ValueError(f"unknown style {style!r}: choose paper or talk")
-    rc = {
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": True,
-        "axes.grid.axis": "y",
-        "grid.color": "0.9",
-        "grid.linewidth": 0.6,
-        "legend.frameon": False,
-        "pdf.fonttype": 42,
-        "ps.fonttype": 42,
-        "savefig.dpi": DPI,
-    }
-    with sns.axes_style("ticks"), sns.plotting_context(style), mpl.rc_context(rc):
-        yield
-
-
-def _new_figure(
-    style: Style,
-    width: Width,
-    *,
-    extra_height: float = 0.0,
-    ncols: int = 1,
-    nrows: int = 1,
-    **grid: Any,
-) -> tuple[Figure, Any]:
-    if width not in _WIDTH_IN:
-        raise ValueError(f"unknown width {width!r}: choose single or double")
-    sx, sy = _TALK_SCALE if style == "talk" else (1.0, 1.0)
-    size = (_WIDTH_IN[width] * sx, (_HEIGHT_IN[width] + extra_height) * sy)
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)  # render with Agg: no display, no pyplot state
-    many = ncols > 1 or nrows > 1
-    return fig, fig.subplots(nrows, ncols, **grid) if many else fig.add_subplot()
-
-
 def _styled(
     draw: Callable[..., None], ax: Axes | None, style: Style, width: Width, **figure: Any
 ) -> Figure:
@@ -294,36 +258,6 @@ def _styled(
         fig, new_ax = _new_figure(style, width, **figure)
         draw(fig, new_ax, True)
         return fig
-
-
-def _legend(
-    fig: Figure,
-    ax: Axes,
-    handles: Sequence[Any],
-    labels: Sequence[str],
-    *,
-    owned: bool,
-    below: bool = False,
-    loc: str = "best",
-    title: str | None = None,
-) -> None:
-    """Below the axes, outside the data, in figures we own (as many columns as fit the
-    figure's width, at most 3); else inside ``ax``."""
-    kw: dict[str, Any] = {
-        "handler_map": {tuple: HandlerTuple(ndivide=None)},
-        "title": title,
-        "title_fontsize": mpl.rcParams["legend.fontsize"],
-        "alignment": "left",
-    }
-    if not (below and owned):
-        ax.legend(handles, labels, loc=loc, **kw)
-        return
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    for ncol in range(min(len(labels), 3), 0, -1):
-        leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kw)
-        if ncol == 1 or leg.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
-            return
-        leg.remove()
 
 
 def _palette(labels: Sequence[str], variants: Mapping[str, str]) -> dict[str, Any]:
@@ -346,37 +280,12 @@ def _lw(factor: float = 1.0) -> float:
     return factor * mpl.rcParams["lines.linewidth"]
 
 
-def _ms(factor: float = 1.0) -> float:
-    """A marker size relative to the style's."""
-    return factor * mpl.rcParams["lines.markersize"]
-
-
 def _truthy(values: pd.Series) -> pd.Series:
     return values.map(lambda v: str(v).strip().lower() in {"true", "1", "1.0", "yes"})
 
 
-def _numbers(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce")
-
-
-def _percent(values: pd.Series) -> pd.Series:
-    return 100.0 * _numbers(values)
-
-
 def _integer_ticks(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
-
-
-@dataclass
-class _Key:
-    """A legend being built: its handles and their labels, in order."""
-
-    handles: list[Any] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-
-    def add(self, handle: Any, label: str) -> None:
-        self.handles.append(handle)
-        self.labels.append(label)
 
 
 def _dot(colour: Any, size: float, *, edge: float | None = 0, **line: Any) -> Line2D:
