@@ -36,12 +36,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import pandas as pd
 
 from ._version import __version__
 from .atomic import atomic_write, remove_stale_temporaries
+from .names import METRIC_NAMES, MetricName, SweepKind, TableKind
 
 __all__ = [
     "DEPTH_COLUMNS",
@@ -70,23 +71,9 @@ __all__ = [
     "write_table",
 ]
 
-TableKind = Literal[
-    "sweep",
-    "paths",
-    "gradients",
-    "gradient_samples",
-    "subnetworks",
-    "history",
-    "training",
-    "depth",
-    "depth_k",
-    "dynamics",
-    "effective_path_evaluation",
-]
-SweepKind = Literal["single", "multi", "reorder"]
-#: The metrics a sweep can score (``metrics.METRICS``); its value column is named after it.
-SweepMetric = Literal["error", "top5", "loss", "perplexity", "kl"]
-SWEEP_METRICS: tuple[str, ...] = get_args(SweepMetric)
+#: The metrics a sweep can score (``names.MetricName``); its value column is named after it.
+SweepMetric = MetricName
+SWEEP_METRICS: tuple[str, ...] = METRIC_NAMES
 
 
 @dataclass(frozen=True)

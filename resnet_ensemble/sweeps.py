@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
 from .metrics import MetricName, resolve_metric
+from .names import ELIGIBLE, SWEEP_KINDS, Eligible
 from .results import (
     SWEEP_COLUMNS,
     ResultsTable,
@@ -60,12 +61,6 @@ __all__ = [
     "sweep_columns",
     "sweep_to_table",
 ]
-
-SWEEP_KINDS: dict[str, str] = {
-    "single": "every block deleted alone (paper Fig. 3)",
-    "multi": "k random blocks deleted together (paper Fig. 5a)",
-    "reorder": "k random swaps of same-shape blocks (paper Fig. 5b)",
-}
 
 
 @dataclass(frozen=True)
@@ -143,13 +138,6 @@ def _check_count(counts: int, samples: int, what: str) -> None:
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     # One generator per configuration: a resumed sweep draws exactly the same configurations.
     return np.random.default_rng([seed, *keys])
-
-
-#: Which blocks k-block deletion draws from: every deletable block; those whose shortcut is the
-#: identity (the default, as this toolkit always drew); or every block but the first of each
-#: stage (the authors' plots leave out draws that touch one).
-Eligible = Literal["all", "non-downsampling", "not-stage-first"]
-ELIGIBLE: tuple[str, ...] = get_args(Eligible)
 
 
 def stage_first_blocks(found: Anatomy) -> set[int]:

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import click
 
+from ..names import METRIC_NAMES, STRATEGIES
+
 DEBUG_ENV = "RESNET_ENSEMBLE_DEBUG"
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,10 +60,9 @@ def fail_cleanly() -> Iterator[None]:
 
 positive_int = click.IntRange(min=1)
 
-# The names of ``metrics.MetricName`` and ``engine.Strategy``, spelled out here so that --help
-# does not import torch; a test checks that they agree.
-METRIC_CHOICES = ["error", "top5", "loss", "perplexity", "kl"]
-STRATEGY_CHOICES = ["auto", "prefix", "mask"]
+# ``names.MetricName`` and ``names.Strategy`` (torch-free, so --help stays fast).
+METRIC_CHOICES = list(METRIC_NAMES)
+STRATEGY_CHOICES = list(STRATEGIES)
 
 
 def choice_option(name: str, choices: Sequence[str], help: str) -> Callable[[F], F]:  # noqa: A002

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..names import SWEEP_KINDS
 from .common import (
     STRATEGY_CHOICES,
     choice_option,
@@ -28,13 +29,8 @@ __all__ = ["sweep"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The kinds and their one-line help; ``sweeps.SWEEP_KINDS`` says the same, and a test checks
-# that they agree (this module must not import the library, so that --help stays fast).
-KINDS = {
-    "single": "every block deleted alone (paper Fig. 3)",
-    "multi": "k random blocks deleted together (paper Fig. 5a)",
-    "reorder": "k random swaps of same-shape blocks (paper Fig. 5b)",
-}
+# The kinds and their one-line help (``names`` is torch-free, so --help stays fast).
+KINDS = SWEEP_KINDS
 
 
 class _Kinds(click.Group):
