@@ -37,6 +37,7 @@ from resnet_ensemble.interventions import format_route_item, plan_route
 from resnet_ensemble.painters import layer_units, painters_route
 from resnet_ensemble.paths import path_length_counts
 from resnet_ensemble.proxies import plot_proxies, proxy_correlations, single_deletion_damage
+from resnet_ensemble.results import sweep_rows
 
 
 def measure(model, loader, routes):  # noqa: ANN001, ANN201
@@ -204,7 +205,7 @@ def draw(single, delete_k, swaps, painters, grads, figures: Path) -> None:  # no
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base = float(single.loc[single["config"] == "baseline", "perplexity"].iloc[0])
+    base = sweep_rows(single).full("perplexity")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     s = single.dropna(subset=["deleted"])
     colors = ["C0" if k == "attention" else "C1" for k in s["kind"]]

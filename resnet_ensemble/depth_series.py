@@ -27,7 +27,14 @@ import pandas as pd
 
 from . import paper, results
 from .paths import summarize_paths
-from .results import atomic_write_text, chance_level, check_writable, read_sidecar, write_table
+from .results import (
+    atomic_write_text,
+    chance_level,
+    check_writable,
+    read_sidecar,
+    sweep_rows,
+    write_table,
+)
 
 __all__ = [
     "DEPTH_COLUMNS",
@@ -77,9 +84,9 @@ def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
     n = int(meta.get("num_blocks") or 0)
     if single is None:  # the columns, no rows: every deletion statistic is NaN
         single = pd.DataFrame({"config": ["baseline"], "error": [math.nan], "downsampling": [""]})
-    full = float(single.loc[single["config"] == "baseline", "error"].iloc[0])
-    deleted = single[single["config"] != "baseline"]
-    down = deleted["downsampling"].astype(str) == "True"
+    rows = sweep_rows(single)
+    full, deleted = rows.full("error"), rows.deletions
+    down = deleted["downsampling"]
     classes = meta.get("num_classes")
     paths = summarize_paths(n, 0.95)
     decay = gmeta.get("single_path_decay") or {}

@@ -64,9 +64,11 @@ from .results import (
     SweepKind,
     SweepMetric,
     TableKind,
+    as_flags,
     atomic_write_bytes,
     chance_level,
     check_writable,
+    is_baseline,
     read_sidecar,
     read_table,
     sweep_metric,
@@ -280,10 +282,6 @@ def _lw(factor: float = 1.0) -> float:
     return factor * mpl.rcParams["lines.linewidth"]
 
 
-def _truthy(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: str(v).strip().lower() in {"true", "1", "1.0", "yes"})
-
-
 def _integer_ticks(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
 
@@ -378,7 +376,7 @@ def _prepare_sweep(
             series[rows] = v + " (" + model[rows] + ")"
     df["series"] = series
     df["value"] = measure.values(df)
-    df["is_baseline"] = df["config"].astype(str) == "baseline"
+    df["is_baseline"] = is_baseline(df)
     for col in ("k", "kendall_tau"):
         df[col] = _numbers(df[col])
     variants = dict(zip(df["series"], variant, strict=True))
@@ -411,7 +409,7 @@ def _baselines(df: pd.DataFrame, sweep: SweepKind) -> dict[str, float]:
 
 
 def _lesioned_variants(df: pd.DataFrame, sweep: SweepKind) -> set[str]:
-    rows = df[_in_sweep(df, sweep) & (df["config"].astype(str) != "baseline")]
+    rows = df[_in_sweep(df, sweep) & ~is_baseline(df)]
     return set(rows["variant"].fillna("").astype(str)) if "variant" in rows else set()
 
 
@@ -488,7 +486,7 @@ def plot_single_block(
     lesions = lesions.dropna(subset=["block", "value"])
     if lesions.empty:
         raise ValueError("no single-block deletions to plot (sweep 'single' rows)")
-    lesions["down"] = _truthy(lesions["downsampling"])
+    lesions["down"] = as_flags(lesions["downsampling"])
     order = _series_order(lesions["series"].unique(), series_variant)
     colours = _palette(order, series_variant)
     baselines = _baselines(data, "single")

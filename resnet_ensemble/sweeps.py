@@ -40,6 +40,7 @@ from .results import (
     check_writable,
     run_metadata,
     sweep_columns,
+    sweep_rows,
 )
 
 __all__ = [
@@ -499,9 +500,8 @@ def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.Dat
     Values are in the metric's own unit (error rates as fractions).
     """
     value = metric
-    base = frame.loc[frame["config"] == "baseline", value]
-    full = float(base.iloc[0]) if len(base) else math.nan
-    rest = frame.loc[frame["config"] != "baseline"].copy()
+    rows = sweep_rows(frame)
+    full, rest = rows.full(value), rows.deletions
     if rest.empty:
         return pd.DataFrame({"configuration": ["full network"], value: [full]})
     rest[value] = pd.to_numeric(rest[value], errors="coerce")

@@ -101,6 +101,7 @@ _SEED = seed_option()
 
 def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     """Parse, one call, print: the sweep into its table, then what it found."""
+    from ..results import sweep_rows
     from ..sweeps import summarize_sweep, sweep_to_table
 
     settings = {
@@ -138,7 +139,7 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
         click.echo(f"note: {note}", err=True)
     _echo_summary(summarize_sweep(outcome.frame, metric), metric)
     frame = outcome.frame
-    base = frame.loc[frame["config"] == "baseline", metric]
+    base = sweep_rows(frame).baseline[metric]
     if not len(base):
         click.echo(f"wrote {outcome.path}")
         return
