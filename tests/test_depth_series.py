@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner, Result
 
-from resnet_ensemble.cli import cli
-from resnet_ensemble.cli.common import DEBUG_ENV
-
+from .cli_helpers import invoke as _invoke
 from .conftest import save_tiny_checkpoint
 
 TINY = [
@@ -25,10 +22,6 @@ TINY = [
     "--samples-per-length", "2", "--sign-draws", "0", "--subnetwork-images", "20",
     "--subnetwork-samples", "0", "--max-exhaustive", "3",
 ]  # fmt: skip
-
-
-def _invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +142,11 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
         arch="resnet8", dataset="fashion-mnist", out=train_dir / "r8.pt", epochs=1, limit=64,
         test_limit=64, batch_size=32, device="cpu", num_workers=0, active_blocks=2,
     )  # fmt: skip
-    result = train(config, progress=False)
+    result = train(config)
     unfinished = TrainConfig(**{**config.__dict__, "out": train_dir / "late.pt", "epochs": 2})
     with pytest.raises(KeyboardInterrupt):  # a run stopped after its first epoch
         train(
             TrainConfig(**{**unfinished.__dict__, "log": _interrupt_after_epoch_1}),
-            progress=False,
         )
     proc = _export(train_dir, out)
     assert "skip" in proc.stdout and not (out / "late.pt").exists()  # unfinished: left alone
@@ -187,7 +179,7 @@ def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) 
         arch="resnet8", dataset="fashion-mnist", out=train_dir / "r8.pt", epochs=1, limit=32,
         test_limit=32, batch_size=32, device="cpu", num_workers=0,
     )  # fmt: skip
-    train(config, progress=False)
+    train(config)
     raw = torch.load(config.out, weights_only=True)
     big = "layer1.0.bn1.running_var"
     raw["state_dict"][big] = raw["state_dict"][big] * 0 + 1e5

@@ -9,12 +9,7 @@ tests/reference.py on the checkpoints the run wrote.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +25,7 @@ from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
 from resnet_ensemble.reproduce import Reproduction, Scale
 
+from .cli_helpers import kill_mid_run
 from .reference import cifar_blocks, cifar_forward, reference_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,33 +128,19 @@ def test_a_rerun_skips_every_stage_and_changes_no_output(finished: Path) -> None
     assert _snapshot(finished) == before
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop(DEBUG_ENV, None)
-    return env
-
-
 def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "resnet_ensemble", "reproduce", *TINY_ARGS, "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = ["reproduce", *TINY_ARGS, "--out", str(out)]
     manifest = out / "stages.json"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if manifest.exists() and "train_plain" in json.loads(manifest.read_text()):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+
+    def plain_trained() -> bool:
+        return manifest.exists() and "train_plain" in json.loads(manifest.read_text())
+
+    assert kill_mid_run(args, tmp_path, plain_trained, within=300), "the run ended first"
     done = json.loads(manifest.read_text())
     kept = {v: (out / "checkpoints" / f"{v}.pt").read_bytes() for v in ("resnet", "plain")}
 
-    rerun = CliRunner().invoke(cli, cmd[3:], env={DEBUG_ENV: None})  # the same CLI, in-process
+    rerun = CliRunner().invoke(cli, args, env={DEBUG_ENV: None})  # the same CLI, in-process
     assert rerun.exit_code == 0, rerun.output
     assert "| finding |" in rerun.stdout and "wrote" in rerun.stdout
     for stage in done:

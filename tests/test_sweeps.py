@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +32,8 @@ from resnet_ensemble.sweeps import (
     stage_first_blocks,
 )
 
+from .cli_helpers import kill_mid_run
+from .cli_helpers import subprocess_env as _env
 from .conftest import randomize_batchnorm
 from .reference import cifar_blocks, cifar_forward
 
@@ -303,13 +303,6 @@ def _reference_wrong(model: nn.Module, route: list[int], images: int, batch: int
     return wrong
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop("RESNET_ENSEMBLE_DEBUG", None)
-    return env
-
-
 def _sweep_args(ckpt: Path, out: Path, kind: str, images: int, *extra: str) -> list[str]:
     return [
         "sweep",
@@ -345,34 +338,19 @@ def _kill_mid_way(args: list[str], out: Path, full: list[str], cwd: Path) -> int
 
     Returns how many configurations the table held after the kill (-1 if the run finished
     before it could be killed)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "resnet_ensemble", *args],
-        cwd=cwd,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if out.exists():
-                lines = out.read_text().splitlines()
-                # Always a whole table: it parses, and it is a prefix of the finished one.
-                pd.read_csv(out)
-                assert lines == full[: len(lines)]
-                json.loads(out.with_suffix(".json").read_text())
-                if len(lines) - 1 >= 2:
-                    proc.kill()
-                    break
-            if proc.poll() is not None:
-                return -1
-            time.sleep(0.005)
-        else:
-            pytest.fail("the sweep wrote no rows in 120 s")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+
+    def two_rows() -> bool:
+        if not out.exists():
+            return False
+        lines = out.read_text().splitlines()
+        # Always a whole table: it parses, and it is a prefix of the finished one.
+        pd.read_csv(out)
+        assert lines == full[: len(lines)]
+        json.loads(out.with_suffix(".json").read_text())
+        return len(lines) - 1 >= 2
+
+    if not kill_mid_run(args, cwd, two_rows):
+        return -1
     return len(pd.read_csv(out))
 
 
