@@ -271,7 +271,7 @@ class Reproduction:
             num_workers=1,
             log=lambda m: self.log(f"       {m}"),
         )
-        train(config, progress=False)
+        train(config)
 
     def effective_k(self, n: int) -> int:
         """K from the effective range that the gradients stage measured on the ResNet."""
