@@ -7,8 +7,8 @@ Holds:
   built-in name such as ``resnet56``, ``torchvision:NAME``, ``timm:NAME``, ``hf:PATH`` (a local
   Hugging Face folder) or ``package.module:callable`` (a user's factory), with a weights file
   for any of the last four, failing with one clear line
-- ``is_factory_spec``, ``EMBEDDED_CHECKPOINT`` and the spec prefixes; ``read_state_dict``
-  (``checkpoints``', where the file formats live) re-exported
+- ``is_factory_spec``, ``EMBEDDED_CHECKPOINT`` and the spec prefixes (reading weights files is
+  ``checkpoints``', where the file formats live)
 
 Where an architecture takes the number of classes and the input channels, they are read from
 the weights (the classifier's rows, the first convolution's input channels), so a 1-channel,
@@ -37,12 +37,12 @@ from torch import nn
 from .archs import BUILTIN_ARCH_PATTERN, is_builtin_form
 from .checkpoints import (
     file_sha256,
-    first_line,
     load_state,
     read_checkpoint,
     read_state_dict,
     strip_wrapper_prefix,
 )
+from .errors import one_line
 from .models import build_builtin
 from .runtime import model_device, resolve_device
 
@@ -54,7 +54,6 @@ __all__ = [
     "LoadedModel",
     "is_factory_spec",
     "load_model",
-    "read_state_dict",
 ]
 
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "embedded_resnet.pt"
@@ -376,8 +375,9 @@ def _torchvision_pretrained(
     try:
         model = torchvision.models.get_model(name, weights=w)
     except Exception as err:  # noqa: BLE001 - network, cache and hash failures all end here
+        why = one_line(err, first=True, limit=120)
         raise ValueError(
-            f"could not get torchvision weights {enum.__name__}.{choice} ({first_line(err)}); "
+            f"could not get torchvision weights {enum.__name__}.{choice} ({why}); "
             f"on a machine without internet, download {w.url} elsewhere and pass --weights-file"
         ) from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)

@@ -1109,24 +1109,12 @@ def _check_out_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _dataset_classes(dataset: Any) -> int | None:
-    """The number of classes of the dataset a sidecar names (the data layer's), if known."""
-    if not dataset:
-        return None
-    from .data import dataset_info  # imports torch: only for sidecars without num_classes
-
-    try:
-        return dataset_info(str(dataset).split()[0]).num_classes or None
-    except (KeyError, ValueError):
-        return None
-
-
 def _num_classes(tables: Sequence[LoadedTable]) -> int | None:
     """The sweeps' number of classes, where they agree on one: the ``num_classes`` that each
-    sidecar records, else that of the dataset it names."""
+    sidecar records (every sweep writes it; plotting never imports the data layer or torch)."""
     found = set()
     for t in tables:
-        classes = t.meta.get("num_classes") or _dataset_classes(t.meta.get("dataset"))
+        classes = t.meta.get("num_classes")
         if classes:
             found.add(int(classes))
     return found.pop() if len(found) == 1 else None

@@ -357,7 +357,7 @@ TABLES: dict[str, TableSpec] = {
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all at once: temp file in the same folder, fsync, rename (see
-    ``checkpoints.atomic_write``, the one implementation)."""
+    ``atomic.atomic_write``, the one implementation)."""
     atomic_write(path, data)
 
 

@@ -115,3 +115,23 @@ def test_the_vocabularies_and_the_plot_style_import_nothing_of_the_package() -> 
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {"__future__", "typing"}
+
+
+def test_the_figures_and_the_table_contract_load_without_torch() -> None:
+    """Plotting reads tables only: importing it (and the table contract, the vocabularies, the
+    error formatter) must not import torch, in a fresh process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import resnet_ensemble.plots, resnet_ensemble.depth_plots, resnet_ensemble.results\n"
+        "import resnet_ensemble.names, resnet_ensemble.errors, resnet_ensemble.dynamics_plots\n"
+        "print('torch' in sys.modules)\n"
+    )
+    root = str(PACKAGE.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -22,19 +22,11 @@ from typing import Any, TypeVar
 
 import click
 
+from ..errors import one_line
 from ..names import METRIC_NAMES, STRATEGIES
 
 DEBUG_ENV = "RESNET_ENSEMBLE_DEBUG"
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    if isinstance(err, OSError) and err.strerror:  # "[Errno 28] ..." says nothing to a user
-        text = err.strerror + (f": {err.filename}" if err.filename else "")
-    if isinstance(err, KeyError) and text.startswith("'"):
-        text = text.strip("'")
-    return " ".join(text.split())
 
 
 @contextlib.contextmanager
@@ -54,7 +46,7 @@ def fail_cleanly() -> Iterator[None]:
     except Exception as err:  # noqa: BLE001 - this is the CLI's last line of defence
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
-        click.echo(f"error: {_one_line(err)}", err=True)
+        click.echo(f"error: {one_line(err)}", err=True)
         sys.exit(1)
 
 
