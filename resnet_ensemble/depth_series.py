@@ -84,8 +84,8 @@ def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
     n = int(meta.get("num_blocks") or 0)
     if single is None:  # the columns, no rows: every deletion statistic is NaN
         single = pd.DataFrame({"config": ["baseline"], "error": [math.nan], "downsampling": [""]})
-    rows = sweep_rows(single)
-    full, deleted = rows.full("error"), rows.deletions
+    split = sweep_rows(single)
+    full, deleted = split.full("error"), split.deletions
     down = deleted["downsampling"]
     classes = meta.get("num_classes")
     paths = summarize_paths(n, 0.95)

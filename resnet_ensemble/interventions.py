@@ -410,7 +410,7 @@ def _patched(
         return forward
 
     def pass_through(*args: Any, **kwargs: Any) -> Tensor:
-        x = args[0] if args else next(iter(kwargs.values()))
+        x: Tensor = args[0] if args else next(iter(kwargs.values()))
         if x is not handoff["out"]:
             raise RuntimeError(
                 "the blocks are not run back to back in this model's forward, so a route that "

@@ -134,7 +134,7 @@ def resolve_metric(metric: MetricSpec | None, task: str = "classification") -> M
                 "perplexity is for language models (next-token prediction); for a classifier "
                 "use error, top5 or loss"
             )
-        return METRICS[key]  # type: ignore[index]  # checked against METRICS just above
+        return METRICS[key]  # checked against METRICS just above
     if callable(metric):
         return Metric(getattr(metric, "__name__", "custom").strip("<>") or "custom", metric)
     raise ValueError(f"metric must be a name or a callable, got {type(metric).__name__}")

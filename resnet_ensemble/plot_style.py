@@ -61,7 +61,7 @@ def figure_style(style: Style = "paper") -> Iterator[None]:
     no top/right spines, frameless legends and TrueType fonts in PDFs (editable text)."""
     if style not in ("paper", "talk"):
         raise ValueError(f"unknown style {style!r}: choose paper or talk")
-    rc = {
+    rc: dict[Any, Any] = {  # matplotlib types its keys as a Literal of every rc name
         "axes.spines.top": False,
         "axes.spines.right": False,
         "axes.grid": True,
@@ -116,7 +116,7 @@ def legend(
         "alignment": "left",
     }
     if not (below and owned):
-        ax.legend(handles, labels, loc=loc, **kw)
+        ax.legend(handles, labels, **{"loc": loc, **kw})
         return
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     for ncol in range(min(len(labels), 3), 0, -1):

@@ -500,8 +500,8 @@ def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.Dat
     Values are in the metric's own unit (error rates as fractions).
     """
     value = metric
-    rows = sweep_rows(frame)
-    full, rest = rows.full(value), rows.deletions
+    split = sweep_rows(frame)
+    full, rest = split.full(value), split.deletions
     if rest.empty:
         return pd.DataFrame({"configuration": ["full network"], value: [full]})
     rest[value] = pd.to_numeric(rest[value], errors="coerce")

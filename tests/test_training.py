@@ -119,7 +119,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, data: d
         )
     assert load_checkpoint(tmp_path / "split.pt")["epoch"] == 1
     assert len(read_history(tmp_path / "split.history.csv")) == 1
-    resumed = train(cfg(tmp_path, "split.pt", stochastic_depth=0.5, resume=True), False)
+    resumed = train(cfg(tmp_path, "split.pt", stochastic_depth=0.5, resume=True))
     assert resumed.resumed_from == 1 and resumed.epochs == 2
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -200,7 +200,7 @@ def test_whole_batch_augmentation_builds_no_data_loader(tmp_path: Path, monkeypa
 def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
     train(config(tmp_path, epochs=1, limit=32))
     with pytest.raises(ValueError, match="--resume: .* is a resnet8 .* not resnet14"):
-        train(config(tmp_path, arch="resnet14", epochs=1, limit=32, resume=True), False)
+        train(config(tmp_path, arch="resnet14", epochs=1, limit=32, resume=True))
 
 
 def test_effective_path_training_runs_k_blocks_per_step(tmp_path: Path, monkeypatch) -> None:
@@ -223,7 +223,6 @@ def test_effective_path_training_runs_k_blocks_per_step(tmp_path: Path, monkeypa
     k = 2
     train(
         config(tmp_path, arch="resnet14", active_blocks=k, epochs=1, limit=320, test_limit=32),
-        False,
     )
     steps: list[list[str]] = [[]]
     for e in events:
@@ -247,7 +246,6 @@ def test_an_effective_path_network_evaluates_with_residuals_scaled_by_k_over_n(
     out = tmp_path / "eff.pt"
     train(
         config(tmp_path, "eff.pt", arch="resnet14", active_blocks=2, epochs=1, limit=64),
-        False,
     )
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["arch_kwargs"]["active_blocks"] == 2
