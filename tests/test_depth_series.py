@@ -36,6 +36,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_one_row_per_network_from_its_own_tables(series: Path) -> None:
     table = pd.read_csv(series / "depth.csv")
     assert table["network"].tolist() == ["r8", "r14"] and table["blocks"].tolist() == [3, 6]
@@ -68,6 +69,7 @@ def test_one_row_per_network_from_its_own_tables(series: Path) -> None:
         assert (row.paths95_lo, row.paths95_hi) == (lo, hi)
 
 
+@pytest.mark.slow
 def test_k_curves_are_the_mean_error_per_k(series: Path) -> None:
     curves = pd.read_csv(series / "depth_k.csv")
     for network, rows in curves.groupby("network"):
@@ -78,6 +80,7 @@ def test_k_curves_are_the_mean_error_per_k(series: Path) -> None:
         assert (rows["k_over_n"] == rows["k"] / n).all()
 
 
+@pytest.mark.slow
 def test_figures_and_summary(series: Path) -> None:
     for name in ("depth_single_block", "depth_delete_k", "depth_gradients"):
         for ext in ("png", "pdf"):
@@ -87,6 +90,7 @@ def test_figures_and_summary(series: Path) -> None:
     assert "| r14 | residual | 6 |" in summary
 
 
+@pytest.mark.slow
 def test_a_network_analysed_only_for_its_gradients_joins_the_series(
     series: Path, tmp_path: Path
 ) -> None:
@@ -129,6 +133,7 @@ def _export(train_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+@pytest.mark.slow
 def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path: Path) -> None:
     import torch
 
@@ -164,6 +169,7 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
     assert 0 <= meta["test_error_float16"] <= 1 and 0 <= meta["test_error_float16_unscaled"] <= 1
 
 
+@pytest.mark.slow
 def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) -> None:
     """A BatchNorm running variance above 65,504 would become infinite in float16 (stochastic
     depth at 110 has one): it stays in float32, and the file loads as the trained network."""
@@ -262,6 +268,7 @@ def test_every_trained_variant_is_drawn_including_a_single_network() -> None:
     assert len({c for c, _, _ in drawn} & set(colours.values())) == 3  # one colour per variant
 
 
+@pytest.mark.slow
 def test_summary_sets_training_variants_at_the_deepest_depth_beside_the_paper(
     series: Path, tmp_path: Path
 ) -> None:

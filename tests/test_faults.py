@@ -113,6 +113,7 @@ def _kill_after_first_checkpoint(args: list[str], out: Path, cwd: Path) -> int |
     return int(load_checkpoint(out)["epoch"])
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     epochs = 4
     for _attempt in range(3):

@@ -128,6 +128,7 @@ def test_a_rerun_skips_every_stage_and_changes_no_output(finished: Path) -> None
     assert _snapshot(finished) == before
 
 
+@pytest.mark.slow
 def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["reproduce", *TINY_ARGS, "--out", str(out)]

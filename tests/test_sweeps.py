@@ -354,6 +354,7 @@ def _kill_mid_way(args: list[str], out: Path, full: list[str], cwd: Path) -> int
     return len(pd.read_csv(out))
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_uninterrupted_table(
     checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -397,6 +398,7 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_table(
         assert row["error"] == pytest.approx(row["wrong"] / images, abs=1e-15)
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_gives_the_single_process_table(
     checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -425,6 +427,7 @@ def test_torchrun_with_two_processes_gives_the_single_process_table(
     assert a["wrong"].nunique() > 1  # the lesions really change the answers
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_all_stop_with_rank_0s_refusal(checkpoint: Path, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     out = tmp_path / "afile" / "single.csv"

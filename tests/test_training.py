@@ -385,6 +385,7 @@ def test_cli_train_refuses_bad_values_early(tmp_path: Path, extra, code, needle)
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     """DDP with Gloo: two processes train one model; only rank 0 writes."""
