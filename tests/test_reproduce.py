@@ -90,6 +90,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_every_stage_writes_its_tables_and_every_figure(finished: Path) -> None:
     stages = json.loads((finished / "stages.json").read_text())
     for variant in ("resnet", "plain", "stochastic_depth", "effective_paths"):
@@ -106,6 +107,7 @@ def test_every_stage_writes_its_tables_and_every_figure(finished: Path) -> None:
     assert not list(finished.rglob("*.tmp*")), "a temporary file was left behind"
 
 
+@pytest.mark.slow
 def test_the_summary_gives_the_hand_computed_errors(finished: Path) -> None:
     summary = (finished / "summary.md").read_text()
     for variant, row in (("resnet", "full-network test error"),):
@@ -120,6 +122,7 @@ def test_the_summary_gives_the_hand_computed_errors(finished: Path) -> None:
     assert "| 95% of paths" in summary and "| effective gradient range" in summary
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_every_stage_and_changes_no_output(finished: Path) -> None:
     before = _snapshot(finished)
     logged: list[str] = []
@@ -163,6 +166,7 @@ def _fake_imagenet(root: Path, classes: int = 2, per_class: int = 2) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_imagenet_path_analyses_a_torchvision_model_without_training(tmp_path: Path) -> None:
     data = _fake_imagenet(tmp_path / "imagenet")
     torch.manual_seed(0)
@@ -223,6 +227,7 @@ def test_each_size_option_overrides_its_scale_field(
     assert len(seen) == len(_SCALE_OPTIONS)
 
 
+@pytest.mark.slow
 def test_only_runs_the_stages_asked_for_and_a_later_run_adds_the_rest(
     finished: Path, tmp_path: Path
 ) -> None:
