@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    install into .venv, then lesion block 3 of the embedded default ResNet
-#   make test   install into .venv (with the test, timm and hf extras) and Fashion-MNIST, lint,
-#               run the tests
+#   make test   install into .venv (with the test, timm and hf extras) and Fashion-MNIST, lint
+#               (ruff, mypy), run every test (pytest -m "not slow" skips the end-to-end runs)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -28,6 +28,7 @@ run: install
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy  # the package, as configured in pyproject.toml ([tool.mypy])
 
 test: install-test fashion-mnist lint
 	$(BIN)/python -m pytest

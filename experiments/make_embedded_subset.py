@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_ensemble.checkpoints import atomic_write
+from resnet_ensemble.atomic import atomic_write
 from resnet_ensemble.data import embedded_subset_path, open_fashion_mnist
 
 PER_CLASS = 200

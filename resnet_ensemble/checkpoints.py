@@ -7,8 +7,7 @@ Holds:
 - ``read_state_dict``: a weights file (.safetensors or a torch file) as a state dict
 - ``check_state_dict`` / ``load_state``: a state dict against a model, failing with one line
   that names what does not fit before anything is copied
-- ``file_sha256``, ``package_version``; ``atomic_write`` (``atomic``'s) and ``resolve_device``
-  (``runtime``'s) re-exported
+- ``file_sha256``, ``package_version``
 
 What ``--model`` means (``load_model``, ``LoadedModel``, ``EMBEDDED_CHECKPOINT``) is
 ``model_specs``', which builds on this module.
@@ -41,25 +40,22 @@ from torch import nn
 from . import bounds
 from .archs import parse_arch
 from .atomic import atomic_write
+from .errors import one_line
 from .models import BUILDER_OPTIONS
-from .runtime import resolve_device
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
-    "atomic_write",
     "check_safetensors_file",
     "check_safetensors_header",
     "check_state_dict",
     "file_sha256",
-    "first_line",
     "load_checkpoint",
     "load_state",
     "package_version",
     "read_checkpoint",
     "read_file",
     "read_state_dict",
-    "resolve_device",
     "save_checkpoint",
     "strip_wrapper_prefix",
     "torch_load_safely",
@@ -85,15 +81,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def first_line(err: BaseException, limit: int = 120) -> str:
-    """An exception as one short line: its message's first line, or its type's name."""
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else ""
-    if not line or isinstance(err, KeyError):
-        line = f"{type(err).__name__}: {line}" if line else type(err).__name__
-    return (line[:limit] + "...") if len(line) > limit else line
 
 
 def _plain(obj: Any, where: str) -> Any:
@@ -341,7 +328,7 @@ def _unreadable_because(data: bytes, err: BaseException) -> str:
             return "the file is truncated or corrupted"
     elif data[:1] != _PICKLE_PROTO:
         return "the bytes are not a torch checkpoint"
-    return first_line(err).removeprefix("Weights only load failed. ")
+    return one_line(err, first=True, limit=120).removeprefix("Weights only load failed. ")
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict:
@@ -515,7 +502,8 @@ def _read_safetensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
     try:
         return load(data)
     except Exception as err:  # noqa: BLE001 - the library raises its own error types
-        raise ValueError(f"{path} is not a readable safetensors file ({first_line(err)})") from None
+        why = one_line(err, first=True, limit=120)
+        raise ValueError(f"{path} is not a readable safetensors file ({why})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -598,4 +586,5 @@ def load_state(model: nn.Module, state: Mapping[str, Any], source: str, arch: st
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:  # pragma: no cover - check_state_dict should have caught it
-        raise ValueError(f"{source} does not fit {arch} ({first_line(err)})") from None
+        why = one_line(err, first=True, limit=120)
+        raise ValueError(f"{source} does not fit {arch} ({why})") from None

@@ -49,6 +49,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
+from .errors import one_line
+
 __all__ = [
     "CROP_FLIP_PADDING",
     "DATASETS",
@@ -250,11 +252,6 @@ def dataset_classes(dataset: Dataset) -> list[Any] | None:
     return list(classes) if classes is not None else None
 
 
-def _first_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
 def _existing_dir(data_dir: str | os.PathLike[str], what: str) -> Path | None:
     """``data_dir`` as a Path: None if it does not exist, ValueError if it is not a folder."""
     path = Path(data_dir).expanduser()
@@ -314,13 +311,15 @@ def _materialise_fashion(sources: dict[str, Path]) -> Path:
             os.replace(tmp, dst)
             tmp = None
         except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+            why = one_line(err, typed=True)
             raise ValueError(
-                f"corrupt Fashion-MNIST file {src} (cannot decompress: {_first_line(err)}); "
+                f"corrupt Fashion-MNIST file {src} (cannot decompress: {why}); "
                 f"{_FASHION_HOW_TO_GET}"
             ) from err
         except OSError as err:
+            why = one_line(err, typed=True)
             raise OSError(
-                f"cannot write decompressed Fashion-MNIST to {raw} ({_first_line(err)}): set "
+                f"cannot write decompressed Fashion-MNIST to {raw} ({why}): set "
                 f"{CACHE_ENV} to a writable folder"
             ) from err
         finally:
@@ -379,7 +378,7 @@ def open_fashion_mnist(
             )
         except (URLError, OSError, RuntimeError) as err:
             raise FileNotFoundError(
-                f"Fashion-MNIST could not be downloaded into {root} ({_first_line(err)}): "
+                f"Fashion-MNIST could not be downloaded into {root} ({one_line(err, typed=True)}): "
                 f"{_FASHION_HOW_TO_GET}"
             ) from err
 
@@ -391,7 +390,7 @@ def open_fashion_mnist(
     except (AssertionError, ValueError, TypeError, RuntimeError, IndexError, OSError) as err:
         raise ValueError(
             f"corrupt Fashion-MNIST files {files}: torchvision cannot read them "
-            f"({_first_line(err)}); {_FASHION_HOW_TO_GET}"
+            f"({one_line(err, typed=True)}); {_FASHION_HOW_TO_GET}"
         ) from err
     n = len(ds.targets)
     if (
@@ -453,7 +452,8 @@ def _load_embedded(split: Split) -> ArrayImageDataset:
         with np.load(path, allow_pickle=False) as npz:
             images, labels, indices = npz["images"], npz["labels"], npz["indices"]
     except (OSError, ValueError, KeyError, zlib.error, EOFError) as err:
-        raise ValueError(f"corrupt embedded test subset {path}: {_first_line(err)}") from err
+        why = one_line(err, typed=True)
+        raise ValueError(f"corrupt embedded test subset {path}: {why}") from err
     n = len(labels)
     if (
         images.dtype != np.uint8
@@ -538,8 +538,9 @@ def _load_cifar(
             return cls(root, train=train, transform=transform, download=False)
         except (RuntimeError, OSError, ValueError, EOFError, KeyError) as err:
             if not download:
+                why = one_line(err, typed=True)
                 raise ValueError(
-                    f"{label} in {root / folder} is incomplete or corrupt ({_first_line(err)}): "
+                    f"{label} in {root / folder} is incomplete or corrupt ({why}): "
                     f"delete it and {how}"
                 ) from err
     elif not download:
@@ -548,7 +549,7 @@ def _load_cifar(
         return cls(root, train=train, transform=transform, download=True)
     except (URLError, OSError, RuntimeError) as err:
         raise FileNotFoundError(
-            f"{label} could not be downloaded into {root} ({_first_line(err)}); "
+            f"{label} could not be downloaded into {root} ({one_line(err, typed=True)}); "
             f"pass --data-dir to a folder holding {folder}"
         ) from err
 
@@ -581,10 +582,10 @@ def _load_imagenet(
         )
     except FileNotFoundError as err:  # no class folders, or class folders without images
         raise FileNotFoundError(
-            f"no ImageNet images under {root} ({_first_line(err)}); {_IMAGENET_LAYOUT}"
+            f"no ImageNet images under {root} ({one_line(err, typed=True)}); {_IMAGENET_LAYOUT}"
         ) from err
     except (RuntimeError, OSError, ValueError) as err:
-        raise ValueError(f"cannot read ImageNet in {root}: {_first_line(err)}") from err
+        raise ValueError(f"cannot read ImageNet in {root}: {one_line(err, typed=True)}") from err
 
 
 # ----------------------------------------------------------------------------------------------

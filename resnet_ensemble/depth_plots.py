@@ -26,19 +26,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from . import paper
-from .plots import (
-    _VARIANT_COLOUR,
-    _VARIANT_ORDER,
-    ERROR_LABEL,
-    Style,
-    _Key,
-    _legend,
-    _ms,
-    _new_figure,
-    _percent,
-    figure_style,
-    fit_texts,
-)
+from .plot_style import ERROR_LABEL, Style, figure_style, fit_texts
+from .plot_style import VARIANT_COLOUR as _VARIANT_COLOUR
+from .plot_style import VARIANT_ORDER as _VARIANT_ORDER
+from .plot_style import Key as _Key
+from .plot_style import legend as _legend
+from .plot_style import ms as _ms
+from .plot_style import new_figure as _new_figure
+from .plot_style import percent as _percent
 from .results import TABLES, TableKind
 
 __all__ = [

@@ -35,6 +35,7 @@ from .results import (
     atomic_write_text,
     chance_level,
     sidecar_path,
+    sweep_rows,
     write_table,
 )
 
@@ -124,9 +125,9 @@ def _one_network(folder: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
     n = int(meta.get("num_blocks") or 0)
     if single is None:  # the columns, no rows: every deletion statistic is NaN
         single = pd.DataFrame({"config": ["baseline"], "error": [math.nan], "downsampling": [""]})
-    full = float(single.loc[single["config"] == "baseline", "error"].iloc[0])
-    deleted = single[single["config"] != "baseline"]
-    down = deleted["downsampling"].astype(str) == "True"
+    split = sweep_rows(single)
+    full, deleted = split.full("error"), split.deletions
+    down = deleted["downsampling"]
     classes = meta.get("num_classes")
     paths = summarize_paths(n, 0.95)
     decay = gmeta.get("single_path_decay") or {}

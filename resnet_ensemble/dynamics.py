@@ -26,7 +26,13 @@ from . import results
 from .depth_series import read_analysis
 from .outputs import claim_outputs
 from .paths import summarize_paths
-from .results import atomic_write_text, sidecar_path, write_table
+from .results import (
+    atomic_write_text,
+    is_baseline,
+    sidecar_path,
+    sweep_rows,
+    write_table,
+)
 
 __all__ = ["DYNAMICS_COLUMNS", "SWAP_COUNTS", "collect_dynamics", "write_dynamics"]
 
@@ -42,7 +48,7 @@ def _swap_statistics(reorder: pd.DataFrame | None) -> dict[str, Any]:
     draws = []
     for k in SWAP_COUNTS:
         errors = (
-            reorder.loc[(reorder["config"] != "baseline") & (reorder["k"] == k), "error"]
+            reorder.loc[~is_baseline(reorder) & (reorder["k"] == k), "error"]
             if reorder is not None
             else pd.Series(dtype=float)
         )
@@ -64,14 +70,11 @@ def _epoch_row(folder: Path, epoch: int) -> dict[str, Any] | None:
     n = int(meta.get("num_blocks") or 0)
     full = math.nan
     for table in (single, reorder):
-        if table is not None and (table["config"] == "baseline").any():
-            full = float(table.loc[table["config"] == "baseline", "error"].iloc[0])
+        if table is not None and is_baseline(table).any():
+            full = sweep_rows(table).full("error")
             break
-    deleted = (
-        single.loc[single["config"] != "baseline", "error"]
-        if single is not None
-        else pd.Series(dtype=float)
-    )
+    no_rows = pd.Series(dtype=float)
+    deleted = sweep_rows(single).deletions["error"] if single is not None else no_rows
     mean = float(deleted.mean()) if len(deleted) else math.nan
     median = float(deleted.median()) if len(deleted) else math.nan
     ranges = gmeta.get("ranges") or {}

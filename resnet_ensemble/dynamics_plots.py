@@ -14,16 +14,11 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .plots import (
-    ERROR_LABEL,
-    Style,
-    _legend,
-    _ms,
-    _new_figure,
-    _percent,
-    figure_style,
-    fit_texts,
-)
+from .plot_style import ERROR_LABEL, Style, figure_style, fit_texts
+from .plot_style import legend as _legend
+from .plot_style import ms as _ms
+from .plot_style import new_figure as _new_figure
+from .plot_style import percent as _percent
 from .results import TABLES
 
 __all__ = ["DYNAMICS_TITLE", "plot_training_dynamics"]

@@ -24,7 +24,7 @@ import contextlib
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from .anatomy import Anatomy, anatomy
 from .interventions import Step, in_order, plan_route, route, run_step, run_steps
 from .metrics import Metric, MetricSpec, resolve_metric
+from .names import Strategy
 from .runtime import eval_mode, model_device
 
 __all__ = [
@@ -46,9 +47,6 @@ __all__ = [
     "naive_evaluate_routes",
 ]
 
-#: How routes are evaluated: prefix (share common prefixes in a tree), mask (batch deletion
-#: masks along the batch, GPU), or auto (prefix: the faster on the CPU and on an H200).
-Strategy = Literal["auto", "prefix", "mask"]
 LogitsCallback = Callable[[int, Tensor, Tensor], None]  # (route index, logits, targets)
 
 

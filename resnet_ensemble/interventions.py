@@ -47,6 +47,7 @@ from .anatomy import (
     describe_shape,
     resolve_block,
 )
+from .call_args import split_call as _split_call
 from .route_language import Parallel, RouteItem, format_route_item, parse_route
 
 __all__ = [
@@ -357,33 +358,6 @@ def _runner_plans(
     return {m: (steps if i == 0 else None) for i, m in enumerate(movers)}
 
 
-def _split_call(
-    signature: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, dict[str, Any]]:
-    """An owner's call as (its hidden state, every other argument by name)."""
-    if signature is not None:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError:
-            bound = None
-        if bound is not None and bound.arguments:
-            arguments = dict(bound.arguments)
-            first = next(iter(arguments))
-            x = arguments.pop(first)
-            extra: dict[str, Any] = {}
-            for name, value in arguments.items():
-                kind = signature.parameters[name].kind
-                if kind is inspect.Parameter.VAR_KEYWORD:
-                    extra.update(value)
-                elif kind is not inspect.Parameter.VAR_POSITIONAL:
-                    extra[name] = value
-            return x, extra
-    if args:
-        return args[0], dict(kwargs)
-    name = next(iter(kwargs))
-    return kwargs[name], {k: v for k, v in kwargs.items() if k != name}
-
-
 _CACHE_KEYS = ("cache", "past_key_values", "past_key_value", "layer_past")
 
 
@@ -441,7 +415,7 @@ def _patched(
         return forward
 
     def pass_through(*args: Any, **kwargs: Any) -> Tensor:
-        x = args[0] if args else next(iter(kwargs.values()))
+        x: Tensor = args[0] if args else next(iter(kwargs.values()))
         if x is not handoff["out"]:
             raise RuntimeError(
                 "the blocks are not run back to back in this model's forward, so a route that "

@@ -1,11 +1,11 @@
 """What a route is scored by: top-1 error, top-5 error, cross-entropy, perplexity, the KL
 divergence from the full network's predictions (Lad et al. 2024), or yours.
 
-Holds ``MetricName`` (the names, a ``Literal``), ``Metric`` and ``resolve_metric``. A metric
-turns one batch of outputs and targets into a (sum, count) pair; sums and counts add up over
-batches (and over torchrun ranks), and ``finish(sum, count)`` gives the value. For language
-models the engine passes next-token logits ``(B, T - 1, vocab)`` and the next tokens
-``(B, T - 1)``.
+Holds ``MetricName`` (the names, a ``Literal`` kept in ``names``), ``Metric`` and
+``resolve_metric``. A metric turns one batch of outputs and targets into a (sum, count) pair;
+sums and counts add up over batches (and over torchrun ranks), and ``finish(sum, count)`` gives
+the value. For language models the engine passes next-token logits ``(B, T - 1, vocab)`` and the
+next tokens ``(B, T - 1)``.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .names import MetricName
+
 __all__ = ["METRICS", "Metric", "MetricFn", "MetricName", "MetricSpec", "resolve_metric"]
 
-#: The metrics known by name (``METRICS``' keys); the CLI's --metric offers the same.
-MetricName = Literal["error", "top5", "loss", "perplexity", "kl"]
 #: A user's metric: callable(outputs, targets) -> (sum, count), whose value is sum / count.
 MetricFn = Callable[[Tensor, Tensor], tuple[Tensor | float, Tensor | float]]
 
@@ -134,7 +134,7 @@ def resolve_metric(metric: MetricSpec | None, task: str = "classification") -> M
                 "perplexity is for language models (next-token prediction); for a classifier "
                 "use error, top5 or loss"
             )
-        return METRICS[key]  # type: ignore[index]  # checked against METRICS just above
+        return METRICS[key]  # checked against METRICS just above
     if callable(metric):
         return Metric(getattr(metric, "__name__", "custom").strip("<>") or "custom", metric)
     raise ValueError(f"metric must be a name or a callable, got {type(metric).__name__}")

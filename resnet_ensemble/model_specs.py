@@ -7,8 +7,8 @@ Holds:
   built-in name such as ``resnet56``, ``torchvision:NAME``, ``timm:NAME``, ``hf:PATH`` (a local
   Hugging Face folder) or ``package.module:callable`` (a user's factory), with a weights file
   for any of the last four, failing with one clear line
-- ``is_factory_spec``, ``EMBEDDED_CHECKPOINT`` and the spec prefixes; ``read_state_dict``
-  (``checkpoints``', where the file formats live) re-exported
+- ``is_factory_spec``, ``EMBEDDED_CHECKPOINT`` and the spec prefixes (reading weights files is
+  ``checkpoints``', where the file formats live)
 
 Where an architecture takes the number of classes and the input channels, they are read from
 the weights (the classifier's rows, the first convolution's input channels), so a 1-channel,
@@ -40,13 +40,13 @@ from .archs import BUILTIN_ARCH_PATTERN, is_builtin_form
 from .checkpoints import (
     check_safetensors_file,
     file_sha256,
-    first_line,
     load_state,
     read_checkpoint,
     read_state_dict,
     regular_file_size,
     strip_wrapper_prefix,
 )
+from .errors import one_line
 from .models import build_builtin
 from .runtime import model_device, resolve_device
 
@@ -58,7 +58,6 @@ __all__ = [
     "LoadedModel",
     "is_factory_spec",
     "load_model",
-    "read_state_dict",
 ]
 
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "embedded_resnet.pt"
@@ -71,6 +70,11 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _FILE_ONLY = {"timm": "timm:NAME", "hf": "hf:PATH", "factory": "a factory"}
 _TAKE_ARGS = ("torchvision", "timm", "factory")  # the specs that take --model-arg
 _IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _first(err: BaseException) -> str:
+    """An error quoted in a message: its first line, at most 120 characters."""
+    return one_line(err, first=True, limit=120)
 
 
 @dataclass(kw_only=True)
@@ -415,7 +419,7 @@ def _construct(
         return make(name, **kwargs)
     except (TypeError, ValueError, AssertionError) as err:
         raise ValueError(
-            f"cannot build {spec} with {_shown_args(given)} ({first_line(err)}); check the "
+            f"cannot build {spec} with {_shown_args(given)} ({_first(err)}); check the "
             "--model-arg names and values against its constructor"
         ) from None
 
@@ -470,8 +474,9 @@ def _torchvision_pretrained(
     try:
         model = torchvision.models.get_model(name, weights=w)
     except Exception as err:  # noqa: BLE001 - network, cache and hash failures all end here
+        why = _first(err)
         raise ValueError(
-            f"could not get torchvision weights {enum.__name__}.{choice} ({first_line(err)}); "
+            f"could not get torchvision weights {enum.__name__}.{choice} ({why}); "
             f"on a machine without internet, download {w.url} elsewhere and pass --weights-file"
         ) from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
@@ -639,7 +644,7 @@ def _load_hf(spec: str, folder_text: str, wanted: _Wanted) -> LoadedModel:
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     except Exception as err:  # noqa: BLE001 - transformers' errors rarely name the file
         raise ValueError(
-            f"{folder / 'config.json'} is not a readable Hugging Face config ({first_line(err)})"
+            f"{folder / 'config.json'} is not a readable Hugging Face config ({_first(err)})"
         ) from None
     _check_hf_sizes(config, folder / "config.json")
     auto = _hf_auto_class(config, folder)
@@ -705,7 +710,7 @@ def _import_factory(target: str) -> Callable[..., Any]:
         ) from None
     except Exception as err:  # noqa: BLE001 - the user's module: name it with its failure
         raise ValueError(
-            f"importing {module_name} for --model {target} failed ({first_line(err)})"
+            f"importing {module_name} for --model {target} failed ({_first(err)})"
         ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -733,12 +738,12 @@ def _build(factory: Callable[..., Any], target: str, **kwargs: Any) -> nn.Module
     except TypeError as err:
         if "argument" in str(err):
             raise ValueError(
-                f"cannot call {target} with {_shown_args(kwargs)} ({first_line(err)}); check "
+                f"cannot call {target} with {_shown_args(kwargs)} ({_first(err)}); check "
                 "the --model-arg names against its signature"
             ) from None
-        raise ValueError(f"--model {target}: the factory failed ({first_line(err)})") from None
+        raise ValueError(f"--model {target}: the factory failed ({_first(err)})") from None
     except Exception as err:  # noqa: BLE001 - the user's code: name it with its failure
-        raise ValueError(f"--model {target}: the factory failed ({first_line(err)})") from None
+        raise ValueError(f"--model {target}: the factory failed ({_first(err)})") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{target} returned a {type(model).__name__}, not a torch nn.Module")
     return model

@@ -95,7 +95,8 @@ def shortest_range_holding(weights: Sequence[float], share: float) -> tuple[int,
         raise ValueError("all weights are zero, so no range holds a share of them")
     need = target_share * total
     best: tuple[int, Fraction | int, int, int] | None = None  # (length, -mass, lo, hi)
-    hi, mass = -1, 0  # mass of [lo, hi]; hi only moves right as lo does (weights >= 0)
+    # mass of [lo, hi]; hi only moves right as lo does (weights >= 0)
+    hi, mass = -1, 0 * total  # 0 in the weights' type (int or Fraction)
     for lo in range(len(exact)):
         while mass < need and hi + 1 < len(exact):
             hi += 1

@@ -8,7 +8,8 @@ Holds:
 - ``load_table`` / ``load_tables`` / ``find_tables``: read results CSVs and tell their kind (the
   kinds are ``results.TABLES``) from the sidecar's ``table`` key, or, without one, from the
   columns; a table lacking columns is refused with one line; folders are searched for tables
-- ``figure_style``: the one paper style (seaborn "paper" or "talk" context, colour-blind palette)
+- ``figure_style``: the one paper style (seaborn "paper" or "talk" context, colour-blind palette),
+  defined with the other shared figure plumbing in ``plot_style``
 - one function per figure, each taking DataFrames and returning a ``Figure``:
   ``plot_single_block`` (paper Fig. 3), ``plot_delete_k`` (Fig. 5a), ``plot_reorder``
   (Fig. 5b), ``plot_path_lengths`` (Fig. 6a), ``plot_gradient_per_length`` (Fig. 6b),
@@ -27,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,29 +40,43 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import (
-    FuncFormatter,
-    LogFormatterSciNotation,
-    LogLocator,
     MaxNLocator,
-    NullFormatter,
 )
 
 from .outputs import claim_outputs
 from .paths import parse_blocks, shortest_range_holding, summarize_paths
+from .plot_style import (
+    DPI,
+    ERROR_LABEL,
+    Style,
+    Width,
+    figure_style,
+    fit_texts,
+    readable_log_axis,
+)
+from .plot_style import VARIANT_COLOUR as _VARIANT_COLOUR
+from .plot_style import VARIANT_ORDER as _VARIANT_ORDER
+from .plot_style import WIDTH_IN as _WIDTH_IN
+from .plot_style import Key as _Key
+from .plot_style import legend as _legend
+from .plot_style import ms as _ms
+from .plot_style import new_figure as _new_figure
+from .plot_style import numbers as _numbers
+from .plot_style import percent as _percent
 from .results import (
     TABLES,
     SweepKind,
     SweepMetric,
     TableKind,
+    as_flags,
     atomic_write_bytes,
     chance_level,
     check_writable,
+    is_baseline,
     read_sidecar,
     read_table,
     sweep_metric,
@@ -94,8 +108,6 @@ __all__ = [
     "save_figure",
 ]
 
-Style = Literal["paper", "talk"]
-Width = Literal["single", "double"]
 Format = Literal["png", "pdf", "svg"]
 # The columns a figure needs from each kind of table (``results.TABLES``); others are drawn
 # when present.
@@ -142,7 +154,6 @@ def figure_title(name: str, numbered: bool = True) -> str:
     return rest[:1].upper() + rest[1:]
 
 
-ERROR_LABEL = "test error (%)"
 # Each sweep metric's axis label, and whether its values are fractions (drawn as %); another
 # (a custom metric's) is drawn as it is, labelled with its name.
 _METRIC_AXES: dict[str, tuple[str, bool]] = {
@@ -155,14 +166,7 @@ _METRIC_AXES: dict[str, tuple[str, bool]] = {
 LENGTH_LABEL = "path length (blocks)"
 GRADIENT_LABEL = "gradient magnitude (L2 norm)"
 
-DPI = 150
-_WIDTH_IN = {"single": 3.5, "double": 7.1}  # a journal column and a full page width
-_HEIGHT_IN = {"single": 2.6, "double": 3.1}
-# Talk figures: 1.6x wider, 1.8x taller (room for legends), seaborn's "talk" fonts 1.9x.
-_TALK_SCALE = (1.6, 1.8)
 _SHADE = "0.88"  # shaded ranges: downsampling blocks, central / effective path lengths
-_VARIANT_ORDER = ("residual", "plain", "stochastic depth", "effective paths")
-_VARIANT_COLOUR = {"residual": 0, "plain": 1, "stochastic depth": 2, "effective paths": 4}
 # The share of the gradient that makes a range of path lengths "effective" (the paper's, and
 # ``gradient_analysis``'s headline range), where a table's sidecar does not give the range.
 _EFFECTIVE_SHARE = 0.95
@@ -338,47 +342,6 @@ def _seeded_jitter(seed: int = 0) -> Iterator[None]:
         np.random.set_state(state)
 
 
-@contextlib.contextmanager
-def figure_style(style: Style = "paper") -> Iterator[None]:
-    """The one style of every figure: seaborn's ``style`` context, light horizontal grid,
-    no top/right spines, frameless legends and TrueType fonts in PDFs (editable text)."""
-    if style not in ("paper", "talk"):
-        raise ValueError(f"unknown style {style!r}: choose paper or talk")
-    rc = {
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": True,
-        "axes.grid.axis": "y",
-        "grid.color": "0.9",
-        "grid.linewidth": 0.6,
-        "legend.frameon": False,
-        "pdf.fonttype": 42,
-        "ps.fonttype": 42,
-        "savefig.dpi": DPI,
-    }
-    with sns.axes_style("ticks"), sns.plotting_context(style), mpl.rc_context(rc):
-        yield
-
-
-def _new_figure(
-    style: Style,
-    width: Width,
-    *,
-    extra_height: float = 0.0,
-    ncols: int = 1,
-    nrows: int = 1,
-    **grid: Any,
-) -> tuple[Figure, Any]:
-    if width not in _WIDTH_IN:
-        raise ValueError(f"unknown width {width!r}: choose single or double")
-    sx, sy = _TALK_SCALE if style == "talk" else (1.0, 1.0)
-    size = (_WIDTH_IN[width] * sx, (_HEIGHT_IN[width] + extra_height) * sy)
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)  # render with Agg: no display, no pyplot state
-    many = ncols > 1 or nrows > 1
-    return fig, fig.subplots(nrows, ncols, **grid) if many else fig.add_subplot()
-
-
 def _styled(
     draw: Callable[..., None], ax: Axes | None, style: Style, width: Width, **figure: Any
 ) -> Figure:
@@ -390,119 +353,6 @@ def _styled(
         fig, new_ax = _new_figure(style, width, **figure)
         draw(fig, new_ax, True)
         return fit_texts(fig)
-
-
-def _legend(
-    fig: Figure,
-    ax: Axes,
-    handles: Sequence[Any],
-    labels: Sequence[str],
-    *,
-    owned: bool,
-    below: bool = False,
-    loc: str = "best",
-    title: str | None = None,
-) -> None:
-    """Below the axes, outside the data, in figures we own (as many columns as fit the
-    figure's width, at most 3); else inside ``ax``."""
-    kw: dict[str, Any] = {
-        "handler_map": {tuple: HandlerTuple(ndivide=None)},
-        "title": title,
-        "title_fontsize": mpl.rcParams["legend.fontsize"],
-        "alignment": "left",
-    }
-    if not labels:
-        return
-    if not (below and owned):
-        ax.legend(handles, labels, loc=loc, **kw)
-        return
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    fits = 0.98 * fig.bbox.width
-    for ncol in range(min(len(labels), 3), 0, -1):
-        leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kw)
-        if leg.get_window_extent(renderer).width <= fits:
-            return _room_for(fig, leg)
-        leg.remove()
-    # One column is still wider than the figure (cut off at both edges): wrap the labels.
-    longest = max(len(line) for label in labels for line in str(label).split("\n"))
-    for chars in range(longest - 1, 11, -1):
-        wrapped = [_wrap(str(label), chars) for label in labels]
-        leg = fig.legend(handles, wrapped, loc="outside lower center", ncol=1, **kw)
-        if leg.get_window_extent(renderer).width <= fits or chars == 12:
-            return _room_for(fig, leg)
-        leg.remove()
-
-
-#: The share of a figure's height that a legend below the axes may take before the figure
-#: grows taller for it (the extra height the figures ask for is about this).
-_LEGEND_SHARE = 0.3
-
-
-def _room_for(fig: Figure, legend: Any) -> None:
-    """Make ``fig`` taller by what a legend below the axes takes beyond ``_LEGEND_SHARE`` of
-    it, so that a long legend (several models, datasets) does not squash the axes."""
-    height = legend.get_window_extent(fig.canvas.get_renderer()).height  # type: ignore[attr-defined]
-    spare = _LEGEND_SHARE * fig.bbox.height
-    if height > spare:
-        fig.set_figheight(fig.get_figheight() + (height - spare) / fig.dpi)
-
-
-def _wrap(text: str, chars: int) -> str:
-    """``text`` with each of its lines wrapped at ``chars`` characters (breaks kept)."""
-    return "\n".join(textwrap.fill(line, chars) or line for line in text.split("\n"))
-
-
-def _fit_text(text: Any, limit: float, renderer: Any, along: Literal["x", "y"]) -> None:
-    """Wrap ``text`` (a matplotlib Text) until its extent ``along`` x (width) or y (height, for
-    a vertical label) is at most ``limit`` pixels, or its lines are 12 characters."""
-    content = text.get_text()
-    if not content:
-        return
-
-    def size() -> float:
-        box = text.get_window_extent(renderer)
-        return box.width if along == "x" else box.height
-
-    if size() <= limit:
-        return
-    longest = max(len(line) for line in content.split("\n"))
-    for chars in range(longest - 1, 11, -1):
-        text.set_text(_wrap(content, chars))
-        if size() <= limit:
-            return
-
-
-def fit_texts(fig: Figure) -> Figure:
-    """Wrap every axis label longer than its axes, and every title wider than its axes (or,
-    with one axes, the figure) or legend wider than the figure, so that nothing is clipped at
-    the canvas's edges nor runs into the next panel; returns ``fig``.
-
-    Runs the figure's layout first (constrained layout places things only when drawn), wraps
-    what is too long, and lays it out again with the wrapped texts."""
-    fig.draw_without_rendering()
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    width = 0.98 * fig.bbox.width
-    alone = len(fig.axes) == 1
-    for ax in fig.axes:
-        box = ax.get_window_extent(renderer)
-        across = width if alone else min(width, 1.1 * box.width)
-        # A little longer than the axes is fine (it overhangs the tick labels), never past the
-        # canvas: the label is centred on the axes.
-        middle = (box.y0 + box.y1) / 2
-        room = 2 * min(middle, fig.bbox.height - middle) - 4
-        tall = min(room, max(1.2 * box.height, 0.5 * fig.bbox.height))
-        _fit_text(ax.yaxis.label, tall, renderer, "y")
-        _fit_text(ax.xaxis.label, across, renderer, "x")
-        for title in (ax.title, ax._left_title, ax._right_title):  # noqa: SLF001
-            _fit_text(title, across, renderer, "x")
-        legend = ax.get_legend()
-        if legend is not None:
-            for text in legend.get_texts():
-                _fit_text(text, 0.8 * box.width, renderer, "x")
-    if fig._suptitle is not None:  # noqa: SLF001
-        _fit_text(fig._suptitle, width, renderer, "x")  # noqa: SLF001
-    fig.draw_without_rendering()
-    return fig
 
 
 def _palette(labels: Sequence[str], variants: Mapping[str, str]) -> dict[str, Any]:
@@ -525,70 +375,8 @@ def _lw(factor: float = 1.0) -> float:
     return factor * mpl.rcParams["lines.linewidth"]
 
 
-def _ms(factor: float = 1.0) -> float:
-    """A marker size relative to the style's."""
-    return factor * mpl.rcParams["lines.markersize"]
-
-
-def _truthy(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: str(v).strip().lower() in {"true", "1", "1.0", "yes"})
-
-
-def _numbers(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce")
-
-
-def _percent(values: pd.Series) -> pd.Series:
-    return 100.0 * _numbers(values)
-
-
 def _integer_ticks(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
-
-
-def _tick_number(value: float) -> str:
-    """A tick's value as people write it: 200, 1000, 0.005; beyond, 2e-05."""
-    if 1e-3 <= abs(value) < 1e5:
-        return f"{value:.4f}".rstrip("0").rstrip(".")
-    return f"{value:.3g}"
-
-
-def readable_log_axis(ax: Axes, axis: Literal["x", "y"] = "y", least: int = 3) -> None:
-    """At least ``least`` labelled ticks on a log axis, whatever it spans: powers of ten where
-    the axis spans enough decades, else 1-2-5 steps, else plain evenly spaced values; no
-    labels on the minor ticks (matplotlib's automatic ones clash with the major labels).
-    Call it once the axis's limits are final."""
-    which = ax.yaxis if axis == "y" else ax.xaxis
-    lo, hi = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
-    if not (lo > 0 and np.isfinite(hi)):
-        return
-
-    def count(locator: Any) -> int:
-        ticks = locator.tick_values(lo, hi)
-        return int(((ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))).sum())
-
-    which.set_minor_formatter(NullFormatter())
-    decades = LogLocator(base=10, numticks=12)
-    if count(decades) >= least:
-        which.set_major_locator(decades)
-        which.set_major_formatter(LogFormatterSciNotation())
-        return
-    # Less than ``least`` decades: plain numbers (2×10⁻¹ beside 10⁻¹ reads badly).
-    steps = LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12)
-    which.set_major_locator(steps if count(steps) >= least else MaxNLocator(4, min_n_ticks=2))
-    which.set_major_formatter(FuncFormatter(lambda v, _: _tick_number(v)))
-
-
-@dataclass
-class _Key:
-    """A legend being built: its handles and their labels, in order."""
-
-    handles: list[Any] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-
-    def add(self, handle: Any, label: str) -> None:
-        self.handles.append(handle)
-        self.labels.append(label)
 
 
 def _dot(colour: Any, size: float, *, edge: float | None = 0, **line: Any) -> Line2D:
@@ -681,7 +469,7 @@ def _prepare_sweep(
             series[rows] = v + " (" + model[rows] + ")"
     df["series"] = _on_dataset(series, df)
     df["value"] = measure.values(df)
-    df["is_baseline"] = df["config"].astype(str) == "baseline"
+    df["is_baseline"] = is_baseline(df)
     for col in ("k", "kendall_tau"):
         df[col] = _numbers(df[col])
     variants = dict(zip(df["series"], variant, strict=True))
@@ -714,7 +502,7 @@ def _baselines(df: pd.DataFrame, sweep: SweepKind) -> dict[str, float]:
 
 
 def _lesioned_variants(df: pd.DataFrame, sweep: SweepKind) -> set[str]:
-    rows = df[_in_sweep(df, sweep) & (df["config"].astype(str) != "baseline")]
+    rows = df[_in_sweep(df, sweep) & ~is_baseline(df)]
     return set(rows["variant"].fillna("").astype(str)) if "variant" in rows else set()
 
 
@@ -791,7 +579,7 @@ def plot_single_block(
     lesions = lesions.dropna(subset=["block", "value"])
     if lesions.empty:
         raise ValueError("no single-block deletions to plot (sweep 'single' rows)")
-    lesions["down"] = _truthy(lesions["downsampling"])
+    lesions["down"] = as_flags(lesions["downsampling"])
     order = _series_order(lesions["series"].unique(), series_variant)
     colours = _palette(order, series_variant)
     baselines = _baselines(data, "single")
@@ -1474,24 +1262,12 @@ def _check_out_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _dataset_classes(dataset: Any) -> int | None:
-    """The number of classes of the dataset a sidecar names (the data layer's), if known."""
-    if not dataset:
-        return None
-    from .data import dataset_info  # imports torch: only for sidecars without num_classes
-
-    try:
-        return dataset_info(str(dataset).split()[0]).num_classes or None
-    except (KeyError, ValueError):
-        return None
-
-
 def _num_classes(tables: Sequence[LoadedTable]) -> int | None:
     """The sweeps' number of classes, where they agree on one: the ``num_classes`` that each
-    sidecar records, else that of the dataset it names."""
+    sidecar records (every sweep writes it; plotting never imports the data layer or torch)."""
     found = set()
     for t in tables:
-        classes = t.meta.get("num_classes") or _dataset_classes(t.meta.get("dataset"))
+        classes = t.meta.get("num_classes")
         if classes:
             found.add(int(classes))
     return found.pop() if len(found) == 1 else None

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .anatomy import anatomy, fold_transitions
+from .results import sweep_rows
 from .runtime import eval_mode, model_device
 
 if TYPE_CHECKING:
@@ -191,13 +192,14 @@ def single_deletion_damage(
 ) -> pd.Series:
     """From a ``sweep single`` table: per deleted block, its metric minus the full network's
     (a rise in error, loss, perplexity or KL), indexed by block."""
-    frame = pd.read_csv(table) if isinstance(table, (str, Path)) else table
+    rows = sweep_rows(table)
+    frame = pd.concat([rows.baseline, rows.deletions])
     if metric is None:
         metric = next(
             c for c in ("error", "perplexity", "loss", "kl", "top5") if c in frame.columns
         )
-    base = float(frame.loc[frame["config"] == "baseline", metric].iloc[0])
-    single = frame[frame["config"] != "baseline"].copy()
+    base = rows.full(metric)
+    single = rows.deletions
     single["block"] = single["deleted"].astype(int)
     return (single.set_index("block")[metric] - base).rename(f"{metric}_increase").sort_index()
 

@@ -50,6 +50,7 @@ from .results import (
     history_path,
     read_sidecar,
     run_metadata,
+    sweep_rows,
     write_table,
 )
 from .runtime import resolve_device
@@ -650,7 +651,7 @@ class Reproduction:
             num_workers=1,
             log=lambda m: self.log(f"       {m}"),
         )
-        train(config, progress=False)
+        train(config)
 
     def effective_k(self, n: int) -> int:
         """K from the effective range that the gradients stage measured on the ResNet."""
@@ -874,12 +875,13 @@ def write_summary(rep: Reproduction) -> Path:
     grads, paths = read_sidecar(t / "gradients.csv"), read_sidecar(t / "paths.csv")
 
     def base(df: pd.DataFrame | None) -> float | None:
-        return None if df is None else float(df.loc[df.config == "baseline", "error"].iloc[0])
+        return None if df is None else sweep_rows(df).full("error")
 
     def deletions(df: pd.DataFrame | None, downsampling: bool) -> pd.Series | None:
         if df is None:
             return None
-        rows = df[(df.config != "baseline") & (df.downsampling.astype(str) == str(downsampling))]
+        rows = sweep_rows(df).deletions
+        rows = rows[rows.downsampling == downsampling]
         return rows.error if len(rows) else None
 
     def mean_worst(df: pd.DataFrame | None, downsampling: bool) -> str:

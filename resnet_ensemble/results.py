@@ -7,6 +7,8 @@ Holds:
 - ``SweepKind`` / ``SweepMetric``: the closed sets of sweeps and of the metrics a sweep's value
   column is named after; ``sweep_metric`` finds that column, ``chance_level`` what guessing
   would score in it
+- ``sweep_rows``: the one reader of a sweep table: its baseline row, the other rows, and
+  ``downsampling`` as a boolean (``is_baseline``, ``as_flags`` for frames read otherwise)
 - ``write_table``: a finished table and its sidecar (provenance and the table's kind), each
   written atomically; the only other writer of sidecars is ``ResultsTable``
 - ``table_kind``: which kind a table is, from its sidecar or its columns
@@ -39,13 +41,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import pandas as pd
 
 from ._version import __version__
 from .atomic import atomic_write, check_target, remove_stale_temporaries
 from .bounds import MAX_CSV_BYTES, regular_file_size
+from .names import METRIC_NAMES, MetricName, SweepKind, TableKind
 
 __all__ = [
     "DEPTH_COLUMNS",
@@ -55,7 +58,9 @@ __all__ = [
     "SWEEP_COLUMNS",
     "SWEEP_METRICS",
     "TABLES",
+    "BASELINE",
     "ResultsTable",
+    "SweepRows",
     "SweepKind",
     "SweepMetric",
     "TableKind",
@@ -63,34 +68,23 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "chance_level",
+    "as_flags",
     "check_writable",
     "read_table",
     "run_metadata",
     "sidecar_path",
     "history_path",
+    "is_baseline",
     "sweep_columns",
     "sweep_metric",
+    "sweep_rows",
     "table_kind",
     "write_table",
 ]
 
-TableKind = Literal[
-    "sweep",
-    "paths",
-    "gradients",
-    "gradient_samples",
-    "subnetworks",
-    "history",
-    "training",
-    "depth",
-    "depth_k",
-    "dynamics",
-    "effective_path_evaluation",
-]
-SweepKind = Literal["single", "multi", "reorder"]
-#: The metrics a sweep can score (``metrics.METRICS``); its value column is named after it.
-SweepMetric = Literal["error", "top5", "loss", "perplexity", "kl"]
-SWEEP_METRICS: tuple[str, ...] = get_args(SweepMetric)
+#: The metrics a sweep can score (``names.MetricName``); its value column is named after it.
+SweepMetric = MetricName
+SWEEP_METRICS: tuple[str, ...] = METRIC_NAMES
 
 
 @dataclass(frozen=True)
@@ -187,6 +181,49 @@ def chance_level(metric: str, num_classes: int | None) -> float | None:
         "perplexity": float(num_classes),
     }
     return guess.get(metric)
+
+
+#: The ``config`` of a sweep's full-network row (every block kept, in order).
+BASELINE = "baseline"
+_TRUE = {"true", "1", "1.0", "yes"}
+
+
+def is_baseline(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a sweep table are the full network's (``config`` "baseline")."""
+    return frame["config"].astype(str) == BASELINE
+
+
+def as_flags(values: pd.Series) -> pd.Series:
+    """A boolean column as read back from a CSV (True, "True", "1", or empty on the baseline
+    row) as real booleans; anything else is False."""
+    return values.map(lambda v: str(v).strip().lower() in _TRUE).astype(bool)
+
+
+@dataclass(frozen=True)
+class SweepRows:
+    """A sweep table split the one way its readers need: the full network's row(s) and every
+    other row (the deletions, k-deletions or reorderings), with ``downsampling`` a boolean."""
+
+    baseline: pd.DataFrame
+    deletions: pd.DataFrame
+
+    def full(self, column: str = "error") -> float:
+        """The full network's value in ``column`` (its first baseline row); NaN without one."""
+        if column not in self.baseline or not len(self.baseline):
+            return math.nan
+        return float(pd.to_numeric(self.baseline[column], errors="coerce").iloc[0])
+
+
+def sweep_rows(table: pd.DataFrame | str | Path) -> SweepRows:
+    """Read a sweep table (a frame or a CSV path) as its baseline and its other rows; the one
+    reader of sweep tables, so every consumer picks the baseline and reads ``downsampling`` the
+    same way."""
+    frame = read_table(table, ["config"]) if isinstance(table, (str, Path)) else table
+    base = is_baseline(frame)
+    deletions = frame[~base].copy()
+    if "downsampling" in deletions:
+        deletions["downsampling"] = as_flags(deletions["downsampling"])
+    return SweepRows(frame[base].copy(), deletions)
 
 
 #: The depth series (``depth_series``): its table of one row per analysed network, and ...
@@ -324,7 +361,7 @@ TABLES: dict[str, TableSpec] = {
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all at once: temp file in the same folder, fsync, rename (see
-    ``checkpoints.atomic_write``, the one implementation)."""
+    ``atomic.atomic_write``, the one implementation)."""
     atomic_write(path, data)
 
 

@@ -24,6 +24,7 @@ import numbers
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NoReturn
 
 __all__ = [
     "EMPTY_ROUTE",
@@ -59,7 +60,7 @@ class Parallel:
     branches: tuple[tuple[int, ...], ...]
 
     def __init__(self, branches: Iterable[int | Iterable[int]]) -> None:
-        items = []
+        items: list[int | tuple[int, ...]] = []
         for b in branches:
             if isinstance(b, numbers.Integral) and not isinstance(b, bool):
                 items.append((int(b),))
@@ -115,7 +116,7 @@ class _Reader:
             self.pos = match.end()
         self.i = 0
 
-    def fail(self, what: str, at: int | None = None) -> None:
+    def fail(self, what: str, at: int | None = None) -> NoReturn:
         where = f" at character {at + 1}" if at is not None else ""
         raise ValueError(
             f"route {_shown(self.text)}: {what}{where}; write block indices (3), ranges (0-3, "

@@ -116,7 +116,7 @@ def _run_subnetworks(
             return
         p = torch.softmax(logits.double(), dim=1)  # (B, classes)
         acc = state["sum"]
-        state["sum"] = p if acc is None else acc + p  # type: ignore[operator]
+        state["sum"] = p if acc is None else acc + p
         state["targets"] = targets
 
     def on_batch(_: int) -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ from .distributed import Distributed, from_environment
 from .engine import Strategy, measure_routes
 from .experiment import Experiment, open_experiment
 from .metrics import MetricName, resolve_metric
+from .names import ELIGIBLE, SWEEP_KINDS, Eligible
 from .outputs import claim_outputs, input_paths
 from .results import (
     SWEEP_COLUMNS,
@@ -49,6 +50,7 @@ from .results import (
     run_metadata,
     sidecar_path,
     sweep_columns,
+    sweep_rows,
 )
 
 __all__ = [
@@ -72,12 +74,6 @@ __all__ = [
     "sweep_columns",
     "sweep_to_table",
 ]
-
-SWEEP_KINDS: dict[str, str] = {
-    "single": "every block deleted alone (paper Fig. 3)",
-    "multi": "k random blocks deleted together (paper Fig. 5a)",
-    "reorder": "k random swaps of same-shape blocks (paper Fig. 5b)",
-}
 
 
 @dataclass(frozen=True)
@@ -160,13 +156,6 @@ MAX_SWAP_DRAWS = 2_000_000
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     # One generator per configuration: a resumed sweep draws exactly the same configurations.
     return np.random.default_rng([seed, *keys])
-
-
-#: Which blocks k-block deletion draws from: every deletable block; those whose shortcut is the
-#: identity (the default, as this toolkit always drew); or every block but the first of each
-#: stage (the authors' plots leave out draws that touch one).
-Eligible = Literal["all", "non-downsampling", "not-stage-first"]
-ELIGIBLE: tuple[str, ...] = get_args(Eligible)
 
 
 def stage_first_blocks(found: Anatomy) -> set[int]:
@@ -694,9 +683,8 @@ def summarize_sweep(frame: pd.DataFrame, metric: MetricName = "error") -> pd.Dat
     Values are in the metric's own unit (error rates as fractions).
     """
     value = metric
-    base = frame.loc[frame["config"] == "baseline", value]
-    full = float(base.iloc[0]) if len(base) else math.nan
-    rest = frame.loc[frame["config"] != "baseline"].copy()
+    split = sweep_rows(frame)
+    full, rest = split.full(value), split.deletions
     if rest.empty:
         return pd.DataFrame({"configuration": ["full network"], value: [full]})
     rest[value] = pd.to_numeric(rest[value], errors="coerce")

@@ -442,7 +442,7 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 # The loop
 
 
-def train(config: TrainConfig, progress: TrainProgress | bool | None = None) -> TrainResult:
+def train(config: TrainConfig, progress: TrainProgress | None = None) -> TrainResult:
     """Train ``config.arch`` on ``config.dataset`` and write ``config.out`` after every epoch.
 
     Nothing is printed: what happens is told to ``progress`` (every event) and to
@@ -451,8 +451,7 @@ def train(config: TrainConfig, progress: TrainProgress | bool | None = None) -> 
     Args:
         config: the run; see ``TrainConfig``.
         progress: called with each ``TrainEvent`` (``TrainMessage``, ``EpochStart``,
-            ``TrainStep``, ``EpochEnd``). A bool is accepted from older callers: False is the
-            same as None; True used to print and now warns, since the library does not print.
+            ``TrainStep``, ``EpochEnd``).
     Returns:
         a ``TrainResult`` with the trained model and its final test error; its ``warnings``
         say where the run looks diverged or untrained (each also issued as a
@@ -464,14 +463,7 @@ def train(config: TrainConfig, progress: TrainProgress | bool | None = None) -> 
         >>> config = TrainConfig(arch="resnet20", dataset="cifar10", out=Path("r20.pt"), log=print)
         >>> train(config).final_test_error
     """
-    if progress is True:
-        warnings.warn(
-            "train(progress=True) no longer prints; pass a callback that takes each TrainEvent, "
-            "or TrainConfig(log=print) for the lines",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-    callback = progress if callable(progress) else None
+    callback = progress
     started = time.time()
     out = check_output_path(config.out)
     requested = resolve_device(config.device)

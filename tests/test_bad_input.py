@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
 from resnet_ensemble.cli import cli
@@ -33,9 +33,10 @@ from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import FASHION_MNIST_FILES
 from resnet_ensemble.models import cifar_resnet
 
+from .cli_helpers import invoke
+from .cli_helpers import one_error_line as _one_error_line
 from .conftest import randomize_batchnorm
 from .test_checkpoints import _WritesMarker
-from .test_cli import _one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 KWARGS = {"num_classes": 10, "in_channels": 1}
@@ -397,10 +398,6 @@ def _argv(template: str, files: Path, read_only: Path) -> list[str]:
     return template.replace("{F}", str(files)).replace("{RO}", str(read_only)).split()
 
 
-def _invoke(args: list[str]) -> Result:
-    return CliRunner().invoke(cli, args, prog_name="ensemble-lesion", env={DEBUG_ENV: None})
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_fails_cleanly_and_writes_nothing(
     name: str, files: Path, read_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -415,7 +412,7 @@ def test_bad_input_fails_cleanly_and_writes_nothing(
     monkeypatch.chdir(work)  # default outputs (results/...) would land here
     inputs, before = _digest(files), _digest(work)
 
-    result = _invoke(_argv(case.args, files, read_only))
+    result = invoke(*_argv(case.args, files, read_only))
 
     assert result.exit_code == case.code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception

@@ -12,16 +12,16 @@ import torch
 import torchvision
 
 from resnet_ensemble import model_specs
+from resnet_ensemble.atomic import atomic_write
 from resnet_ensemble.checkpoints import (
     CHECKPOINT_FORMAT,
-    atomic_write,
     file_sha256,
     load_checkpoint,
-    resolve_device,
     save_checkpoint,
 )
 from resnet_ensemble.model_specs import load_model
 from resnet_ensemble.models import cifar_resnet
+from resnet_ensemble.runtime import resolve_device
 
 from .conftest import randomize_batchnorm
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from torch import nn
 
 from resnet_ensemble.cli import cli
@@ -21,24 +21,15 @@ from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
 from resnet_ensemble.model_specs import EMBEDDED_CHECKPOINT
 
+from .cli_helpers import invoke as _invoke
+from .cli_helpers import one_error_line as _one_error_line
+from .cli_helpers import subprocess_env as _env
 from .conftest import save_tiny_checkpoint
 from .reference import cifar_blocks, cifar_forward, reference_model
 
 ROOT = Path(__file__).resolve().parents[1]
 KWARGS = {"num_classes": 10, "in_channels": 1}
 IMAGES = 300
-
-
-def _invoke(*args: str) -> Result:
-    # DEBUG_ENV: None makes the runner remove the variable during the call and restore it after.
-    return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop(DEBUG_ENV, None)
-    return env
 
 
 def _python_m(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -50,14 +41,6 @@ def _python_m(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
-
-
-def _one_error_line(stderr: str, prefix: str = "error: ") -> str:
-    """The contract: no traceback, and exactly one line carrying the error."""
-    assert "Traceback" not in stderr
-    lines = [ln for ln in stderr.splitlines() if ln.startswith(prefix)]
-    assert len(lines) == 1, stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner, Result
 
-from resnet_ensemble.cli import cli
-from resnet_ensemble.cli.common import DEBUG_ENV
-
+from .cli_helpers import invoke as _invoke
 from .conftest import save_tiny_checkpoint
 
 TINY = [
@@ -25,10 +22,6 @@ TINY = [
     "--samples-per-length", "2", "--sign-draws", "0", "--subnetwork-images", "20",
     "--subnetwork-samples", "0", "--max-exhaustive", "3",
 ]  # fmt: skip
-
-
-def _invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +36,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_one_row_per_network_from_its_own_tables(series: Path) -> None:
     table = pd.read_csv(series / "depth.csv")
     assert table["network"].tolist() == ["r8", "r14"] and table["blocks"].tolist() == [3, 6]
@@ -75,6 +69,7 @@ def test_one_row_per_network_from_its_own_tables(series: Path) -> None:
         assert (row.paths95_lo, row.paths95_hi) == (lo, hi)
 
 
+@pytest.mark.slow
 def test_k_curves_are_the_mean_error_per_k(series: Path) -> None:
     curves = pd.read_csv(series / "depth_k.csv")
     for network, rows in curves.groupby("network"):
@@ -85,6 +80,7 @@ def test_k_curves_are_the_mean_error_per_k(series: Path) -> None:
         assert (rows["k_over_n"] == rows["k"] / n).all()
 
 
+@pytest.mark.slow
 def test_figures_and_summary(series: Path) -> None:
     for name in ("depth_single_block", "depth_delete_k", "depth_gradients"):
         for ext in ("png", "pdf"):
@@ -94,6 +90,7 @@ def test_figures_and_summary(series: Path) -> None:
     assert "| r14 | residual | 6 |" in summary
 
 
+@pytest.mark.slow
 def test_a_network_analysed_only_for_its_gradients_joins_the_series(
     series: Path, tmp_path: Path
 ) -> None:
@@ -136,6 +133,7 @@ def _export(train_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+@pytest.mark.slow
 def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path: Path) -> None:
     import torch
 
@@ -149,12 +147,11 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
         arch="resnet8", dataset="fashion-mnist", out=train_dir / "r8.pt", epochs=1, limit=64,
         test_limit=64, batch_size=32, device="cpu", num_workers=0, active_blocks=2,
     )  # fmt: skip
-    result = train(config, progress=False)
+    result = train(config)
     unfinished = TrainConfig(**{**config.__dict__, "out": train_dir / "late.pt", "epochs": 2})
     with pytest.raises(KeyboardInterrupt):  # a run stopped after its first epoch
         train(
             TrainConfig(**{**unfinished.__dict__, "log": _interrupt_after_epoch_1}),
-            progress=False,
         )
     proc = _export(train_dir, out)
     assert "skip" in proc.stdout and not (out / "late.pt").exists()  # unfinished: left alone
@@ -172,6 +169,7 @@ def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path
     assert 0 <= meta["test_error_float16"] <= 1 and 0 <= meta["test_error_float16_unscaled"] <= 1
 
 
+@pytest.mark.slow
 def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) -> None:
     """A BatchNorm running variance above 65,504 would become infinite in float16 (stochastic
     depth at 110 has one): it stays in float32, and the file loads as the trained network."""
@@ -187,7 +185,7 @@ def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) 
         arch="resnet8", dataset="fashion-mnist", out=train_dir / "r8.pt", epochs=1, limit=32,
         test_limit=32, batch_size=32, device="cpu", num_workers=0,
     )  # fmt: skip
-    train(config, progress=False)
+    train(config)
     raw = torch.load(config.out, weights_only=True)
     big = "layer1.0.bn1.running_var"
     raw["state_dict"][big] = raw["state_dict"][big] * 0 + 1e5
@@ -270,6 +268,7 @@ def test_every_trained_variant_is_drawn_including_a_single_network() -> None:
     assert len({c for c, _, _ in drawn} & set(colours.values())) == 3  # one colour per variant
 
 
+@pytest.mark.slow
 def test_summary_sets_training_variants_at_the_deepest_depth_beside_the_paper(
     series: Path, tmp_path: Path
 ) -> None:

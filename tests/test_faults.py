@@ -21,24 +21,23 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner, Result
 
 from resnet_ensemble.atomic import stale_temporaries
 from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
-from resnet_ensemble.cli import cli
-from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.model_specs import load_model
 from resnet_ensemble.models import cifar_resnet
 from resnet_ensemble.training import TrainConfig, history_path, train
 
+from .cli_helpers import invoke as _invoke
+from .cli_helpers import kill_mid_run
+from .cli_helpers import one_error_line as _one_error_line
+from .cli_helpers import subprocess_env as _env
 from .conftest import randomize_batchnorm
-from .test_cli import _one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 KWARGS = {"num_classes": 10, "in_channels": 1}
@@ -47,17 +46,6 @@ KWARGS = {"num_classes": 10, "in_channels": 1}
 #: percentage points: for every configuration, and on average over the configurations.
 AMP_TOLERANCE_PP = 1.5
 AMP_MEAN_TOLERANCE_PP = 0.5
-
-
-def _invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop(DEBUG_ENV, None)
-    return env
 
 
 def _sha(path: Path) -> str:
@@ -120,32 +108,12 @@ def _kill_after_first_checkpoint(args: list[str], out: Path, cwd: Path) -> int |
     """Start training in a real process and SIGKILL it once a checkpoint is on disk; every
     checkpoint seen meanwhile must load. Returns the epoch saved at the kill, or None if the run
     finished first."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "resnet_ensemble", *args],
-        cwd=cwd,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if out.exists():
-                proc.kill()
-                break
-            if proc.poll() is not None:
-                return None
-            time.sleep(0.002)
-        else:
-            pytest.fail("training wrote no checkpoint in 120 s")
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+    if not kill_mid_run(args, cwd, out.exists):
+        return None
     return int(load_checkpoint(out)["epoch"])
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     epochs = 4
     for _attempt in range(3):
@@ -174,7 +142,7 @@ def test_a_killed_training_run_resumes_to_the_uninterrupted_weights(tmp_path: Pa
     assert stale_temporaries(out) == [] and stale_temporaries(history_path(out)) == []
 
     # Bit for bit the weights of a run that was never interrupted (CPU, same thread count).
-    reference = train(_config(tmp_path / "reference.pt", epochs), progress=False)
+    reference = train(_config(tmp_path / "reference.pt", epochs))
     expected = reference.model.state_dict()
     assert final["state_dict"].keys() == expected.keys()
     for key, value in expected.items():

@@ -14,30 +14,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
 from torch import nn
 
-from resnet_ensemble.cli import cli
-from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
 
+from .cli_helpers import invoke as _invoke
+from .cli_helpers import one_error_line as _one_error_line
 from .conftest import save_tiny_checkpoint
 from .reference import _cifar_block, _cifar_shortcut, cifar_blocks, cifar_forward, reference_model
 
 KWARGS = {"num_classes": 10, "in_channels": 1}
 IMAGES = 48
-
-
-def _invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), prog_name="ensemble-lesion", env={DEBUG_ENV: None})
-
-
-def _one_error_line(result: Result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def _kept(text: str) -> set[int]:

@@ -9,13 +9,10 @@ tests/reference.py on the checkpoints the run wrote.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +28,7 @@ from resnet_ensemble.cli.common import DEBUG_ENV
 from resnet_ensemble.data import load_dataset
 from resnet_ensemble.reproduce import Reproduction, Scale
 
+from .cli_helpers import kill_mid_run, subprocess_env
 from .reference import cifar_blocks, cifar_forward, reference_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +101,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_every_stage_writes_its_tables_and_every_figure(finished: Path) -> None:
     stages = json.loads((finished / "stages.json").read_text())
     for variant in ("resnet", "plain", "stochastic_depth", "effective_paths"):
@@ -119,6 +118,7 @@ def test_every_stage_writes_its_tables_and_every_figure(finished: Path) -> None:
     assert not list(finished.rglob("*.tmp*")), "a temporary file was left behind"
 
 
+@pytest.mark.slow
 def test_the_summary_gives_the_hand_computed_errors(finished: Path) -> None:
     summary = (finished / "summary.md").read_text()
     for variant, row in (("resnet", "full-network test error"),):
@@ -133,6 +133,7 @@ def test_the_summary_gives_the_hand_computed_errors(finished: Path) -> None:
     assert "| 95% of paths" in summary and "| effective gradient range" in summary
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_every_stage_and_changes_no_output(finished: Path) -> None:
     before = _snapshot(finished)
     logged: list[str] = []
@@ -141,38 +142,25 @@ def test_a_rerun_skips_every_stage_and_changes_no_output(finished: Path) -> None
     assert _snapshot(finished) == before
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop(DEBUG_ENV, None)
-    return env
-
-
+@pytest.mark.slow
 def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "resnet_ensemble", "reproduce", *TINY_ARGS, "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = ["reproduce", *TINY_ARGS, "--out", str(out)]
     manifest = out / "stages.json"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if manifest.exists() and "finished" in json.loads(manifest.read_text()).get(
-                "train_plain", {}
-            ):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+
+    def plain_trained() -> bool:
+        return manifest.exists() and "finished" in json.loads(manifest.read_text()).get(
+            "train_plain", {}
+        )
+
+    assert kill_mid_run(args, tmp_path, plain_trained, within=300), "the run ended first"
     records = json.loads(manifest.read_text())
     done = [n for n, rec in records.items() if "finished" in rec]
     in_flight = [n for n, rec in records.items() if "finished" not in rec]  # at most one
     assert len(in_flight) <= 1, records
     kept = {v: (out / "checkpoints" / f"{v}.pt").read_bytes() for v in ("resnet", "plain")}
 
-    rerun = CliRunner().invoke(cli, cmd[3:], env={DEBUG_ENV: None})  # the same CLI, in-process
+    rerun = CliRunner().invoke(cli, args, env={DEBUG_ENV: None})  # the same CLI, in-process
     assert rerun.exit_code == 0, rerun.output
     assert "| finding |" in rerun.stdout and "wrote" in rerun.stdout
     for stage in done:
@@ -196,6 +184,7 @@ def _fake_imagenet(root: Path, classes: int = 2, per_class: int = 2) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_imagenet_path_analyses_a_torchvision_model_without_training(tmp_path: Path) -> None:
     data = _fake_imagenet(tmp_path / "imagenet")
     torch.manual_seed(0)
@@ -257,6 +246,7 @@ def test_each_size_option_overrides_its_scale_field(
     assert len(seen) == len(_SCALE_OPTIONS)
 
 
+@pytest.mark.slow
 def test_only_runs_the_stages_asked_for_and_a_later_run_adds_the_rest(
     finished: Path, tmp_path: Path
 ) -> None:
@@ -350,7 +340,7 @@ def test_a_run_with_other_settings_is_refused_in_one_line_and_changes_nothing(
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     args = [*TINY_CLI, "--seed", "7", "--test-images", "40", "--max-k", "1", "--out", str(out)]
     cmd = [sys.executable, "-m", "resnet_ensemble", "reproduce", *args]
-    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

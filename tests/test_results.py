@@ -384,3 +384,36 @@ def test_the_depth_tables_declare_their_columns() -> None:
     for kind in ("depth", "depth_k"):
         spec = results.TABLES[kind]
         assert set(spec.required) <= set(spec.columns)
+
+
+def test_sweep_rows_reads_a_sweep_csv_as_baseline_deletions_and_boolean_flags(
+    tmp_path: Path,
+) -> None:
+    """The one sweep reader, on a CSV as the sweeps write it (the baseline row's downsampling
+    cell empty, so pandas reads the column as text): values checked against the rows by hand."""
+    path = tmp_path / "single.csv"
+    path.write_text(
+        "config,sweep,deleted,downsampling,error\n"
+        "baseline,single,,,0.25\n"
+        "drop=0,single,0,False,0.30\n"
+        "drop=1,single,1,True,0.75\n"
+        "drop=2,single,2,False,0.35\n"
+    )
+    rows = results.sweep_rows(path)
+    assert rows.full("error") == 0.25
+    assert rows.full("missing") != rows.full("missing")  # NaN for a column it lacks
+    assert list(rows.baseline["config"]) == ["baseline"]
+    assert list(rows.deletions["config"]) == ["drop=0", "drop=1", "drop=2"]
+    assert rows.deletions["downsampling"].dtype == bool
+    assert list(rows.deletions["downsampling"]) == [False, True, False]
+    # A frame with real booleans (as pandas reads a column without empty cells) reads the same.
+    frame = pd.read_csv(path).dropna(subset=["deleted"])
+    assert list(results.sweep_rows(frame).deletions["downsampling"]) == [False, True, False]
+    assert results.sweep_rows(frame).full("error") != results.sweep_rows(frame).full("error")
+
+
+def test_sweep_rows_refuses_a_table_without_configurations(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="lacks the columns \\['config'\\]"):
+        results.sweep_rows(path)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +33,8 @@ from resnet_ensemble.sweeps import (
     stage_first_blocks,
 )
 
+from .cli_helpers import kill_mid_run
+from .cli_helpers import subprocess_env as _env
 from .conftest import randomize_batchnorm
 from .reference import cifar_blocks, cifar_forward
 
@@ -304,13 +304,6 @@ def _reference_wrong(model: nn.Module, route: list[int], images: int, batch: int
     return wrong
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop("RESNET_ENSEMBLE_DEBUG", None)
-    return env
-
-
 def _sweep_args(ckpt: Path, out: Path, kind: str, images: int, *extra: str) -> list[str]:
     return [
         "sweep",
@@ -346,37 +339,23 @@ def _kill_mid_way(args: list[str], out: Path, full: list[str], cwd: Path) -> int
 
     Returns how many configurations the table held after the kill (-1 if the run finished
     before it could be killed)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "resnet_ensemble", *args],
-        cwd=cwd,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if out.exists():
-                lines = out.read_text().splitlines()
-                # Always a whole table: it parses, and it is a prefix of the finished one.
-                pd.read_csv(out)
-                assert lines == full[: len(lines)]
-                json.loads(out.with_suffix(".json").read_text())
-                if len(lines) - 1 >= 2:
-                    proc.kill()
-                    break
-            if proc.poll() is not None:
-                return -1
-            time.sleep(0.005)
-        else:
-            pytest.fail("the sweep wrote no rows in 120 s")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+
+    def two_rows() -> bool:
+        if not out.exists():
+            return False
+        lines = out.read_text().splitlines()
+        # Always a whole table: it parses, and it is a prefix of the finished one.
+        pd.read_csv(out)
+        assert lines == full[: len(lines)]
+        json.loads(out.with_suffix(".json").read_text())
+        return len(lines) - 1 >= 2
+
+    if not kill_mid_run(args, cwd, two_rows):
+        return -1
     return len(pd.read_csv(out))
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_uninterrupted_table(
     checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -420,6 +399,7 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_table(
         assert row["error"] == pytest.approx(row["wrong"] / images, abs=1e-15)
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_gives_the_single_process_table(
     checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -448,6 +428,7 @@ def test_torchrun_with_two_processes_gives_the_single_process_table(
     assert a["wrong"].nunique() > 1  # the lesions really change the answers
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_all_stop_with_rank_0s_refusal(checkpoint: Path, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     out = tmp_path / "afile" / "single.csv"

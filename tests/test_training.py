@@ -70,7 +70,7 @@ def read_history(path: Path) -> list[dict[str, str]]:
 
 
 def test_training_learns_and_checkpoint_reloads_exactly(tmp_path: Path) -> None:
-    result = train(config(tmp_path, epochs=2, limit=256, lr=0.1, test_limit=128), progress=False)
+    result = train(config(tmp_path, epochs=2, limit=256, lr=0.1, test_limit=128))
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     assert result.final_test_error < 0.75  # 10 classes: chance is 0.9
@@ -105,7 +105,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, data: d
     def cfg(tmp_path: Path, name: str = "ckpt.pt", **overrides) -> TrainConfig:
         return config(tmp_path, name, **{**data, **overrides})
 
-    whole = train(cfg(tmp_path, "whole.pt", stochastic_depth=0.5), progress=False)
+    whole = train(cfg(tmp_path, "whole.pt", stochastic_depth=0.5))
     if data.get("batch_augment"):
         assert load_checkpoint(tmp_path / "whole.pt")["metadata"]["batch_augment"] is True
 
@@ -116,11 +116,10 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, data: d
     with pytest.raises(_Stop):
         train(
             cfg(tmp_path, "split.pt", stochastic_depth=0.5, log=die_after_first_epoch),
-            progress=False,
         )
     assert load_checkpoint(tmp_path / "split.pt")["epoch"] == 1
     assert len(read_history(tmp_path / "split.history.csv")) == 1
-    resumed = train(cfg(tmp_path, "split.pt", stochastic_depth=0.5, resume=True), False)
+    resumed = train(cfg(tmp_path, "split.pt", stochastic_depth=0.5, resume=True))
     assert resumed.resumed_from == 1 and resumed.epochs == 2
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -178,10 +177,7 @@ def test_the_progress_callback_receives_every_step_and_epoch_and_nothing_is_prin
         TrainMessage(f"{result.checkpoint} is already trained for 2 epochs; nothing to do"),
     ]
     assert said == [m.text for m in resumed]
-    # progress=True used to print; it warns that it no longer does, and prints nothing.
-    with pytest.warns(DeprecationWarning, match="no longer prints"):
-        train(config(tmp_path, epochs=epochs, limit=images, resume=True), progress=True)
-    assert capsys.readouterr() == ("", "")
+    assert capsys.readouterr() == ("", "")  # the library prints nothing
 
 
 def test_whole_batch_augmentation_builds_no_data_loader(tmp_path: Path, monkeypatch) -> None:
@@ -202,9 +198,9 @@ def test_whole_batch_augmentation_builds_no_data_loader(tmp_path: Path, monkeypa
 
 
 def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
-    train(config(tmp_path, epochs=1, limit=32), progress=False)
+    train(config(tmp_path, epochs=1, limit=32))
     with pytest.raises(ValueError, match="--resume: .* is a resnet8 .* not resnet14"):
-        train(config(tmp_path, arch="resnet14", epochs=1, limit=32, resume=True), False)
+        train(config(tmp_path, arch="resnet14", epochs=1, limit=32, resume=True))
 
 
 def test_effective_path_training_runs_k_blocks_per_step(tmp_path: Path, monkeypatch) -> None:
@@ -227,7 +223,6 @@ def test_effective_path_training_runs_k_blocks_per_step(tmp_path: Path, monkeypa
     k = 2
     train(
         config(tmp_path, arch="resnet14", active_blocks=k, epochs=1, limit=320, test_limit=32),
-        False,
     )
     steps: list[list[str]] = [[]]
     for e in events:
@@ -251,7 +246,6 @@ def test_an_effective_path_network_evaluates_with_residuals_scaled_by_k_over_n(
     out = tmp_path / "eff.pt"
     train(
         config(tmp_path, "eff.pt", arch="resnet14", active_blocks=2, epochs=1, limit=64),
-        False,
     )
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["arch_kwargs"]["active_blocks"] == 2
@@ -270,9 +264,9 @@ def test_an_effective_path_network_evaluates_with_residuals_scaled_by_k_over_n(
 
 def test_active_blocks_larger_than_the_network_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="between 1 and the 3 residual blocks of resnet8"):
-        train(config(tmp_path, active_blocks=4), progress=False)
+        train(config(tmp_path, active_blocks=4))
     with pytest.raises(ValueError, match="needs shortcuts"):
-        train(config(tmp_path, arch="plain8", active_blocks=2), progress=False)
+        train(config(tmp_path, arch="plain8", active_blocks=2))
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch):
@@ -300,7 +294,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, mon
             poisoned["on"] = True
 
     with pytest.raises(TrainingDiverged) as info:
-        train(config(tmp_path, log=poison_after_first_epoch), progress=False)
+        train(config(tmp_path, log=poison_after_first_epoch))
     message = str(info.value)
     assert message.startswith("loss became NaN at epoch 2 step 1; lower --lr")
     assert "\n" not in message and "kept in" in message
@@ -391,6 +385,7 @@ def test_cli_train_refuses_bad_values_early(tmp_path: Path, extra, code, needle)
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     """DDP with Gloo: two processes train one model; only rank 0 writes."""

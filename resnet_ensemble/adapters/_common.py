@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..anatomy import CallContext
-from ..interventions import _split_call
+from ..block_types import CallContext
+from ..call_args import split_call as _split_call
 
 TensorFn = Callable[[Tensor], Tensor]
 

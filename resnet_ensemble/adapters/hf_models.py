@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..anatomy import ADAPTER_DOC, Anatomy, Block, CallContext
+from ..block_types import ADAPTER_DOC, Anatomy, Block, CallContext
 from ._common import ClassAdapter, example, identity, library_loaded, qualified_names
 from ._common import stem_by_capture as _stem_by_capture
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..anatomy import ADAPTER_DOC, Anatomy, Block, CallContext, Transition
+from ..block_types import ADAPTER_DOC, Anatomy, Block, CallContext, Transition
 from ._common import (
     ClassAdapter,
     image_example,

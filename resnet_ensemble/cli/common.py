@@ -26,18 +26,11 @@ from typing import Any, TypeVar
 import click
 
 from ..bounds import BOUNDS
+from ..errors import one_line
+from ..names import METRIC_NAMES, STRATEGIES
 
 DEBUG_ENV = "RESNET_ENSEMBLE_DEBUG"
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    if isinstance(err, OSError) and err.strerror:  # "[Errno 28] ..." says nothing to a user
-        text = err.strerror + (f": {err.filename}" if err.filename else "")
-    if isinstance(err, KeyError) and text.startswith("'"):
-        text = text.strip("'")
-    return " ".join(text.split())
 
 
 @contextlib.contextmanager
@@ -57,7 +50,7 @@ def fail_cleanly() -> Iterator[None]:
     except Exception as err:  # noqa: BLE001 - this is the CLI's last line of defence
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
-        click.echo(f"error: {_one_line(err)}", err=True)
+        click.echo(f"error: {one_line(err)}", err=True)
         sys.exit(1)
 
 
@@ -83,10 +76,9 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-# The names of ``metrics.MetricName`` and ``engine.Strategy``, spelled out here so that --help
-# does not import torch; a test checks that they agree.
-METRIC_CHOICES = ["error", "top5", "loss", "perplexity", "kl"]
-STRATEGY_CHOICES = ["auto", "prefix", "mask"]
+# ``names.MetricName`` and ``names.Strategy`` (torch-free, so --help stays fast).
+METRIC_CHOICES = list(METRIC_NAMES)
+STRATEGY_CHOICES = list(STRATEGIES)
 
 
 def choice_option(name: str, choices: Sequence[str], help: str) -> Callable[[F], F]:  # noqa: A002

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..names import SWEEP_KINDS
 from .common import (
     STRATEGY_CHOICES,
     Notes,
@@ -30,13 +31,8 @@ __all__ = ["sweep"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The kinds and their one-line help; ``sweeps.SWEEP_KINDS`` says the same, and a test checks
-# that they agree (this module must not import the library, so that --help stays fast).
-KINDS = {
-    "single": "every block deleted alone (paper Fig. 3)",
-    "multi": "k random blocks deleted together (paper Fig. 5a)",
-    "reorder": "k random swaps of same-shape blocks (paper Fig. 5b)",
-}
+# The kinds and their one-line help (``names`` is torch-free, so --help stays fast).
+KINDS = SWEEP_KINDS
 
 
 class _Kinds(click.Group):
@@ -108,6 +104,7 @@ _SEED = seed_option("Seeds the random draws: the blocks deleted (multi) or swapp
 
 def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     """Parse, one call, print: the sweep into its table, then what it found."""
+    from ..results import sweep_rows
     from ..sweeps import summarize_sweep, sweep_to_table
 
     settings = {
@@ -146,7 +143,7 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     notes.echo()
     _echo_summary(summarize_sweep(outcome.frame, metric), metric)
     frame = outcome.frame
-    base = frame.loc[frame["config"] == "baseline", metric]
+    base = sweep_rows(frame).baseline[metric]
     if not len(base):
         click.echo(f"wrote {outcome.path}")
         return
