@@ -46,6 +46,7 @@ from .results import (
     ResultsTable,
     SweepKind,
     check_writable,
+    read_sidecar,
     read_table,
     run_metadata,
     sidecar_path,
@@ -663,7 +664,11 @@ def sweep_to_table(
         )
         if table is None:
             return SweepOutcome(path, len(specs), len(specs) - todo, None)
-        if table.unproven:  # complete (check_rows saw to it), and left exactly as it was
+        if todo == 0 and not table.unproven and read_sidecar(path).get("complete"):
+            # A finished table resumed: nothing was computed, so its provenance (command,
+            # time, machine) stays that of the run that made it.
+            table.notes.append(f"{path} is complete: nothing to do; it is left as it was")
+        elif table.unproven:  # complete (check_rows saw to it), and left exactly as it was
             table.notes.append(
                 f"{path}: its sidecar, written by an older version, records no "
                 f"{', '.join(table.unproven)}; the table is complete, so nothing was added and "

@@ -377,3 +377,24 @@ def test_under_torchrun_every_rank_stops_with_rank_0s_refusal(
     assert len(refusals) == 2, proc.stderr
     reason = "t.json is missing" if damage == "no sidecar" else "repeats line 6"
     assert all(reason in ln for ln in refusals), refusals
+
+
+def test_resuming_a_finished_table_leaves_table_and_sidecar_byte_for_byte(tmp_path: Path) -> None:
+    """Nothing to compute: the sidecar keeps the command, time and machine of the run that made
+    the table (a resume once rewrote them, losing where a GPU table came from)."""
+    import subprocess
+    import sys
+
+    from .cli_helpers import subprocess_env
+
+    out = tmp_path / "t.csv"
+    args = [sys.executable, "-m", "resnet_ensemble", "sweep", "single", "--model", "embedded"]
+    args += ["--limit", "16", "--out", str(out)]
+    subprocess.run(args, check=True, env=subprocess_env(), capture_output=True)
+    before = (out.read_bytes(), out.with_suffix(".json").read_bytes())
+    again = subprocess.run(
+        [*args, "--resume"], env=subprocess_env(), capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert "is complete: nothing to do" in again.stderr
+    assert (out.read_bytes(), out.with_suffix(".json").read_bytes()) == before
