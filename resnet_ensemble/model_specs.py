@@ -518,7 +518,7 @@ def _load_timm(spec: str, name: str, wanted: _Wanted) -> LoadedModel:
             probe = _construct(
                 timm.create_model, spec, name, wanted.model_args, pretrained=False, **args
             )
-        head = probe.get_classifier()
+        head = probe.get_classifier()  # type: ignore[operator]
         head_name = next((n for n, m in probe.named_modules() if m is head), None)
         head_key = f"{head_name}.weight" if head_name else None
         classes, channels = _fit_weights(weights.state, wanted, head_key, probe)

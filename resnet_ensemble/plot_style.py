@@ -127,7 +127,7 @@ def legend(
     if not labels:
         return
     if not (below and owned):
-        ax.legend(handles, labels, loc=loc, **kw)
+        ax.legend(handles, labels, loc=loc, **kw)  # type: ignore[call-overload]
         return
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     fits = 0.98 * fig.bbox.width
@@ -206,14 +206,16 @@ def fit_texts(fig: Figure) -> Figure:
         tall = min(room, max(1.2 * box.height, 0.5 * fig.bbox.height))
         _fit_text(ax.yaxis.label, tall, renderer, "y")
         _fit_text(ax.xaxis.label, across, renderer, "x")
-        for title in (ax.title, ax._left_title, ax._right_title):  # noqa: SLF001
+        side_titles = [getattr(ax, name, None) for name in ("_left_title", "_right_title")]
+        for title in [ax.title, *(t for t in side_titles if t is not None)]:
             _fit_text(title, across, renderer, "x")
         legend = ax.get_legend()
         if legend is not None:
             for text in legend.get_texts():
                 _fit_text(text, 0.8 * box.width, renderer, "x")
-    if fig._suptitle is not None:  # noqa: SLF001
-        _fit_text(fig._suptitle, width, renderer, "x")  # noqa: SLF001
+    suptitle = getattr(fig, "_suptitle", None)  # matplotlib's own, when set
+    if suptitle is not None:
+        _fit_text(suptitle, width, renderer, "x")
     fig.draw_without_rendering()
     return fig
 

@@ -172,7 +172,9 @@ def load_text(
 
             tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_folder))
         else:
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[assignment]
+                str(tokenizer_folder), local_files_only=True
+            )
     except (OSError, ValueError, TypeError, RuntimeError, KeyError):
         raise ValueError(
             f"{tokenizer_folder} has no tokenizer that loads; text:PATH needs one: pass "
