@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 20 on one lent GPU in one command: the networks of the paper's comparison at 54 blocks
-# trained at once to a fixed epoch count (experiments/converged_train.py): the post-activation
+# Paper Fig. 3, 6 and sec. 4.3 at 54 blocks, converged (issue 20), on one lent GPU in one command:
+# the networks of the paper's comparison trained at once to a fixed epoch count
+# (experiments/converged_train.py): the post-activation
 # ResNet-110, fb.resnet.torch's pre-activation ResNet-110, stochastic depth at 110 and
 # effective-path training at the paper's K = 23 of 54; then, in the time left, the analyses of
 # the finished networks on the same GPU (experiments/converged_analyse.sh at GPU scale).

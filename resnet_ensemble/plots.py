@@ -1536,7 +1536,7 @@ def plot_all(
         # figure that fails to draw leaves nothing behind.
         rendered: list[tuple[str, bytes]] = []
         for name, draw in jobs:
-            base = next(f for f in FIGURES if name.startswith(f))
+            base = next((f for f in FIGURES if name.startswith(f)), name)
             numbered = TITLES.get(base, "").startswith("Fig. ")
             title = {} if fig_numbers or not numbered else {"title": figure_title(base, False)}
             fig = draw(style=style, width=width, **title)

@@ -784,7 +784,7 @@ class Reproduction:
                 "epochs": len(frame),
             }
         if rows:
-            meta = {**self._about(), "networks": networks}
+            meta = {**self._about(), "dataset": self.dataset, "networks": networks}
             write_table(self.tables / "training.csv", pd.concat(rows), "training", meta)
 
     def _plots(self) -> list[Path]:

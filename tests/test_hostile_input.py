@@ -153,7 +153,7 @@ def test_a_checkpoint_that_claims_too_much_is_refused(
         (["train", "--lr", "nan"], "is not a finite number"),
         (["train", "--momentum", "inf"], "not in the range"),
         (["train", "--warmup-epochs", "inf"], "not in the range"),
-        (["--drop-block", "99999999999999999999"], "resnet32 has 15 blocks, 0..14"),
+        (["--drop-block", "99999999999999999999"], "has 15 blocks, 0..14"),
         (["blocks", "--model", "resnet8", "--num-classes", "30000000"], "not in the range"),
     ],
 )

@@ -288,7 +288,8 @@ def test_resume_with_another_text_window_or_weights_is_refused(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(table.with_suffix(".json").read_text())
     assert meta["window"] == 16 and len(meta["text_sha256"]) == 64
-    assert len(meta["weights_sha256"]) == 64  # a Hugging Face folder: no file hash names it
+    # A Hugging Face folder's weights: named by the hash of its weight files.
+    assert len(meta.get("weights_sha256") or meta["checkpoint_sha256"]) == 64
     finished = table.read_bytes()
 
     proc = _cli([*sweep, "--resume"], tmp_path, RESNET_ENSEMBLE_TEXT_WINDOW="8")
@@ -306,7 +307,8 @@ def test_resume_with_another_text_window_or_weights_is_refused(tmp_path: Path) -
         model.lm_head.weight.mul_(1.5)
     model.save_pretrained(lm)
     proc = _cli([*sweep, "--resume"], tmp_path, **window)
-    _refused(proc, f"it was made with weights_sha256='{meta['weights_sha256']}'")
+    key = "weights_sha256" if "weights_sha256" in meta else "checkpoint_sha256"
+    _refused(proc, f"it was made with {key}='{meta[key]}'")
     assert table.read_bytes() == finished
 
 

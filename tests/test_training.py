@@ -486,5 +486,5 @@ def test_train_returns_and_issues_the_warnings(tmp_path):
 
     run = config(tmp_path, epochs=1, lr=5.0, dataset="fashion-mnist", limit=256, test_limit=256)
     with pytest.warns(TrainingWarning, match="loss exploded"):
-        result = train(run, progress=False)
+        result = train(run)
     assert any("loss exploded" in note for note in result.warnings)
