@@ -608,6 +608,9 @@ def study_gradients(
     outputs = [out_path, report_path]
     if out_path is not None:
         outputs.insert(1, sidecar_path(out_path))
+        if samples_per_length > 0:  # the per-sample norms beside the table
+            samples = samples_table_path(out_path)
+            outputs[2:2] = [samples, sidecar_path(samples)]
     with claim_outputs(
         outputs,
         inputs=input_paths(experiment),

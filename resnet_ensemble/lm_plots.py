@@ -20,17 +20,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .plots import (
-    Style,
-    _integer_ticks,
-    _Key,
-    _legend,
-    _ms,
-    _new_figure,
-    figure_style,
-    fit_texts,
-    readable_log_axis,
-)
+from .plot_style import Key as _Key
+from .plot_style import Style, figure_style, fit_texts, readable_log_axis
+from .plot_style import legend as _legend
+from .plot_style import ms as _ms
+from .plot_style import new_figure as _new_figure
+from .plots import _integer_ticks
 
 __all__ = ["LM_TITLES", "plot_lm_lesions", "plot_lm_painters_gradients"]
 

@@ -263,14 +263,10 @@ def draw_proxies(
     import seaborn as sns  # here, not at the top: seaborn slows every import
     from matplotlib.lines import Line2D
 
-    from .plots import (
-        _legend,
-        _ms,
-        _new_figure,
-        figure_style,
-        fit_texts,
-        readable_log_axis,
-    )
+    from .plot_style import figure_style, fit_texts, readable_log_axis
+    from .plot_style import legend as _legend
+    from .plot_style import ms as _ms
+    from .plot_style import new_figure as _new_figure
 
     keys = list(PROXIES)
     colours = sns.color_palette("colorblind", 10)  # the palette of every figure
