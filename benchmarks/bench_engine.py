@@ -40,11 +40,11 @@ import torch
 from benchmark_models import randomize_batchnorm  # the script's own folder
 from torch import Tensor, nn
 
-from resnet_ensemble.anatomy import anatomy
-from resnet_ensemble.engine import PrefixTree, _choose, evaluate_routes, naive_evaluate_routes
-from resnet_ensemble.interventions import plan_route
+from resnet_ensemble.blocks.registry import anatomy
+from resnet_ensemble.core.engine import PrefixTree, _choose, evaluate_routes, naive_evaluate_routes
+from resnet_ensemble.core.interventions import plan_route
 from resnet_ensemble.models import cifar_resnet
-from resnet_ensemble.sweeps import multi_deletions, single_deletions
+from resnet_ensemble.studies.sweeps import multi_deletions, single_deletions
 
 Batches = list[tuple[Tensor, Tensor]]
 

@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet_ensemble.gradients import path_length_gradients
+from resnet_ensemble.core.gradients import path_length_gradients
 from resnet_ensemble.models import cifar_resnet
 
 

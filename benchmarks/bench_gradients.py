@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from benchmark_models import randomize_batchnorm  # the script's own folder
 from torch import Tensor
 
-from resnet_ensemble.gradients import (
+from resnet_ensemble.core.gradients import (
     effective_path_range,
     path_length_gradients,
     path_length_norms,

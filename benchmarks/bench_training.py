@@ -29,9 +29,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resnet_ensemble.data import CROP_FLIP_PADDING, dataset_info, load_dataset, make_loader
+from resnet_ensemble.data.datasets import CROP_FLIP_PADDING, dataset_info, load_dataset, make_loader
+from resnet_ensemble.data.tensor_batches import TensorImages
 from resnet_ensemble.models import build_builtin
-from resnet_ensemble.tensor_batches import TensorImages
 
 BATCH = 128
 

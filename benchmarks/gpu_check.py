@@ -667,8 +667,8 @@ def subnetworks_time(depth: int, strategy: str, sizes: Sizes, device: str) -> di
     subsets of blocks of a ResNet-``depth``, after a warm-up."""
     from bench_engine import _batches, _model
 
-    from resnet_ensemble.engine import evaluate_routes
-    from resnet_ensemble.subnetworks import evaluate_subnetworks
+    from resnet_ensemble.core.engine import evaluate_routes
+    from resnet_ensemble.studies.subnetworks import evaluate_subnetworks
 
     n = 3 * ((depth - 2) // 6)
     model = _model(depth, device)
@@ -804,7 +804,7 @@ def section_gradients(sec: Section) -> None:
     import torch
     from benchmark_models import randomize_batchnorm
 
-    from resnet_ensemble.gradients import path_length_gradients, sample_path_gradients
+    from resnet_ensemble.core.gradients import path_length_gradients, sample_path_gradients
     from resnet_ensemble.models import cifar_resnet
 
     sz, device = sec.sizes, sec.device
@@ -905,7 +905,7 @@ def _rel(path: Path) -> str:
 def _fashion_dir(options: dict[str, Any]) -> str | None | bool:
     """A folder with the four Fashion-MNIST files: --data-dir, the carried copy, else None for
     the system folder where that exists; False when there are none."""
-    from resnet_ensemble.data import FASHION_MNIST_SYSTEM_DIR
+    from resnet_ensemble.data.datasets import FASHION_MNIST_SYSTEM_DIR
 
     if options.get("data_dir"):
         return str(options["data_dir"])
@@ -919,8 +919,8 @@ def paper_inputs(sec: Section, tmp: Path) -> dict[str, Any]:
     import torch
     from benchmark_models import randomize_batchnorm
 
-    from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
     from resnet_ensemble.models import cifar_resnet
+    from resnet_ensemble.models.checkpoints import load_checkpoint, save_checkpoint
 
     depth = sec.sizes.paper_depth
     found = (
@@ -964,7 +964,7 @@ def paper_inputs(sec: Section, tmp: Path) -> dict[str, Any]:
             why = "dry run" if sec.options.get("dry_run") else "no Fashion-MNIST files found"
             label += f"; data: the 2,000 embedded Fashion-MNIST test images ({why})"
         else:
-            from resnet_ensemble.data import load_dataset
+            from resnet_ensemble.data.datasets import load_dataset
 
             data_dir = fashion or None
             sizes = {
@@ -979,7 +979,7 @@ def paper_inputs(sec: Section, tmp: Path) -> dict[str, Any]:
 
 
 def section_paper(sec: Section) -> None:
-    from resnet_ensemble.reproduce import PAPER_SCALE, Reproduction
+    from resnet_ensemble.studies.reproduce import PAPER_SCALE, Reproduction
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -41,10 +41,10 @@ sys.path.insert(0, str(HERE))  # depth_series_export, beside this file
 from depth_series_export import export  # noqa: E402
 
 from resnet_ensemble.atomic import atomic_write  # noqa: E402
-from resnet_ensemble.checkpoints import file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
-from resnet_ensemble.data import CROP_FLIP_PADDING, dataset_info, load_dataset  # noqa: E402
-from resnet_ensemble.experiment import open_experiment  # noqa: E402
-from resnet_ensemble.tensor_batches import TensorImages  # noqa: E402
+from resnet_ensemble.data.datasets import CROP_FLIP_PADDING, dataset_info, load_dataset  # noqa: E402
+from resnet_ensemble.data.tensor_batches import TensorImages  # noqa: E402
+from resnet_ensemble.models.checkpoints import file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
+from resnet_ensemble.studies.experiment import open_experiment  # noqa: E402
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_error", "iterate_test_error", "seconds"]
 

@@ -50,11 +50,11 @@ sys.path.insert(0, str(HERE))  # depth_series_export, beside this file
 
 from depth_series_export import export  # noqa: E402
 
-from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from resnet_ensemble.data import dataset_info, load_dataset, make_loader  # noqa: E402
+from resnet_ensemble.data.datasets import dataset_info, load_dataset, make_loader  # noqa: E402
 from resnet_ensemble.models import build_builtin  # noqa: E402
+from resnet_ensemble.models.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from resnet_ensemble.results import history_path  # noqa: E402
-from resnet_ensemble.training import (  # noqa: E402
+from resnet_ensemble.studies.training import (  # noqa: E402
     EpochEnd,
     EpochStart,
     TrainConfig,

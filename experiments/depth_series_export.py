@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from resnet_ensemble.checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from resnet_ensemble.experiment import Experiment, open_experiment
 from resnet_ensemble.models import unscaled_residuals
+from resnet_ensemble.models.checkpoints import file_sha256, load_checkpoint, save_checkpoint
+from resnet_ensemble.studies.experiment import Experiment, open_experiment
 
 
 def _test_error(exp: Experiment, *, unscaled: bool = False) -> float:

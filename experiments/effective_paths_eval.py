@@ -1,5 +1,5 @@
 """Issue 20: an effective-path network (trained on K random blocks per mini-batch) read at test
-time three ways, side by side (``resnet_ensemble.effective_path_eval``): residuals scaled by
+time three ways, side by side (``resnet_ensemble.studies.effective_path_eval``): residuals scaled by
 K / n, BatchNorm statistics recalibrated for the full network, and the softmax averaged over
 random K-block sub-networks. The paper (sec. 4.3: 5.96% at K = 23 of 54) does not say which.
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resnet_ensemble.effective_path_eval import evaluate_effective_path_network
-from resnet_ensemble.experiment import open_experiment
 from resnet_ensemble.results import write_table
+from resnet_ensemble.studies.effective_path_eval import evaluate_effective_path_network
+from resnet_ensemble.studies.experiment import open_experiment
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
 
 def _active_blocks(model) -> int:  # type: ignore[no-untyped-def]
     """K from the residual scale K / n that an effective-path network evaluates with."""
-    from resnet_ensemble.anatomy import residual_blocks
+    from resnet_ensemble.blocks.registry import residual_blocks
 
     blocks = residual_blocks(model)
     survival = float(blocks[0].module.drop_path.survival)

@@ -31,12 +31,12 @@ import pandas as pd
 import torch
 
 from resnet_ensemble import block_proxies, evaluate_routes, path_length_gradients
-from resnet_ensemble.experiment import open_experiment
-from resnet_ensemble.gradients import path_length_norms
-from resnet_ensemble.interventions import format_route_item, plan_route
-from resnet_ensemble.painters import layer_units, painters_route
+from resnet_ensemble.core.gradients import path_length_norms
+from resnet_ensemble.core.interventions import format_route_item, plan_route
+from resnet_ensemble.core.painters import layer_units, painters_route
 from resnet_ensemble.paths import path_length_counts
-from resnet_ensemble.proxies import plot_proxies, proxy_correlations, single_deletion_damage
+from resnet_ensemble.studies.experiment import open_experiment
+from resnet_ensemble.studies.proxies import plot_proxies, proxy_correlations, single_deletion_damage
 
 
 def measure(model, loader, routes):  # noqa: ANN001, ANN201
@@ -202,9 +202,9 @@ def proxies_figure(proxies: pd.DataFrame, single: pd.DataFrame, figures: Path) -
 
 
 def draw(single, delete_k, swaps, painters, grads, figures: Path) -> None:  # noqa: ANN001
-    """The two LM figures, in the package's paper style (``resnet_ensemble.lm_plots``)."""
-    from resnet_ensemble.lm_plots import plot_lm_lesions, plot_lm_painters_gradients
-    from resnet_ensemble.plots import save_figure
+    """The two LM figures, in the package's paper style (``resnet_ensemble.viz.lm``)."""
+    from resnet_ensemble.viz.lm import plot_lm_lesions, plot_lm_painters_gradients
+    from resnet_ensemble.viz.plots import save_figure
 
     full = float(single.loc[single["config"] == "baseline", "perplexity"].iloc[0])
     save_figure(plot_lm_lesions(single, delete_k, swaps), figures, "lesions")

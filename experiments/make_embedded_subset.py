@@ -3,7 +3,7 @@
 The subset is *stratified*: for each of the 10 classes, 200 of that class's 1,000 test images
 are drawn without replacement with ``numpy.random.default_rng(0)`` (classes visited in order
 0..9, each drawing from its indices in ascending order); the 2,000 chosen indices are then
-sorted. The real test split is read through torchvision (``resnet_ensemble.data``), from
+sorted. The real test split is read through torchvision (``resnet_ensemble.data.datasets``), from
 ``--data-dir`` or the Debian package ``dataset-fashion-mnist``.
 
 Writes ``resnet_ensemble/assets/fashion_mnist_test_subset.npz`` atomically (temp file, then
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from resnet_ensemble.atomic import atomic_write
-from resnet_ensemble.data import embedded_subset_path, open_fashion_mnist
+from resnet_ensemble.data.datasets import embedded_subset_path, open_fashion_mnist
 
 PER_CLASS = 200
 SEED = 0

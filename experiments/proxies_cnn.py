@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from resnet_ensemble import block_proxies
-from resnet_ensemble.experiment import open_experiment
-from resnet_ensemble.proxies import plot_proxies, proxy_correlations, single_deletion_damage
+from resnet_ensemble.studies.experiment import open_experiment
+from resnet_ensemble.studies.proxies import plot_proxies, proxy_correlations, single_deletion_damage
 
 
 def networks() -> list[tuple[str, str | None, str, Path]]:

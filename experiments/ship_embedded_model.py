@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
-from resnet_ensemble.model_specs import EMBEDDED_CHECKPOINT, load_model
+from resnet_ensemble.models.checkpoints import load_checkpoint, save_checkpoint
+from resnet_ensemble.models.specs import EMBEDDED_CHECKPOINT, load_model
 
 
 def main() -> None:

@@ -7,9 +7,7 @@ Relatively Shallow Networks": delete, reorder and route residual blocks, count a
 
 from __future__ import annotations
 
-import sys
 from importlib import import_module
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -17,31 +15,31 @@ from ._version import __version__
 # The public names and the module each lives in. They load on first use (PEP 562), so that
 # `import resnet_ensemble` and the command line's --help do not import torch.
 _EXPORTS = {
-    "Adapter": "anatomy",
-    "Anatomy": "anatomy",
-    "Block": "anatomy",
-    "anatomy": "anatomy",
-    "register_adapter": "anatomy",
-    "residual_blocks": "anatomy",
-    "resolve_block": "anatomy",
-    "evaluate_routes": "engine",
-    "path_length_gradients": "gradients",
-    "sample_path_gradients": "gradients",
-    "lesion": "interventions",
-    "reorder": "interventions",
-    "route": "interventions",
+    "Adapter": "blocks.registry",
+    "Anatomy": "blocks.registry",
+    "Block": "blocks.registry",
+    "anatomy": "blocks.registry",
+    "register_adapter": "blocks.registry",
+    "residual_blocks": "blocks.registry",
+    "resolve_block": "blocks.registry",
+    "evaluate_routes": "core.engine",
+    "path_length_gradients": "core.gradients",
+    "sample_path_gradients": "core.gradients",
+    "lesion": "core.interventions",
+    "reorder": "core.interventions",
+    "route": "core.interventions",
     "path_length_counts": "paths",
-    "Parallel": "interventions",
-    "block_proxies": "proxies",
-    "study_sweep": "sweeps",
-    "evaluate_subnetworks": "subnetworks",
-    "analyze_gradients": "gradient_analysis",
-    "load_dataset": "data",
-    "make_loader": "data",
+    "Parallel": "core.interventions",
+    "block_proxies": "studies.proxies",
+    "study_sweep": "studies.sweeps",
+    "evaluate_subnetworks": "studies.subnetworks",
+    "analyze_gradients": "studies.gradient_analysis",
+    "load_dataset": "data.datasets",
+    "make_loader": "data.datasets",
 }
 
 if TYPE_CHECKING:
-    from .anatomy import (
+    from .blocks.registry import (
         Adapter,
         Anatomy,
         Block,
@@ -50,15 +48,15 @@ if TYPE_CHECKING:
         residual_blocks,
         resolve_block,
     )
-    from .data import load_dataset, make_loader
-    from .engine import evaluate_routes
-    from .gradient_analysis import analyze_gradients
-    from .gradients import path_length_gradients, sample_path_gradients
-    from .interventions import Parallel, lesion, reorder, route
+    from .core.engine import evaluate_routes
+    from .core.gradients import path_length_gradients, sample_path_gradients
+    from .core.interventions import Parallel, lesion, reorder, route
+    from .data.datasets import load_dataset, make_loader
     from .paths import path_length_counts
-    from .proxies import block_proxies
-    from .subnetworks import evaluate_subnetworks
-    from .sweeps import study_sweep
+    from .studies.gradient_analysis import analyze_gradients
+    from .studies.proxies import block_proxies
+    from .studies.subnetworks import evaluate_subnetworks
+    from .studies.sweeps import study_sweep
 
 
 def __getattr__(name: str) -> Any:
@@ -72,19 +70,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     """The public names (``__all__``) and the dunders, not the plumbing of this file."""
     return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})
-
-
-class _Package(ModuleType):
-    """Keeps ``resnet_ensemble.anatomy`` the function: importing the submodule of the same name
-    would otherwise set the package's attribute to the module."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "anatomy" and isinstance(value, ModuleType):
-            value = value.anatomy
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

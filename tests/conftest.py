@@ -10,9 +10,9 @@ import torch
 import torchvision
 from torch import nn
 
-from resnet_ensemble.checkpoints import save_checkpoint
-from resnet_ensemble.data import FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR
+from resnet_ensemble.data.datasets import FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR
 from resnet_ensemble.models import cifar_resnet
+from resnet_ensemble.models.checkpoints import save_checkpoint
 
 #: Skips a test that reads the real Fashion-MNIST where Debian's package is not installed.
 needs_fashion = pytest.mark.skipif(

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resnet_ensemble import lesion, residual_blocks
-from resnet_ensemble.engine import evaluate_routes
+from resnet_ensemble.core.engine import evaluate_routes
 
 DOC = Path(__file__).resolve().parents[1] / "resnet_ensemble" / "docs" / "adapters.md"
 

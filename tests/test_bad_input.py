@@ -28,11 +28,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
-from resnet_ensemble.data import FASHION_MNIST_FILES
+from resnet_ensemble.data.datasets import FASHION_MNIST_FILES
 from resnet_ensemble.models import cifar_resnet
+from resnet_ensemble.models.checkpoints import load_checkpoint, save_checkpoint
 
 from .cli_helpers import invoke
 from .cli_helpers import one_error_line as _one_error_line

@@ -15,10 +15,14 @@ from click.testing import CliRunner
 from safetensors.torch import save
 
 from resnet_ensemble.bounds import BOUNDS, check_count, regular_file_size
-from resnet_ensemble.checkpoints import check_safetensors_header, check_state_dict, read_state_dict
 from resnet_ensemble.cli.common import FiniteFloat, bounded
-from resnet_ensemble.plots import BadValues, check_values
-from resnet_ensemble.text_data import decode_utf8
+from resnet_ensemble.data.text import decode_utf8
+from resnet_ensemble.models.checkpoints import (
+    check_safetensors_header,
+    check_state_dict,
+    read_state_dict,
+)
+from resnet_ensemble.viz.plots import BadValues, check_values
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -134,7 +138,7 @@ def test_plotted_values_are_checked_by_kind() -> None:
 def test_verify_re_measures_the_embedded_checkpoint_and_otherwise_shows_its_record() -> None:
     """The embedded checkpoint records 6.89% on the 10,000 Fashion-MNIST test images, measured
     by ``train``'s own evaluation: --verify must find the same."""
-    from resnet_ensemble.experiment import open_experiment
+    from resnet_ensemble.studies.experiment import open_experiment
 
     notes: list[str] = []
     open_experiment(limit=8, on_note=notes.append)
@@ -149,7 +153,7 @@ def test_a_figure_that_fails_to_draw_leaves_no_file(
 ) -> None:
     """Every figure is rendered before the first is written: the second failing leaves the
     first unwritten too."""
-    from resnet_ensemble import plots
+    from resnet_ensemble.viz import plots
     from tests.test_plots import make_tables
 
     tables = make_tables(tmp_path / "tables")
@@ -169,7 +173,7 @@ def test_a_figure_that_fails_to_draw_leaves_no_file(
 
 def test_a_hugging_face_config_that_does_not_load_is_named(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    from resnet_ensemble.model_specs import load_model
+    from resnet_ensemble.models.specs import load_model
 
     (tmp_path / "config.json").write_text('{"model_type": "gpt2",\n')
     with pytest.raises(ValueError, match=r"config.json is not a readable Hugging Face config \("):

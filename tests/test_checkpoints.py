@@ -11,17 +11,17 @@ import pytest
 import torch
 import torchvision
 
-from resnet_ensemble import model_specs
 from resnet_ensemble.atomic import atomic_write
-from resnet_ensemble.checkpoints import (
+from resnet_ensemble.blocks.runtime import resolve_device
+from resnet_ensemble.models import cifar_resnet
+from resnet_ensemble.models import specs as model_specs
+from resnet_ensemble.models.checkpoints import (
     CHECKPOINT_FORMAT,
     file_sha256,
     load_checkpoint,
     save_checkpoint,
 )
-from resnet_ensemble.model_specs import load_model
-from resnet_ensemble.models import cifar_resnet
-from resnet_ensemble.runtime import resolve_device
+from resnet_ensemble.models.specs import load_model
 
 from .conftest import randomize_batchnorm
 

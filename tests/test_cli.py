@@ -18,8 +18,8 @@ from torch import nn
 
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
-from resnet_ensemble.data import load_dataset
-from resnet_ensemble.model_specs import EMBEDDED_CHECKPOINT
+from resnet_ensemble.data.datasets import load_dataset
+from resnet_ensemble.models.specs import EMBEDDED_CHECKPOINT
 
 from .cli_helpers import invoke as _invoke
 from .cli_helpers import one_error_line as _one_error_line
@@ -275,7 +275,7 @@ def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the sweep started work")
 
-    monkeypatch.setattr("resnet_ensemble.sweeps.open_experiment", refuse)
+    monkeypatch.setattr("resnet_ensemble.studies.sweeps.open_experiment", refuse)
 
 
 def test_sweep_refuses_an_unwritable_out_before_any_work(

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_ensemble import data
-from resnet_ensemble.data import (
+from resnet_ensemble.data import datasets as data
+from resnet_ensemble.data.datasets import (
     DATASETS,
     FASHION_MNIST_FILES,
     FASHION_MNIST_SYSTEM_DIR,

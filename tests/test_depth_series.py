@@ -137,9 +137,9 @@ def _export(train_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
 def test_export_stores_float16_weights_that_load_as_the_rounded_network(tmp_path: Path) -> None:
     import torch
 
-    from resnet_ensemble.checkpoints import load_checkpoint
-    from resnet_ensemble.model_specs import load_model
-    from resnet_ensemble.training import TrainConfig, train
+    from resnet_ensemble.models.checkpoints import load_checkpoint
+    from resnet_ensemble.models.specs import load_model
+    from resnet_ensemble.studies.training import TrainConfig, train
 
     train_dir, out = tmp_path / "train", tmp_path / "checkpoints"
     train_dir.mkdir()
@@ -175,9 +175,9 @@ def test_export_keeps_a_tensor_beyond_float16s_range_in_float32(tmp_path: Path) 
     depth at 110 has one): it stays in float32, and the file loads as the trained network."""
     import torch
 
-    from resnet_ensemble.checkpoints import load_checkpoint
-    from resnet_ensemble.model_specs import load_model
-    from resnet_ensemble.training import TrainConfig, train
+    from resnet_ensemble.models.checkpoints import load_checkpoint
+    from resnet_ensemble.models.specs import load_model
+    from resnet_ensemble.studies.training import TrainConfig, train
 
     train_dir, out = tmp_path / "train", tmp_path / "checkpoints"
     train_dir.mkdir()
@@ -228,7 +228,7 @@ def _depth_table() -> pd.DataFrame:
 def test_the_right_axis_label_keeps_clear_of_the_title(name: str) -> None:
     """The right panel's y label fits beside its panel, below the figure's title (it ran up
     into the title when it was one long line)."""
-    from resnet_ensemble import depth_plots
+    from resnet_ensemble.viz import depth as depth_plots
 
     fig = getattr(depth_plots, name)(_depth_table())
     fig.canvas.draw()  # the constrained layout is done when drawn
@@ -246,7 +246,7 @@ def test_every_trained_variant_is_drawn_including_a_single_network() -> None:
     import matplotlib.colors as mcolors
     import seaborn as sns
 
-    from resnet_ensemble import depth_plots
+    from resnet_ensemble.viz import depth as depth_plots
 
     table = _depth_table()
     ep = {**table.iloc[2].to_dict(), "network": "ep110", "variant": "effective paths",
@@ -304,7 +304,7 @@ def test_summary_sets_training_variants_at_the_deepest_depth_beside_the_paper(
 def test_the_papers_effective_range_is_drawn_at_its_own_depth_only() -> None:
     """The paper's 5-17 is drawn beside the measured ranges when the series reaches 54 blocks,
     and not at all for a series that stops short of it."""
-    from resnet_ensemble import depth_plots
+    from resnet_ensemble.viz import depth as depth_plots
 
     def ranges_drawn(table: pd.DataFrame) -> list[tuple[float, float]]:
         left = depth_plots.plot_depth_gradients(table).axes[0]

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from resnet_ensemble.cli import cli
-from resnet_ensemble.dynamics import collect_dynamics, write_dynamics
+from resnet_ensemble.studies.dynamics import collect_dynamics, write_dynamics
 
 
 def _write(folder: Path, name: str, rows: list[dict], meta: dict) -> None:

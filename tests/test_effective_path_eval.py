@@ -8,11 +8,11 @@ import copy
 import pytest
 import torch
 
-from resnet_ensemble.effective_path_eval import (
+from resnet_ensemble.models import build_builtin
+from resnet_ensemble.studies.effective_path_eval import (
     evaluate_effective_path_network,
     recalibrate_batchnorm,
 )
-from resnet_ensemble.models import build_builtin
 
 from .reference import cifar_blocks, cifar_forward
 

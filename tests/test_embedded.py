@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_ensemble.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
-from resnet_ensemble.model_specs import EMBEDDED_CHECKPOINT
+from resnet_ensemble.data.datasets import FASHION_MNIST_SYSTEM_DIR, load_dataset
+from resnet_ensemble.models.specs import EMBEDDED_CHECKPOINT
 
 from .reference import cifar_blocks, cifar_forward, reference_model
 

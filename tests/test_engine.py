@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from resnet_ensemble.cli.common import STRATEGY_CHOICES
-from resnet_ensemble.engine import (
+from resnet_ensemble.core.engine import (
     PrefixTree,
     Strategy,
     count_route_mistakes,
     evaluate_routes,
     naive_evaluate_routes,
 )
-from resnet_ensemble.interventions import Step
+from resnet_ensemble.core.interventions import Step
 from resnet_ensemble.models import cifar_resnet
 
 from .conftest import randomize_batchnorm

@@ -28,10 +28,10 @@ import pytest
 import torch
 
 from resnet_ensemble.atomic import stale_temporaries
-from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
-from resnet_ensemble.model_specs import load_model
 from resnet_ensemble.models import cifar_resnet
-from resnet_ensemble.training import TrainConfig, history_path, train
+from resnet_ensemble.models.checkpoints import load_checkpoint, save_checkpoint
+from resnet_ensemble.models.specs import load_model
+from resnet_ensemble.studies.training import TrainConfig, history_path, train
 
 from .cli_helpers import invoke as _invoke
 from .cli_helpers import kill_mid_run

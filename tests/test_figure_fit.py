@@ -28,11 +28,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from resnet_ensemble import plots
 from resnet_ensemble.cli import cli
-from resnet_ensemble.gradient_analysis import study_gradients
-from resnet_ensemble.lm_plots import MEAN_PATH_LABEL, plot_lm_lesions, plot_lm_painters_gradients
-from resnet_ensemble.plots import (
+from resnet_ensemble.studies.gradient_analysis import study_gradients
+from resnet_ensemble.studies.proxies import draw_proxies, single_deletion_damage
+from resnet_ensemble.viz import plots
+from resnet_ensemble.viz.lm import MEAN_PATH_LABEL, plot_lm_lesions, plot_lm_painters_gradients
+from resnet_ensemble.viz.plots import (
     FIGURES,
     TITLES,
     figure_title,
@@ -41,7 +42,6 @@ from resnet_ensemble.plots import (
     plot_gradient_per_length,
     plot_total_gradient,
 )
-from resnet_ensemble.proxies import draw_proxies, single_deletion_damage
 from tests.test_plots import gradient_table, legend_texts, make_tables
 
 mpl.use("Agg")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from resnet_ensemble import residual_blocks
-from resnet_ensemble.anatomy import ADAPTER_DOC
+from resnet_ensemble.blocks.registry import ADAPTER_DOC
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import json_line
 from resnet_ensemble.models import cifar_resnet

@@ -25,11 +25,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from resnet_ensemble.checkpoints import load_checkpoint, save_checkpoint
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
-from resnet_ensemble.data import FASHION_MNIST_FILES
+from resnet_ensemble.data.datasets import FASHION_MNIST_FILES
 from resnet_ensemble.models import cifar_resnet
+from resnet_ensemble.models.checkpoints import load_checkpoint, save_checkpoint
 
 from .test_checkpoints import _WritesMarker
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binom
 
-from resnet_ensemble.gradient_analysis import bootstrap_effective_range, decay_implied_range
+from resnet_ensemble.studies.gradient_analysis import bootstrap_effective_range, decay_implied_range
 
 
 def _shortest_binomial_range(n: int, p: float, share: float) -> tuple[int, int]:
@@ -80,8 +80,8 @@ def test_bootstrap_needs_every_length() -> None:
 def test_analysis_keeps_every_sampled_path() -> None:
     import torch
 
-    from resnet_ensemble.gradient_analysis import analyze_gradients
     from resnet_ensemble.models import build_builtin
+    from resnet_ensemble.studies.gradient_analysis import analyze_gradients
 
     torch.manual_seed(0)
     model = build_builtin("resnet14", num_classes=3, in_channels=1).eval()

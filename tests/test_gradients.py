@@ -20,9 +20,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from resnet_ensemble.experiment import open_experiment
-from resnet_ensemble.gradient_analysis import gradient_outputs, study_gradients
-from resnet_ensemble.gradients import (
+from resnet_ensemble.core.gradients import (
     effective_path_range,
     path_length_gradients,
     path_length_norms,
@@ -33,6 +31,8 @@ from resnet_ensemble.gradients import (
 )
 from resnet_ensemble.models import cifar_resnet, plain_net
 from resnet_ensemble.models.cifar import PreActBlock
+from resnet_ensemble.studies.experiment import open_experiment
+from resnet_ensemble.studies.gradient_analysis import gradient_outputs, study_gradients
 
 from .conftest import randomize_batchnorm, save_tiny_checkpoint, tiny_vit
 from .reference import (

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet_ensemble.data import load_dataset
+from resnet_ensemble.data.datasets import load_dataset
 
 from .cli_helpers import invoke as _invoke
 from .cli_helpers import one_error_line as _one_error_line
@@ -252,8 +252,8 @@ def test_bad_options_are_usage_errors(
 
 
 def test_batches_come_from_the_training_split_and_follow_the_seed(checkpoint: Path) -> None:
-    from resnet_ensemble.data import dataset_info, open_fashion_mnist
-    from resnet_ensemble.experiment import open_experiment
+    from resnet_ensemble.data.datasets import dataset_info, open_fashion_mnist
+    from resnet_ensemble.studies.experiment import open_experiment
 
     exp = open_experiment(str(checkpoint), dataset="fashion-mnist", limit=8, device="cpu")
     assert exp.gradient_split("auto") == "train"

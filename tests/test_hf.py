@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from resnet_ensemble import evaluate_routes, lesion, residual_blocks, route
-from resnet_ensemble.anatomy import anatomy
-from resnet_ensemble.model_specs import load_model
+from resnet_ensemble.blocks.registry import anatomy
+from resnet_ensemble.models.specs import load_model
 
 from .zoo_reference import no_patches, randomize_norms, same_state, state_copy, zeroed
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_ensemble.checkpoints import save_checkpoint
 from resnet_ensemble.models import build_builtin
+from resnet_ensemble.models.checkpoints import save_checkpoint
 from resnet_ensemble.results import SWEEP_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -363,7 +363,7 @@ def test_depth_refuses_analyses_it_cannot_read_naming_the_file(
 def test_verify_refuses_a_checkpoint_whose_metadata_do_not_describe_its_weights(
     tmp_path: Path,
 ) -> None:
-    from resnet_ensemble.model_specs import EMBEDDED_CHECKPOINT
+    from resnet_ensemble.models.specs import EMBEDDED_CHECKPOINT
 
     raw = torch.load(EMBEDDED_CHECKPOINT, weights_only=True)
     kwargs = {**raw["arch_kwargs"], "stochastic_depth": 0.5}  # a claim the weights do not fit

@@ -93,10 +93,67 @@ def test_the_cycle_finder_finds_a_cycle_inside_a_function_import() -> None:
 
 
 def test_the_graph_sees_imports_inside_functions() -> None:
-    """plots imports depth_plots only inside a function; the edge must still be there."""
+    """viz.plots imports viz.depth only inside a function; the edge must still be there."""
     graph = import_graph()
-    assert f"{NAME}.depth_plots" in graph[f"{NAME}.plots"]
-    assert f"{NAME}.adapters" in graph[f"{NAME}.anatomy"]  # the lazy zoo registration
+    assert f"{NAME}.viz.depth" in graph[f"{NAME}.viz.plots"]
+    assert f"{NAME}.blocks.adapters" in graph[f"{NAME}.blocks.registry"]  # lazy zoo registration
+
+
+#: The layers, bottom up (docs/architecture.md). The torch-free top-level modules are layer 0;
+#: a module may import its own subpackage and any lower layer, never a higher one nor a peer.
+LAYERS = {
+    "": 0,  # names, errors, results, atomic, paths, paper, archs, bounds, outputs, ...
+    "blocks": 1,
+    "data": 1,
+    "viz": 1,
+    "core": 2,
+    "models": 3,
+    "studies": 4,
+    "cli": 5,
+}
+
+
+def _layer_of(module: str) -> tuple[str, int]:
+    """(subpackage, layer) of a module: ``resnet_ensemble.core.engine`` -> ("core", 2)."""
+    parts = module.split(".")[1:]
+    if not parts:  # the package facade re-exports from every layer
+        return "<facade>", 99
+    sub = parts[0] if len(parts) > 1 or parts[0] in LAYERS else ""
+    if parts == ["__main__"]:
+        return "<facade>", 99
+    return sub, LAYERS[sub]
+
+
+def test_every_module_belongs_to_a_layer_and_none_reaches_up_or_sideways() -> None:
+    graph = import_graph()
+    wrong = []
+    for module, edges in sorted(graph.items()):
+        sub, layer = _layer_of(module)
+        for target in sorted(edges):
+            target_sub, target_layer = _layer_of(target)
+            if target_sub == sub:
+                continue
+            if target_layer >= layer:
+                wrong.append(f"{module} (layer {layer}) imports {target} (layer {target_layer})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layer_check_catches_an_upward_import() -> None:
+    """The rule itself, on names: core may import blocks; blocks may not import core or data."""
+    assert _layer_of(f"{NAME}.core.engine") == ("core", 2)
+    assert _layer_of(f"{NAME}.results") == ("", 0)
+    assert _layer_of(f"{NAME}.models") == ("models", 3)
+    assert _layer_of(f"{NAME}.blocks.registry")[1] < _layer_of(f"{NAME}.core.engine")[1]
+    assert _layer_of(f"{NAME}.blocks.registry")[1] == _layer_of(f"{NAME}.data.text")[1]
+
+
+def test_no_module_is_longer_than_900_lines() -> None:
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 900
+    }
+    assert not long, f"modules over 900 lines: {long}"
 
 
 def test_the_package_has_no_import_cycle() -> None:
@@ -105,11 +162,11 @@ def test_the_package_has_no_import_cycle() -> None:
 
 
 def test_the_vocabularies_and_the_plot_style_import_nothing_of_the_package() -> None:
-    """``names`` (read by --help and the table readers) and ``plot_style`` (under every figure
+    """``names`` (read by --help and the table readers) and ``viz.style`` (under every figure
     module) sit at the bottom of the graph."""
     graph = import_graph()
     assert graph[f"{NAME}.names"] == set()
-    assert graph[f"{NAME}.plot_style"] == set()
+    assert graph[f"{NAME}.viz.style"] == set()
     assert graph[f"{NAME}.call_args"] == set()
     tree = ast.parse((PACKAGE / "names.py").read_text())
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -125,8 +182,8 @@ def test_the_figures_and_the_table_contract_load_without_torch() -> None:
 
     code = (
         "import sys\n"
-        "import resnet_ensemble.plots, resnet_ensemble.depth_plots, resnet_ensemble.results\n"
-        "import resnet_ensemble.names, resnet_ensemble.errors, resnet_ensemble.dynamics_plots\n"
+        "import resnet_ensemble.viz.plots, resnet_ensemble.viz.depth, resnet_ensemble.results\n"
+        "import resnet_ensemble.names, resnet_ensemble.errors, resnet_ensemble.viz.dynamics\n"
         "print('torch' in sys.modules)\n"
     )
     root = str(PACKAGE.parent)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_ensemble import path_length_gradients, sample_path_gradients
-from resnet_ensemble.gradients import single_path_gradient
+from resnet_ensemble.core.gradients import single_path_gradient
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()

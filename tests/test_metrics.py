@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resnet_ensemble import Anatomy, Block, evaluate_routes, lesion, register_adapter, route
-from resnet_ensemble.anatomy import Transition
+from resnet_ensemble.blocks.registry import Transition
 from resnet_ensemble.cli.common import METRIC_CHOICES
-from resnet_ensemble.metrics import METRICS, MetricName, resolve_metric
+from resnet_ensemble.core.metrics import METRICS, MetricName, resolve_metric
 
 
 def _classifier_data() -> list[tuple[Tensor, Tensor]]:
@@ -145,8 +145,8 @@ def test_sweep_table_and_sidecar_carry_the_metric(tmp_path) -> None:  # noqa: AN
     from click.testing import CliRunner
 
     from resnet_ensemble.cli import cli
-    from resnet_ensemble.experiment import open_experiment
     from resnet_ensemble.results import sidecar_path
+    from resnet_ensemble.studies.experiment import open_experiment
 
     out = tmp_path / "single.csv"
     args = ["sweep", "single", "--limit", "32", "--metric", "loss", "--out", str(out)]

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from resnet_ensemble.data import load_dataset
+from resnet_ensemble.data.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = 24

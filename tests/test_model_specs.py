@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
-from resnet_ensemble.checkpoints import read_state_dict
 from resnet_ensemble.cli import cli
-from resnet_ensemble.data import load_dataset
-from resnet_ensemble.model_specs import load_model
+from resnet_ensemble.data.datasets import load_dataset
+from resnet_ensemble.models.checkpoints import read_state_dict
+from resnet_ensemble.models.specs import load_model
 
 from .zoo_reference import randomize_norms, zeroed
 

@@ -339,7 +339,7 @@ def test_a_sweep_whose_table_is_changed_under_it_does_not_claim_the_rows(
     """A writer that takes no lock adds a row just before the sweep ends: the sweep reads its
     table back and refuses to report rows that are not what it wrote."""
     from resnet_ensemble.results import ResultsTable
-    from resnet_ensemble.sweeps import sweep_to_table
+    from resnet_ensemble.studies.sweeps import sweep_to_table
 
     finish = ResultsTable.write_metadata
 

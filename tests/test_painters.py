@@ -14,9 +14,16 @@ import torch
 from torch import nn
 
 from resnet_ensemble import evaluate_routes, route
-from resnet_ensemble.interventions import Parallel, parse_route, plan_route
+from resnet_ensemble.core.interventions import Parallel, parse_route, plan_route
+from resnet_ensemble.core.painters import (
+    layer_units,
+    painters_route,
+    parallel,
+    repeat,
+    shuffle,
+    skip,
+)
 from resnet_ensemble.models import cifar_resnet
-from resnet_ensemble.painters import layer_units, painters_route, parallel, repeat, shuffle, skip
 
 from .conftest import randomize_batchnorm
 
@@ -128,7 +135,7 @@ def test_parallel_blocks_of_a_resnet_equal_the_hand_computed_average() -> None:
     torch.manual_seed(0)
     net = randomize_batchnorm(cifar_resnet(20, num_classes=10)).eval()
     x = torch.randn(3, 3, 32, 32)
-    from resnet_ensemble.anatomy import anatomy
+    from resnet_ensemble.blocks.registry import anatomy
 
     found = anatomy(net)
     b = found.blocks

@@ -14,8 +14,8 @@ import torch
 from scipy.stats import binom
 from torch import nn
 
-from resnet_ensemble.data import load_dataset
-from resnet_ensemble.interventions import lesion
+from resnet_ensemble.core.interventions import lesion
+from resnet_ensemble.data.datasets import load_dataset
 from resnet_ensemble.models import cifar_resnet, plain_net
 from resnet_ensemble.paths import (
     format_blocks,
@@ -25,7 +25,7 @@ from resnet_ensemble.paths import (
     shortest_range_holding,
     summarize_paths,
 )
-from resnet_ensemble.subnetworks import ensemble_view, evaluate_subnetworks, study_paths
+from resnet_ensemble.studies.subnetworks import ensemble_view, evaluate_subnetworks, study_paths
 
 from .conftest import randomize_batchnorm, save_tiny_checkpoint
 from .reference import cifar_blocks, cifar_forward, reference_model

@@ -17,7 +17,7 @@ import torch
 from click.testing import Result
 from torch import nn
 
-from resnet_ensemble.data import load_dataset
+from resnet_ensemble.data.datasets import load_dataset
 
 from .cli_helpers import invoke as _invoke
 from .cli_helpers import one_error_line as _one_error_line

@@ -20,9 +20,10 @@ from click.testing import CliRunner
 from matplotlib.figure import Figure
 from PIL import Image
 
-from resnet_ensemble import plots
 from resnet_ensemble.cli import cli
-from resnet_ensemble.plots import (
+from resnet_ensemble.results import sweep_columns
+from resnet_ensemble.viz import plots
+from resnet_ensemble.viz.plots import (
     TITLES,
     load_table,
     plot_all,
@@ -36,7 +37,6 @@ from resnet_ensemble.plots import (
     plot_total_gradient,
     plot_training,
 )
-from resnet_ensemble.results import sweep_columns
 
 SWEEP = [
     "model", "variant", "sweep", "config", "route", "deleted", "k", "sample", "seed",
@@ -256,7 +256,7 @@ def test_reorder_reverses_tau_and_joins_means_per_swap_count():
 
 
 def test_reorder_medians_in_bins_of_tau_by_hand():
-    from resnet_ensemble.plots import _medians_in_tau_bins
+    from resnet_ensemble.viz.plots import _medians_in_tau_bins
 
     points = pd.DataFrame(
         {

@@ -30,7 +30,7 @@ def test_hf_weights_and_text_files_are_hashed_in_the_sidecar(tmp_path: Path) -> 
     folder = make_lm_folder(tmp_path / "lm")
     text = tmp_path / "corpus.txt"
     text.write_text(TEXT)
-    from resnet_ensemble.sweeps import sweep_to_table
+    from resnet_ensemble.studies.sweeps import sweep_to_table
 
     out = tmp_path / "lm_single.csv"
     experiment = {
@@ -47,7 +47,7 @@ def test_hf_weights_and_text_files_are_hashed_in_the_sidecar(tmp_path: Path) -> 
 
 def test_a_sharded_hf_folder_is_hashed_over_every_shard(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    from resnet_ensemble.model_specs import load_model
+    from resnet_ensemble.models.specs import load_model
 
     config = transformers.GPT2Config(vocab_size=64, n_layer=2, n_embd=32, n_head=4, n_positions=16)
     for seed in (0, 1):
@@ -65,8 +65,8 @@ def test_a_sharded_hf_folder_is_hashed_over_every_shard(tmp_path: Path) -> None:
 
 
 def test_the_training_table_carries_each_networks_full_sidecar(tmp_path: Path) -> None:
-    from resnet_ensemble.reproduce import Reproduction
-    from resnet_ensemble.training import TrainConfig, train
+    from resnet_ensemble.studies.reproduce import Reproduction
+    from resnet_ensemble.studies.training import TrainConfig, train
 
     ckpt = tmp_path / "r8.pt"
     train(

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from resnet_ensemble import block_proxies
 from resnet_ensemble.models import cifar_resnet
-from resnet_ensemble.proxies import (
+from resnet_ensemble.studies.proxies import (
     PROXIES,
     plot_proxies,
     proxy_correlations,

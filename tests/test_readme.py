@@ -162,7 +162,7 @@ def test_the_readme_reproduce_command_in_a_fresh_clone_runs_every_stage(tmp_path
     README writes it and as a real process, must then run every stage, never skip one on the
     manifest's word (the first-hour report: every stage skipped in 6 seconds). ``--dry-run``
     keeps this fast; ``test_reproduce.py``'s clone test runs such stages for real."""
-    from resnet_ensemble.data import load_dataset
+    from resnet_ensemble.data.datasets import load_dataset
 
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout: there is nothing to clone")

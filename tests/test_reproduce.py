@@ -25,8 +25,8 @@ from PIL import Image
 
 from resnet_ensemble.cli import cli
 from resnet_ensemble.cli.common import DEBUG_ENV
-from resnet_ensemble.data import load_dataset
-from resnet_ensemble.reproduce import Reproduction, Scale
+from resnet_ensemble.data.datasets import load_dataset
+from resnet_ensemble.studies.reproduce import Reproduction, Scale
 
 from .cli_helpers import kill_mid_run, subprocess_env
 from .reference import cifar_blocks, cifar_forward, reference_model
@@ -216,9 +216,9 @@ def test_each_size_option_overrides_its_scale_field(
 ) -> None:
     """``reproduce --NAME N`` reaches ``Scale.NAME`` for every size option, and only that field
     (a stand-in for ``Reproduction`` records the scale instead of running)."""
-    import resnet_ensemble.reproduce as reproduce_module
+    import resnet_ensemble.studies.reproduce as reproduce_module
     from resnet_ensemble.cli.reproduce_cmd import _SCALE_OPTIONS
-    from resnet_ensemble.reproduce import QUICK
+    from resnet_ensemble.studies.reproduce import QUICK
 
     fields = set(Scale.__dataclass_fields__)
     assert set(_SCALE_OPTIONS) <= fields
@@ -252,7 +252,7 @@ def test_only_runs_the_stages_asked_for_and_a_later_run_adds_the_rest(
 ) -> None:
     """``--only gradients`` on a trained network writes the gradient table alone, the same one
     the whole run wrote; ``--only sweeps`` later adds the sweeps and keeps the gradients."""
-    from resnet_ensemble.reproduce import STAGE_GROUPS
+    from resnet_ensemble.studies.reproduce import STAGE_GROUPS
 
     out = tmp_path / "parts"
     model = finished / "checkpoints" / "resnet.pt"

@@ -342,7 +342,7 @@ def test_resume_of_a_whole_table_has_no_notes(tmp_path: Path) -> None:
 
 
 def test_the_sweep_metrics_are_the_metrics_the_library_scores() -> None:
-    from resnet_ensemble.metrics import METRICS
+    from resnet_ensemble.core.metrics import METRICS
 
     assert set(results.SWEEP_METRICS) == set(METRICS)
 
@@ -377,7 +377,7 @@ def test_chance_level_is_what_a_uniform_guess_scores() -> None:
 
 
 def test_the_depth_tables_declare_their_columns() -> None:
-    from resnet_ensemble.depth_series import DEPTH_COLUMNS, DEPTH_K_COLUMNS
+    from resnet_ensemble.studies.depth_series import DEPTH_COLUMNS, DEPTH_K_COLUMNS
 
     assert tuple(DEPTH_COLUMNS) == results.TABLES["depth"].columns
     assert tuple(DEPTH_K_COLUMNS) == results.TABLES["depth_k"].columns

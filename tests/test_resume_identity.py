@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
-from resnet_ensemble.data import (
+from resnet_ensemble.data.datasets import (
     FASHION_MNIST_FILES,
     FASHION_MNIST_SYSTEM_DIR,
     ArrayImageDataset,

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_ensemble.distributed import from_environment
-from resnet_ensemble.runtime import eval_mode, model_device, resolve_device
+from resnet_ensemble.blocks.runtime import eval_mode, model_device, resolve_device
+from resnet_ensemble.core.distributed import from_environment
 
 
 def test_eval_mode_restores_each_modules_own_mode_also_on_error() -> None:

@@ -15,8 +15,8 @@ import torch
 
 import resnet_ensemble
 from resnet_ensemble import load_dataset, make_loader, study_sweep
-from resnet_ensemble.checkpoints import save_checkpoint
 from resnet_ensemble.models import cifar_resnet
+from resnet_ensemble.models.checkpoints import save_checkpoint
 
 from .conftest import randomize_batchnorm
 

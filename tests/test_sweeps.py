@@ -19,12 +19,12 @@ import torchvision
 from click.testing import CliRunner
 from torch import nn
 
-from resnet_ensemble.anatomy import anatomy
-from resnet_ensemble.checkpoints import save_checkpoint
+from resnet_ensemble.blocks.registry import anatomy
 from resnet_ensemble.cli import cli
-from resnet_ensemble.data import load_dataset
+from resnet_ensemble.data.datasets import load_dataset
 from resnet_ensemble.models import cifar_resnet, plain_net
-from resnet_ensemble.sweeps import (
+from resnet_ensemble.models.checkpoints import save_checkpoint
+from resnet_ensemble.studies.sweeps import (
     format_route,
     kendall_tau,
     multi_deletions,
@@ -449,7 +449,7 @@ def test_torchrun_ranks_all_stop_with_rank_0s_refusal(checkpoint: Path, tmp_path
 
 def test_sweep_help_is_per_kind_and_the_kinds_agree_with_the_library() -> None:
     from resnet_ensemble.cli import sweep_cmd
-    from resnet_ensemble.sweeps import SWEEP_KINDS
+    from resnet_ensemble.studies.sweeps import SWEEP_KINDS
 
     assert sweep_cmd.KINDS == SWEEP_KINDS
     multi = CliRunner().invoke(cli, ["sweep", "multi", "--help"]).output
@@ -533,7 +533,7 @@ def test_a_truncated_single_summary_says_how_many_blocks_it_leaves_out():
     """Ten blocks: the three costliest and the three cheapest are shown, and a row between
     them says that 4 others are left out; with five blocks nothing is left out, and no row says
     so."""
-    from resnet_ensemble.sweeps import summarize_sweep
+    from resnet_ensemble.studies.sweeps import summarize_sweep
 
     def frame(n: int) -> pd.DataFrame:
         rows = [{"sweep": "single", "config": "baseline", "deleted": None, "error": 0.1}]

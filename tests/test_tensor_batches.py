@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from resnet_ensemble.data import ArrayImageDataset, dataset_info, make_transform
-from resnet_ensemble.tensor_batches import TensorImages, augment_batch
+from resnet_ensemble.data.datasets import ArrayImageDataset, dataset_info, make_transform
+from resnet_ensemble.data.tensor_batches import TensorImages, augment_batch
 
 
 def _grey_dataset(n: int = 40, seed: int = 0) -> ArrayImageDataset:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from resnet_ensemble import evaluate_routes
-from resnet_ensemble.experiment import open_experiment
-from resnet_ensemble.text_data import WINDOW_ENV, load_text
+from resnet_ensemble.data.text import WINDOW_ENV, load_text
+from resnet_ensemble.studies.experiment import open_experiment
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")

@@ -15,7 +15,7 @@ from resnet_ensemble import (
     residual_blocks,
     route,
 )
-from resnet_ensemble.anatomy import anatomy
+from resnet_ensemble.blocks.registry import anatomy
 
 from .zoo_reference import no_patches, randomize_norms, same_state, state_copy, zeroed
 

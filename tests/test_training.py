@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 
-from resnet_ensemble import training
-from resnet_ensemble.checkpoints import load_checkpoint
 from resnet_ensemble.cli import cli
-from resnet_ensemble.model_specs import load_model
 from resnet_ensemble.models import build_builtin
-from resnet_ensemble.training import (
+from resnet_ensemble.models.checkpoints import load_checkpoint
+from resnet_ensemble.models.specs import load_model
+from resnet_ensemble.studies import training
+from resnet_ensemble.studies.training import (
     HISTORY_COLUMNS,
     EpochEnd,
     EpochStart,
@@ -448,7 +448,7 @@ def _history(*rows: tuple[float, float, float]) -> list[dict[str, float]]:
 def test_divergence_warnings_by_hand():
     """ln 10 = 2.303: a loss above 23.03 explodes; chance for 10 classes is 90%, and 87.5% or
     more counts as at chance."""
-    from resnet_ensemble.training import divergence_warnings
+    from resnet_ensemble.studies.training import divergence_warnings
 
     assert divergence_warnings(_history((2.0, 1.5, 0.40), (1.2, 1.0, 0.30)), 10) == []
     assert divergence_warnings(_history((23.0, 2.3, 0.874)), 10) == []  # just under both
@@ -482,7 +482,7 @@ def test_train_warns_on_a_diverged_run_in_a_real_process(tmp_path):
 
 def test_train_returns_and_issues_the_warnings(tmp_path):
     """The library says it too: in TrainResult.warnings and as a TrainingWarning."""
-    from resnet_ensemble.training import TrainingWarning
+    from resnet_ensemble.studies.training import TrainingWarning
 
     run = config(tmp_path, epochs=1, lr=5.0, dataset="fashion-mnist", limit=256, test_limit=256)
     with pytest.warns(TrainingWarning, match="loss exploded"):

@@ -33,8 +33,8 @@ def blocks(
     as_json: bool,
 ) -> None:
     """List the blocks: index, name, stage, downsampling, parameter count."""
-    from ..anatomy import residual_blocks
-    from ..model_specs import load_model
+    from ..blocks.registry import residual_blocks
+    from ..models.specs import load_model
 
     loaded = load_model(
         model_spec,

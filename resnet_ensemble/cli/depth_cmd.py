@@ -37,7 +37,7 @@ def depth(root: str, out: str | None, overwrite: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
-    from ..depth_series import write_series
+    from ..studies.depth_series import write_series
 
     command = shlex.join(["ensemble-lesion", *sys.argv[1:]])
     for path in write_series(root, out, command=command, overwrite=overwrite):

@@ -38,7 +38,7 @@ def dynamics(root: str, out: str | None, overwrite: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
-    from ..dynamics import write_dynamics
+    from ..studies.dynamics import write_dynamics
 
     command = shlex.join(["ensemble-lesion", *sys.argv[1:]])
     for path in write_dynamics(root, out, command=command, overwrite=overwrite):

@@ -28,7 +28,7 @@ from .common import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..gradient_analysis import GradientStudy
+    from ..studies.gradient_analysis import GradientStudy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,7 +65,7 @@ def _draws_option(name: str, default: int, help: str) -> Callable[[F], F]:  # no
 
 def _output_paths(out: str | None, report: str | None) -> tuple[Path | None, Path | None]:
     """The table and report paths (``gradient_outputs``); a clash is a usage error."""
-    from ..gradient_analysis import gradient_outputs
+    from ..studies.gradient_analysis import gradient_outputs
 
     try:
         return gradient_outputs(out, report)
@@ -166,7 +166,7 @@ def gradients(
     Example:
       ensemble-lesion gradients --model ckpt.pt --report results/gradients.md
     """
-    from ..gradient_analysis import study_gradients
+    from ..studies.gradient_analysis import study_gradients
 
     out_path, report_path = _output_paths(out, report)
     notes = Notes()
@@ -192,7 +192,7 @@ def gradients(
 def _echo_study(study: GradientStudy) -> None:
     """The header, the per-length table, the effective paths, and what was written."""
     from .. import paper
-    from ..gradient_analysis import AT_LABELS, NORM_LABELS, RANGE_LABELS
+    from ..studies.gradient_analysis import AT_LABELS, NORM_LABELS, RANGE_LABELS
 
     analysis, describe, meta = study.analysis, study.describe, study.analysis.meta
     batches = meta["batches"]

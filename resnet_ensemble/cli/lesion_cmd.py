@@ -45,10 +45,10 @@ def run_lesion(
 ) -> None:
     """Evaluate the full network and the lesioned (or rerouted) one on the same images in one
     pass."""
-    from ..anatomy import resolve_block
-    from ..engine import evaluate_routes
-    from ..experiment import open_experiment
-    from ..interventions import format_route_item, parse_route, plan_route
+    from ..blocks.registry import resolve_block
+    from ..core.engine import evaluate_routes
+    from ..core.interventions import format_route_item, parse_route, plan_route
+    from ..studies.experiment import open_experiment
 
     if len(set(drop_blocks)) != len(drop_blocks):
         raise click.BadParameter("a block is given twice", param_hint="--drop-block")

@@ -23,7 +23,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..subnetworks import PathStudy
+    from ..studies.subnetworks import PathStudy
 
 #: Above this n, 2^n routes do not fit in memory as a list, whatever --max-exhaustive says.
 HARD_MAX_EXHAUSTIVE = 24
@@ -175,7 +175,7 @@ def paths(
       ensemble-lesion paths --blocks 54            # the paper's ResNet-110: 19-35 hold 95%
       ensemble-lesion paths --model ckpt.pt --exhaustive --out results/paths.csv
     """
-    from ..subnetworks import study_paths
+    from ..studies.subnetworks import study_paths
 
     if num_blocks is not None and exhaustive:
         raise click.UsageError("--exhaustive evaluates a model: give --model, not --blocks")

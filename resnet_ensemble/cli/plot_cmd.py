@@ -78,7 +78,7 @@ def plot(
         import matplotlib
 
         matplotlib.use("Agg")  # files only, never a window
-        from ..plots import plot_all
+        from ..viz.plots import plot_all
 
         written = plot_all(
             [Path(p) for p in results],

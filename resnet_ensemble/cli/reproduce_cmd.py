@@ -151,8 +151,8 @@ def reproduce(
     if model_spec and any((resnet_ckpt, plain_ckpt, sd_ckpt, effective_ckpt)):
         raise click.UsageError("--model analyses one given model; drop the checkpoint options")
     from ..outputs import output_lock
-    from ..reproduce import Reproduction, scale_for
     from ..results import check_writable
+    from ..studies.reproduce import Reproduction, scale_for
 
     depth = sizes["depth"]
     if depth is not None and check_depth(depth):

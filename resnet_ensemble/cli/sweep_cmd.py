@@ -105,7 +105,7 @@ _SEED = seed_option("Seeds the random draws: the blocks deleted (multi) or swapp
 def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     """Parse, one call, print: the sweep into its table, then what it found."""
     from ..results import sweep_rows
-    from ..sweeps import summarize_sweep, sweep_to_table
+    from ..studies.sweeps import summarize_sweep, sweep_to_table
 
     settings = {
         key: options.pop(key)

@@ -1,7 +1,7 @@
 """``ensemble-lesion train``: train a CIFAR-style ResNet with He et al.'s recipe, optionally with
 stochastic depth or the paper's effective-path training, writing a checkpoint every epoch.
 
-Holds the click command ``train``; the work is ``resnet_ensemble.training.train``, whose
+Holds the click command ``train``; the work is ``resnet_ensemble.studies.training.train``, whose
 progress events ``TrainDisplay`` draws. Runs under ``torchrun`` for several GPUs (or CPU
 processes) unchanged.
 """
@@ -30,7 +30,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..training import EpochStart, TrainEvent
+    from ..studies.training import EpochStart, TrainEvent
 
 __all__ = ["TrainDisplay", "train"]
 
@@ -46,7 +46,7 @@ class TrainDisplay(contextlib.AbstractContextManager["TrainDisplay"]):
         self._step: Callable[[float], None] | None = None
 
     def __call__(self, event: TrainEvent) -> None:
-        from ..training import EpochEnd, EpochStart, TrainMessage, TrainStep
+        from ..studies.training import EpochEnd, EpochStart, TrainMessage, TrainStep
 
         if isinstance(event, TrainStep) and self._step is not None:
             self._step(event.loss)
@@ -268,11 +268,11 @@ def train(
     that another run is writing is refused at once. Under torchrun it trains with
     DistributedDataParallel.
     """
-    from ..data import check_data_dir
+    from ..data.datasets import check_data_dir
     from ..outputs import claim_outputs, input_paths
     from ..results import sidecar_path
-    from ..training import TrainConfig, TrainingWarning, check_output_path, history_path
-    from ..training import train as run_training
+    from ..studies.training import TrainConfig, TrainingWarning, check_output_path, history_path
+    from ..studies.training import train as run_training
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other")
