@@ -15,6 +15,9 @@ Holds:
 - ``lr_factor``: the learning-rate multiplier at an iteration (warm-up, step or cosine)
 - ``check_output_path``, ``history_path``, ``hardware_info``
 
+The events, ``divergence_warnings`` and ``hardware_info`` live in ``training_report`` and are
+re-exported here.
+
 Recipe (He et al. 2016, sec. 4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
 divided by 10 at 50% and 75% of 164 epochs (32k and 48k of 64k iterations), optionally a warm-up
 at lr/10 (they use 0.01 for about 400 iterations for ResNet-110). Effective-path training (Veit
@@ -34,13 +37,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
 import random
 import shlex
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -68,10 +70,21 @@ from ..models.checkpoints import (
     CHECKPOINT_FORMAT,
     check_state_dict,
     load_checkpoint,
-    package_version,
     save_checkpoint,
 )
 from ..results import HISTORY_COLUMNS, history_path, sidecar_path, write_table
+from .training_report import (
+    EpochEnd,
+    EpochStart,
+    TrainEvent,
+    TrainingDiverged,
+    TrainingWarning,
+    TrainMessage,
+    TrainProgress,
+    TrainStep,
+    divergence_warnings,
+    hardware_info,
+)
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -173,53 +186,6 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)  # divergence_warnings' one-line notes
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
-
-
-class TrainingWarning(UserWarning):
-    """A run finished but looks diverged or untrained (``divergence_warnings``)."""
-
-
-#: A loss this many times a uniform guess's (ln C nats) is exploding: the network is
-#: confidently wrong (a diverged 1-epoch run ended at 563,192 against ln 10 = 2.3).
-EXPLODING_LOSS = 10.0
-
-
-def divergence_warnings(history: Sequence[Mapping[str, float]], num_classes: int) -> list[str]:
-    """One line for each sign that a run diverged or learned nothing, from its history rows
-    (``epoch``, ``train_loss``, ``test_loss``, ``test_error``): a loss that is not finite, a
-    loss above ``EXPLODING_LOSS`` times a uniform guess's (ln C), a final test error within a
-    quarter of a class's share of chance (1 - 1/C: for 10 classes, 87.5% or more)."""
-    if not history or num_classes < 2:
-        return []
-    guess = math.log(num_classes)
-    notes = []
-    for column, what in (("train_loss", "training"), ("test_loss", "test")):
-        values = [(int(r["epoch"]), float(r.get(column, math.nan))) for r in history]
-        bad = [(e, v) for e, v in values if not math.isfinite(v)]
-        if bad:
-            notes.append(f"the {what} loss is not finite (epoch {bad[0][0]}: {bad[0][1]})")
-            continue
-        epoch, worst = max(values, key=lambda ev: ev[1])
-        if worst > EXPLODING_LOSS * guess:
-            notes.append(
-                f"the {what} loss exploded: {worst:.4g} at epoch {epoch}, against "
-                f"{guess:.4g} for a uniform guess over {num_classes} classes; lower --lr or add "
-                "--warmup-epochs 1"
-            )
-    chance = 1 - 1 / num_classes
-    final = history[-1]
-    error = float(final.get("test_error", math.nan))
-    if math.isfinite(error) and error >= chance - 0.25 / num_classes:
-        notes.append(
-            f"the final test error {100 * error:.2f}% (epoch {int(final['epoch'])}) is at "
-            f"chance ({100 * chance:.4g}% for {num_classes} classes): the network learned "
-            "nothing; lower --lr, add --warmup-epochs 1 or train longer"
-        )
-    return notes
-
-
 # ----------------------------------------------------------------------------------------------
 # Small helpers
 
@@ -239,34 +205,6 @@ def check_output_path(out: str | os.PathLike[str]) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"--out {path} exists and is not writable")
     return path
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def hardware_info(device: torch.device | str = "cpu", world_size: int = 1) -> dict[str, Any]:
-    """Where a run happened: CPU model, GPU name, library versions."""
-    device = torch.device(device)
-    info: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count() or 0,
-        "device": str(device),
-        "processes": world_size,
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "resnet_ensemble": package_version(),
-    }
-    if device.type == "cuda" and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = str(torch.version.cuda)
-        info["cudnn"] = torch.backends.cudnn.version()
-    return info
 
 
 def lr_factor(
@@ -329,56 +267,6 @@ def _rng_states() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------
 # Progress: what a run reports, as events; the library never prints, a caller renders them
-
-
-@dataclass(frozen=True)
-class TrainMessage:
-    """A line worth showing: resuming, a changed recipe, nothing left to do."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class EpochStart:
-    """Epoch ``epoch`` (1-based) of ``epochs`` begins; it will take ``steps`` steps."""
-
-    epoch: int
-    epochs: int
-    steps: int
-
-
-@dataclass(frozen=True)
-class TrainStep:
-    """Step ``step`` (1-based) of epoch ``epoch`` finished; ``loss`` is its mean over all
-    processes."""
-
-    epoch: int
-    step: int
-    loss: float
-
-
-@dataclass(frozen=True)
-class EpochEnd:
-    """An epoch finished, its checkpoint and history row written; ``row`` is that row."""
-
-    row: dict[str, float]
-    epochs: int
-
-    @property
-    def line(self) -> str:
-        """The epoch as one line, as the command line and ``TrainConfig.log`` show it."""
-        r = self.row
-        return (
-            f"epoch {int(r['epoch'])}/{self.epochs}  lr {r['lr']:.4g}  train loss "
-            f"{r['train_loss']:.4f} err {100 * r['train_error']:.2f}%  test loss "
-            f"{r['test_loss']:.4f} err {100 * r['test_error']:.2f}%  ({r['seconds']:.1f}s)"
-        )
-
-
-TrainEvent = TrainMessage | EpochStart | TrainStep | EpochEnd
-#: What ``train`` calls with each event, on rank 0 only. An exception raised here stops the run
-#: (after an ``EpochEnd``, with that epoch saved).
-TrainProgress = Callable[[TrainEvent], None]
 
 
 def _reporter(progress: TrainProgress | None, log: Callable[[str], None] | None) -> TrainProgress:
