@@ -3,6 +3,11 @@
 Holds ``cifar_resnet``, ``plain_net`` and ``build_builtin`` (arch name -> model), and
 ``BUILDER_OPTIONS``, the arguments a checkpoint stores beside the name, so that checkpoints can
 rebuild the exact model; the names themselves (``parse_arch``) are ``archs``'.
+
+Layer 3. Beside the builders: ``cifar`` (the networks), ``checkpoints`` (the toolkit's file
+format, read with ``weights_only=True`` and size bounds) and ``specs`` (``--model`` strings: a
+file, ``torchvision:``, ``timm:``, ``hf:``, a factory). Imports ``data/`` (a dataset's
+normalisation), ``blocks/`` and the top level.
 """
 
 from __future__ import annotations
