@@ -2,7 +2,8 @@
 
 Each adapter recognises its models without importing its library (a model of a library that was
 never imported cannot be one of its models), so neither library is needed to use the toolkit.
-``ZOO_ADAPTERS`` is appended to the built-in adapters (``blocks.builtin``) by the registry on first use.
+``ZOO_ADAPTERS`` is appended to the built-in adapters (``blocks.builtin``) by the registry on
+first use.
 """
 
 from __future__ import annotations
