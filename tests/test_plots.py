@@ -256,7 +256,7 @@ def test_reorder_reverses_tau_and_joins_means_per_swap_count():
 
 
 def test_reorder_medians_in_bins_of_tau_by_hand():
-    from resnet_ensemble.viz.path_figures import medians_in_tau_bins
+    from resnet_ensemble.viz.lesion_figures import medians_in_tau_bins
 
     points = pd.DataFrame(
         {
