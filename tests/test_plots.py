@@ -256,7 +256,7 @@ def test_reorder_reverses_tau_and_joins_means_per_swap_count():
 
 
 def test_reorder_medians_in_bins_of_tau_by_hand():
-    from resnet_ensemble.viz.plots import _medians_in_tau_bins
+    from resnet_ensemble.viz.lesion_figures import medians_in_tau_bins
 
     points = pd.DataFrame(
         {
@@ -268,11 +268,11 @@ def test_reorder_medians_in_bins_of_tau_by_hand():
     )
     # Two bins over [0.1, 1]: 0.1-0.55 holds the four k = 2 draws (median 0.65 at tau 0.135),
     # 0.55-1 the three k = 1 draws (median 0.3 at tau 0.92); the baseline is not a draw.
-    binned = _medians_in_tau_bins(points, bins=2, least=3)
+    binned = medians_in_tau_bins(points, bins=2, least=3)
     assert binned["median"].tolist() == pytest.approx([0.65, 0.3])
     assert binned["tau"].tolist() == pytest.approx([0.135, 0.92])
     assert binned["count"].tolist() == [4, 3]
-    assert _medians_in_tau_bins(points, bins=2, least=4)["count"].tolist() == [4]
+    assert medians_in_tau_bins(points, bins=2, least=4)["count"].tolist() == [4]
 
 
 def test_path_lengths_bars_and_shortest_central_range():

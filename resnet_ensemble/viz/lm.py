@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .plots import _integer_ticks
+from .kit import integer_ticks
 from .style import Key as _Key
 from .style import Style, figure_style, fit_texts, readable_log_axis
 from .style import legend as _legend
@@ -85,7 +85,7 @@ def plot_lm_lesions(
             ax.axhline(full, color="0.3", ls="--", lw=0.8, zorder=1)
             ax.set_yscale("log")
             readable_log_axis(ax)
-            _integer_ticks(ax)
+            integer_ticks(ax)
         one.set_ylabel(PERPLEXITY_LABEL)
         key = _Key()
         key.add(Patch(facecolor=colours[0], lw=0), "attention unit (even index)")
@@ -129,7 +129,7 @@ def plot_lm_painters_gradients(
             key.add(Line2D([], [], color="0.3", ls="--", lw=0.8), f"full model ({full:.4g})")
         ops.set_yscale("log")
         readable_log_axis(ops)
-        _integer_ticks(ops)
+        integer_ticks(ops)
         ops.set(xlabel="middle layers in the range", ylabel="test perplexity\n(median of ranges)",
                 title="Painters operations")  # fmt: skip
         per_path = grads["norm"] / grads["paths"]
@@ -139,7 +139,7 @@ def plot_lm_painters_gradients(
         key.add(Line2D([], [], color="0.2", ls="--", marker="s", ms=_ms(0.6)), MEAN_PATH_LABEL)
         grad_ax.set_yscale("log")
         readable_log_axis(grad_ax)
-        _integer_ticks(grad_ax)
+        integer_ticks(grad_ax)
         grad_ax.set(xlabel=UNITS_LENGTH_LABEL, ylabel="gradient norm\n(at the input embeddings)",
                     title="gradient per path length (exact)")  # fmt: skip
         fig.suptitle(LM_TITLES["painters_gradients"])
