@@ -254,7 +254,7 @@ def _refuse_plain(found: Anatomy) -> None:
         )
 
 
-def _describe_model(experiment: Mapping[str, Any]) -> dict[str, Any]:
+def describe_model(experiment: Mapping[str, Any]) -> dict[str, Any]:
     """The model's blocks without loading any data (counting paths needs only n)."""
     loaded = load_model(
         experiment.get("model_spec"),
@@ -291,6 +291,7 @@ def study_paths(
     out: str | Path | None = None,
     overwrite: bool = False,
     on_counted: Callable[[PathStudy], None] | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
 ) -> PathStudy:
     """Count a network's 2^n paths by length and, with ``exhaustive``, evaluate its
     sub-networks: what ``ensemble-lesion paths`` runs.
@@ -313,6 +314,7 @@ def study_paths(
         overwrite: replace tables that exist (without it they are refused).
         on_counted: called with the study once the paths are counted (and written), before
             the sub-networks are evaluated, so that a caller can show the counts first.
+        extra_metadata: more sidecar fields for both tables (``reproduce`` adds its stage).
 
     Returns:
         The ``PathStudy``.
@@ -348,11 +350,11 @@ def study_paths(
             _refuse_plain(exp.anatomy)
             describe = exp.describe()
         else:
-            describe = _describe_model(settings)
+            describe = describe_model(settings)
         summary = summarize_paths(int(describe["num_blocks"]), share)
         study = PathStudy(describe, summary, path_table(summary.n, describe["model"]))
         if out_path is not None:
-            metadata = {**describe, "n": summary.n, **summary.numbers()}
+            metadata = {**describe, "n": summary.n, **summary.numbers(), **(extra_metadata or {})}
             study.table_path = write_table(out_path, study.table, "paths", metadata)
         if exp is not None:
             if max_exhaustive is None:
@@ -384,6 +386,7 @@ def study_paths(
                 "samples": None if plan.every else samples,
                 "seed": seed,
                 "ensemble": frame.attrs["ensemble"],
+                **(extra_metadata or {}),
             }
             study.subnetworks_path = write_table(
                 subnetworks_path(out_path), frame, "subnetworks", sub_meta
