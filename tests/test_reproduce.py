@@ -267,7 +267,10 @@ def test_only_runs_the_stages_asked_for_and_a_later_run_adds_the_rest(
     result = CliRunner().invoke(cli, [*args, "--only", "gradients"])
     assert result.exit_code == 0, result.output
     assert set(json.loads((out / "stages.json").read_text())) == {"gradients"}
-    assert sorted(p.name for p in (out / "tables").glob("*.csv")) == ["gradients.csv"]
+    assert sorted(p.name for p in (out / "tables").glob("*.csv")) == [
+        "gradients.csv",
+        "gradients_samples.csv",
+    ]
     pd.testing.assert_frame_equal(
         pd.read_csv(out / "tables" / "gradients.csv"),
         pd.read_csv(finished / "tables" / "gradients.csv"),

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import resnet_ensemble
-from resnet_ensemble import load_dataset, make_loader, study_sweep
+from resnet_ensemble import evaluate_subnetworks, load_dataset, make_loader, study_sweep
 from resnet_ensemble.models import cifar_resnet
 from resnet_ensemble.models.checkpoints import save_checkpoint
 
@@ -97,3 +97,37 @@ def test_the_notebook_names_are_exported() -> None:
     names = ("study_sweep", "load_dataset", "make_loader", "evaluate_subnetworks")
     for name in (*names, "analyze_gradients", "resolve_block"):
         assert name in resnet_ensemble.__all__ and name in dir(resnet_ensemble)
+
+
+def test_evaluate_subnetworks_equals_the_paths_commands_table(tmp_path: Path) -> None:
+    ckpt = tmp_path / "resnet14.pt"
+    save_checkpoint(
+        ckpt, _model(), arch="resnet14", arch_kwargs=KWARGS, dataset="embedded", metadata={}
+    )
+    table = tmp_path / "paths.csv"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RESNET_ENSEMBLE_DEBUG", None)
+    args = ["paths", "--model", str(ckpt), "--limit", str(IMAGES), "--device", "cpu",
+            "--exhaustive", "--max-exhaustive", "3", "--samples", "5", "--seed", "2"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnet_ensemble", *args, "--out", str(table)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    expected = pd.read_csv(tmp_path / "paths.subnetworks.csv")
+    loader = make_loader(load_dataset("embedded", "test", limit=IMAGES), batch_size=7)
+    out = tmp_path / "sub.csv"
+    got = evaluate_subnetworks(
+        _model(), loader, max_exhaustive=3, samples=5, seed=2, name="resnet14", out=out
+    )
+    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(pd.read_csv(out), expected)
+    ours = json.loads(out.with_suffix(".json").read_text())
+    theirs = json.loads((tmp_path / "paths.subnetworks.json").read_text())
+    for key in ("table", "exhaustive", "max_exhaustive", "samples", "seed", "ensemble", "images"):
+        assert ours[key] == theirs[key], key
+    with pytest.raises(ValueError, match="exists"):
+        evaluate_subnetworks(_model(), loader, max_exhaustive=3, samples=5, out=out)
+    # Without name or out: the table as before, no model column, nothing written.
+    plain = evaluate_subnetworks(_model(), loader, max_exhaustive=3, samples=5, seed=2)
+    pd.testing.assert_frame_equal(plain, expected.drop(columns="model"))

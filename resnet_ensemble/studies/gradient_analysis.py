@@ -574,6 +574,7 @@ def study_gradients(
     report: str | Path | None = None,
     overwrite: bool = False,
     on_start: Callable[[str], None] | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
 ) -> GradientStudy:
     """The gradient per path length of a model, on random batches of its data, into the
     "gradients" table and a Markdown report: what ``ensemble-lesion gradients`` runs.
@@ -594,6 +595,7 @@ def study_gradients(
             refused).
         on_start: called once the model and batches are ready, with a line that says what the
             slow part will do.
+        extra_metadata: more sidecar fields for the tables (``reproduce`` adds its stage).
 
     Raises:
         ValueError: see ``gradient_outputs`` and ``analyze_gradients``; an output that cannot
@@ -630,6 +632,7 @@ def study_gradients(
             out_path=out_path,
             report_path=report_path,
             on_start=on_start,
+            extra_metadata=extra_metadata or {},
         )
 
 
@@ -652,6 +655,7 @@ def _study(
     out_path: Path | None,
     report_path: Path | None,
     on_start: Callable[[str], None] | None,
+    extra_metadata: Mapping[str, Any],
 ) -> GradientStudy:
     """``study_gradients`` once its outputs are claimed."""
     exp = open_experiment(**experiment)
@@ -678,7 +682,7 @@ def _study(
     study = GradientStudy(analysis, describe)
     if out_path is None:
         return study
-    metadata = {**describe, **analysis.meta}
+    metadata = {**describe, **analysis.meta, **extra_metadata}
     if analysis.samples is not None:  # first: the table's sidecar may name it
         metadata["samples_table"] = samples_table_path(out_path).name
         write_table(samples_table_path(out_path), analysis.samples, "gradient_samples", metadata)

@@ -4,7 +4,8 @@ summarise the measured numbers beside the paper's.
 Holds:
 - ``Scale`` and ``QUICK`` / ``PAPER_SCALE``: how big each stage is
 - ``Reproduction``: the stages, run in order by ``run``; ``plan`` says what each would do
-- ``write_summary``: ``summary.md`` with the paper's numbers beside ours, from the tables' sidecars
+- the stages' work is the commands' own (``sweep_to_table``, ``study_paths``, ...); ``summary``
+  writes ``summary.md`` with the paper's numbers beside ours, from the tables' sidecars
 
 Outputs under ``out/``: ``checkpoints/`` (networks and their histories), ``tables/`` (results
 tables with JSON sidecars), ``figures/`` (PNG and PDF), ``summary.md`` and ``stages.json``.
@@ -23,7 +24,6 @@ A stage killed mid-way resumes its own partial outputs when run again with the s
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import sys
 import time
@@ -34,35 +34,24 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from .. import paper
 from ..archs import blocks_of_depth, parse_arch
 from ..blocks.registry import residual_blocks
 from ..blocks.runtime import resolve_device
 from ..data.datasets import check_data_dir, load_dataset
 from ..models.checkpoints import file_sha256
-from ..paths import path_table, summarize_paths
 from ..results import (
     TABLES,
-    ResultsTable,
     atomic_write_text,
     check_writable,
     history_path,
     read_sidecar,
-    run_metadata,
-    sweep_rows,
     write_table,
 )
 from .experiment import Experiment, open_experiment
-from .gradient_analysis import analyze_gradients, write_gradient_report
-from .subnetworks import evaluate_subnetworks
-from .sweeps import (
-    SWEEP_COLUMNS,
-    multi_deletions,
-    random_swaps,
-    run_sweep,
-    single_deletions,
-    swappable_groups,
-)
+from .gradient_analysis import samples_table_path, study_gradients, write_gradient_report
+from .subnetworks import describe_model, study_paths
+from .summary import write_summary
+from .sweeps import swappable_groups, sweep_to_table
 
 __all__ = [
     "PAPER_SCALE",
@@ -147,11 +136,6 @@ def effective_blocks(effective_lo: int, effective_hi: int, n: int) -> int:
     paper: 5 + 17 = 22, and it used 23 of 54). Not a share of n: 23/54 of a small network is
     a different experiment."""
     return max(1, min(n, int(effective_lo) + int(effective_hi)))
-
-
-#: Above this share of all paths the effective range is not "short paths" at all: training on
-#: it tests nothing the paper claims (small n, where the range covers most paths).
-DEGENERATE_PATH_SHARE = 0.5
 
 
 def warmup_epochs(depth: int) -> float:
@@ -434,7 +418,7 @@ class Reproduction:
                 "paths",
                 self._paths,
                 self._settings("paths", "resnet"),
-                [*table("paths"), *table("subnetworks")],
+                [*table("paths"), *table("paths.subnetworks")],
                 self._needs("resnet"),
                 self._checkpoint_inputs("resnet"),
             )
@@ -444,7 +428,7 @@ class Reproduction:
                 "gradients",
                 self._gradients,
                 self._settings("gradients", "resnet"),
-                [*table("gradients"), "gradients.md"],
+                [*table("gradients"), *table("gradients_samples"), "gradients.md"],
                 self._needs("resnet"),
                 self._checkpoint_inputs("resnet"),
             )
@@ -663,103 +647,94 @@ class Reproduction:
             )
         return effective_blocks(grads["effective_lo"], grads["effective_hi"], n)
 
+    def _experiment_args(self, variant: str, limit: int | None = None) -> dict[str, Any]:
+        """``open_experiment``'s arguments for a variant: what the CLI's commands pass too."""
+        return {
+            "model_spec": self.model if not self.trains else self.checkpoint(variant),
+            "weights_file": self.weights_file,
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "download": self.download,
+            "limit": limit if limit is not None else self.scale.test_images,
+            "batch_size": 256,
+            "device": self.device,
+        }
+
     def _experiment(self, variant: str, limit: int | None = None) -> Experiment:
-        spec = self.model if not self.trains else self.checkpoint(variant)
-        limit = limit if limit is not None else self.scale.test_images
-        return open_experiment(
-            spec,
-            weights_file=self.weights_file,
-            dataset=self.dataset,
-            data_dir=self.data_dir,
-            download=self.download,
-            limit=limit,
-            batch_size=256,
-            device=self.device,
-        )
+        return open_experiment(**self._experiment_args(variant, limit))
 
     def _sweep(self, kind: str, variant: str) -> None:
-        exp = self._experiment(variant)
+        """The ``sweep`` command's work (``sweep_to_table``), with this stage in the sidecar."""
         s = self.scale
-        if kind == "single":
-            specs = single_deletions(exp.anatomy)
-        elif kind == "baseline":
-            specs = single_deletions(exp.anatomy)[:1]
-        elif kind == "multi":
-            max_k = min(s.max_k, sum(not b.downsamples for b in exp.blocks))
-            specs = multi_deletions(exp.anatomy, max_k=max_k, samples=s.samples, seed=self.seed)
-        elif not swappable_groups(exp.anatomy):
-            self.log("       no two blocks of the same shape: nothing to reorder")
-            return
-        else:
-            specs = random_swaps(
-                exp.anatomy, max_swaps=s.max_swaps, samples=s.samples, seed=self.seed
-            )
-        path = self.tables / f"{kind}_{variant}.csv"
-        recipe = (exp.loaded.metadata or {}).get("recipe") or {}
-        meta = {
-            **run_metadata(),
-            **exp.describe(),
-            "table": "sweep",
-            "sweep": kind,
-            "seed": self.seed,
-            # The K it was trained with, as its checkpoint records it (the summary quotes it).
-            **({"active_blocks": recipe["active_blocks"]} if recipe.get("active_blocks") else {}),
-            **self._about(),
-        }
-        table = ResultsTable(path, SWEEP_COLUMNS, metadata=meta, resume=True)
-        run_sweep(exp, specs, table)
-        table.write_metadata(complete=True)
+        extra = self._about()
+        max_k = s.max_k
+        if kind == "baseline":
+            extra = {**extra, "sweep": "baseline", "description": "the full network alone"}
+        elif kind in ("multi", "reorder"):
+            found = self._experiment(variant).anatomy  # what the model allows, before the work
+            max_k = min(s.max_k, sum(not b.downsamples for b in found.blocks))
+            if kind == "reorder" and not swappable_groups(found):
+                self.log("       no two blocks of the same shape: nothing to reorder")
+                return
+        # Only the options the kind's command takes: the others keep the command's defaults,
+        # which its sidecar records.
+        sizes = {
+            "multi": {"max_k": max_k, "samples": s.samples},
+            "reorder": {"max_swaps": s.max_swaps, "samples": s.samples},
+        }.get(kind, {})
+        sweep_to_table(
+            "single" if kind == "baseline" else kind,  # type: ignore[arg-type]
+            self.tables / f"{kind}_{variant}.csv",
+            {**self._experiment_args(variant), "on_note": lambda m: self.log(f"       {m}")},
+            resume=True,  # continues only its own interrupted run: a fresh start removed it
+            **sizes,
+            seed=self.seed,
+            baseline_only=kind == "baseline",
+            extra_metadata=extra,
+        )
 
     def _paths(self) -> None:
-        exp = self._experiment("resnet", limit=self.scale.subnetwork_images)
-        n = len(exp.blocks)
-        frame = path_table(n, exp.describe()["model"])
-        path = self.tables / "paths.csv"
-        numbers = summarize_paths(n, 0.95).numbers()
-        write_table(path, frame, "paths", {**exp.describe(), "n": n, **numbers, **self._about()})
-        if n > self.scale.max_exhaustive and self.scale.subnetwork_samples == 0:
-            self.log(f"       {n} blocks: above --max-exhaustive, and no sub-networks sampled")
-            return
-        sub = evaluate_subnetworks(
-            exp.model,
-            exp.loader(),
-            max_exhaustive=self.scale.max_exhaustive,
-            samples=self.scale.subnetwork_samples,
+        """The ``paths --exhaustive`` command's work (``study_paths``), with this stage in the
+        sidecars: ``paths.csv`` and ``paths.subnetworks.csv``."""
+        s = self.scale
+        experiment = self._experiment_args("resnet", limit=s.subnetwork_images)
+        exhaustive = True
+        if s.subnetwork_samples == 0:  # count n first: above max_exhaustive nothing is drawn
+            n = int(describe_model(experiment)["num_blocks"])
+            exhaustive = n <= s.max_exhaustive
+            if not exhaustive:
+                self.log(f"       {n} blocks: above --max-exhaustive, and no sub-networks sampled")
+        study_paths(
+            experiment,
+            exhaustive=exhaustive,
+            max_exhaustive=s.max_exhaustive,
+            samples=s.subnetwork_samples,
             seed=self.seed,
+            out=self.tables / "paths.csv",
+            overwrite=True,  # the stage removed its old outputs; a killed run left partial ones
+            extra_metadata=self._about(),
         )
-        view = sub.attrs["ensemble"]
-        sub.insert(0, "model", exp.describe()["model"])
-        sub_path = self.tables / "subnetworks.csv"
-        meta = {
-            **exp.describe(),
-            "ensemble": view,
-            "exhaustive": n <= self.scale.max_exhaustive,
-            **self._about(),
-        }
-        write_table(sub_path, sub, "subnetworks", meta)
 
     def _gradients(self) -> None:
-        exp = self._experiment("resnet", limit=self.scale.gradient_images)
-        split = exp.gradient_split("auto")  # the paper: random batches of the training set
-        batches = exp.random_batches(
-            self.scale.gradient_images, self.scale.gradient_batches, split=split, seed=self.seed
-        )
-        describe = {**exp.describe(), "split": split}
-        analysis = analyze_gradients(
-            exp.model,
-            batches,
-            model_name=describe["model"],
-            samples_per_length=self.scale.samples_per_length,
-            sign_draws=self.scale.sign_draws,
+        """The ``gradients`` command's work (``study_gradients``: the paper's random training
+        batches), with this stage in the sidecars; the report points at the run's figures."""
+        s = self.scale
+        study = study_gradients(
+            self._experiment_args("resnet", limit=s.gradient_images),
+            images=s.gradient_images,
+            batches=s.gradient_batches,
+            split="auto",
+            samples_per_length=s.samples_per_length,
+            sign_draws=s.sign_draws,
             seed=self.seed,
+            out=self.tables / "gradients.csv",
+            overwrite=True,
+            extra_metadata=self._about(),
         )
-        path = self.tables / "gradients.csv"
-        meta = {**describe, **analysis.meta, **self._about()}
-        write_table(path, analysis.table, "gradients", meta)
         write_gradient_report(
-            analysis,
+            study.analysis,
             self.out / "gradients.md",
-            describe=describe,
+            describe=study.describe,
             figures=["figures/fig6b_gradient_per_length.png", "figures/fig6c_total_gradient.png"],
         )
 
@@ -790,7 +765,9 @@ class Reproduction:
     def _plots(self) -> list[Path]:
         from ..viz.plots import plot_all
 
-        written = plot_all(sorted(self.tables.glob("*.csv")), self.figures)
+        samples = samples_table_path(self.tables / "gradients.csv")  # no figure of its own
+        tables = [p for p in sorted(self.tables.glob("*.csv")) if p != samples]
+        written = plot_all(tables, self.figures)
         self.log(f"       {len(written)} figure files in {self.figures}")
         return [Path(p) for p in written]
 
@@ -809,200 +786,11 @@ class Reproduction:
             d.mkdir(parents=True, exist_ok=True)
         for stage in self.stages():
             self._stage(stage)
-        return write_summary(self)
+        return write_summary(self.out, self.tables, self.trains, _SETTING_ORDER)
 
 
 #: The order settings are listed in the summary: the data, then ``Scale``'s fields.
 _SETTING_ORDER = ("dataset", "data_dir", "seed", "model", "checkpoint", "variant", *asdict(Scale()))
-
-
-def _provenance_lines(tables: Path) -> list[str]:
-    """The commands and settings that made the tables, as their sidecars record them: a summary
-    rewritten by a later run (or under other defaults) still says what its numbers come from."""
-    commands: dict[str, list[str]] = {}
-    settings: dict[str, dict[str, list[str]]] = {}
-    unknown = []
-    for table in sorted(tables.glob("*.csv")):
-        about = read_sidecar(table).get("reproduce")
-        if not isinstance(about, dict):
-            unknown.append(table.name)
-            continue
-        commands.setdefault(str(about.get("command")), []).append(table.stem)
-        for key, value in (about.get("settings") or {}).items():
-            if key.endswith("_sha256") or value is None:
-                continue
-            settings.setdefault(key, {}).setdefault(repr(value), []).append(table.stem)
-    lines = []
-    if len(commands) == 1:
-        lines += [f"Command: `{next(iter(commands))}`", ""]
-    elif commands:
-        lines += ["Commands (the tables come from several runs):", ""]
-        lines += [f"- `{cmd}`: {', '.join(names)}" for cmd, names in commands.items()]
-        lines += [""]
-    order = {key: i for i, key in enumerate(_SETTING_ORDER)}
-    parts = []
-    for key in sorted(settings, key=lambda k: (order.get(k, len(order)), k)):
-        values = settings[key]
-        if len(values) == 1:
-            parts.append(f"{key}={next(iter(values))}")
-        else:
-            parts.append(f"{key}=" + " / ".join(f"{v} ({', '.join(n)})" for v, n in values.items()))
-    if parts:
-        lines += [f"Settings, as the tables' sidecars record them: `{', '.join(parts)}`", ""]
-    if unknown:
-        lines += [
-            f"Tables whose sidecars do not say how they were made: {', '.join(unknown)}.",
-            "",
-        ]
-    return lines
-
-
-def _table(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.exists() else None
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
-
-
-def write_summary(rep: Reproduction) -> Path:
-    """``summary.md``: each measured number beside the paper's, with the command that ran."""
-    t = rep.tables
-    single = _table(t / "single_resnet.csv")
-    plain = _table(t / "single_plain.csv")
-    sd = _table(t / "single_stochastic_depth.csv")
-    multi = _table(t / "multi_resnet.csv")
-    grads, paths = read_sidecar(t / "gradients.csv"), read_sidecar(t / "paths.csv")
-
-    def base(df: pd.DataFrame | None) -> float | None:
-        return None if df is None else sweep_rows(df).full("error")
-
-    def deletions(df: pd.DataFrame | None, downsampling: bool) -> pd.Series | None:
-        if df is None:
-            return None
-        rows = sweep_rows(df).deletions
-        rows = rows[rows.downsampling == downsampling]
-        return rows.error if len(rows) else None
-
-    def mean_worst(df: pd.DataFrame | None, downsampling: bool) -> str:
-        errors = deletions(df, downsampling)
-        if errors is None:
-            return "n/a"
-        return f"mean {_pct(float(errors.mean()))}, worst {_pct(float(errors.max()))}"
-
-    def at_k(k: int) -> float | None:
-        if multi is None or k not in set(multi.k):
-            return None
-        return float(multi.loc[multi.k == k, "error"].mean())
-
-    meta = read_sidecar(t / "single_resnet.csv")
-    n = int(paths.get("n") or grads.get("num_blocks") or meta.get("num_blocks") or 0)
-    classes = meta.get("num_classes")
-    chance = f" (chance: {_pct(1 - 1 / classes)})" if classes else ""
-    eff = _table(t / "baseline_effective_paths.csv")
-    # The K the network was trained with, as its table's sidecar records it (from the
-    # checkpoint), never what today's rule would choose.
-    k_eff = read_sidecar(t / "baseline_effective_paths.csv").get("active_blocks", "?")
-    degenerate = (
-        f"; the effective range holds {100 * grads['effective_path_share']:.0f}% of all paths "
-        f"here, so training on it is not training on short paths and does not test the paper"
-        if grads and grads["effective_path_share"] > DEGENERATE_PATH_SHARE
-        else ""
-    )
-    k_max = int(multi.k.max()) if multi is not None else 0
-    k_mid = max(1, k_max // 2)
-
-    def controls(*rows: tuple[str, str, str]) -> tuple[tuple[str, str, str], ...]:
-        """Rows about the trained controls: none when a given model was analysed alone."""
-        trained = any(x is not None for x in (plain, sd, eff))
-        return rows if rep.trains or trained else ()
-
-    rows = [
-        ("blocks (n)", str(paper.BLOCKS), str(n or "?")),
-        ("full-network test error", paper.full_error_text(), _pct(base(single))),
-        (
-            "one non-downsampling block deleted",
-            "no noticeable change",
-            f"{mean_worst(single, False)} (full: {_pct(base(single))})",
-        ),
-        ("one downsampling block deleted", "a modest rise", mean_worst(single, True)),
-        *controls(
-            (
-                "plain network, one layer deleted",
-                "chance level",
-                f"{mean_worst(plain, False)}{chance}; its own full error {_pct(base(plain))}",
-            ),
-            (
-                "stochastic depth, one non-downsampling block deleted",
-                "more robust than the ResNet",
-                f"{mean_worst(sd, False)} (full: {_pct(base(sd))})",
-            ),
-        ),
-        (f"error with k = {k_mid} blocks deleted (mean)", "rises smoothly", _pct(at_k(k_mid))),
-        (
-            f"error with k = {k_max} blocks deleted (mean)",
-            "rises smoothly (k = 10, 20 in Fig. 5a)",
-            _pct(at_k(k_max)),
-        ),
-        (
-            "error with k = 10 / k = 20 deleted",
-            "Fig. 5a (read off: ~ 20% / ~ 50%, unsure)",
-            f"{_pct(at_k(10))} / {_pct(at_k(20))}",
-        ),
-        (
-            "95% of paths (mean ± 1.96 sd)",
-            f"{paper.PATHS_95[0]}–{paper.PATHS_95[1]} of {paper.BLOCKS}",
-            f"{paths['range_lo']}–{paths['range_hi']} of {n}" if paths else "n/a",
-        ),
-        (
-            "effective gradient range (95% of gradient)",
-            paper.effective_text(),
-            f"{grads['effective_lo']}–{grads['effective_hi']} "
-            f"({100 * grads['effective_path_share']:.3g}% of paths)"
-            if grads
-            else "n/a",
-        ),
-        *controls(
-            (
-                "effective-path training error (K = lo + hi of the effective range; evaluated "
-                "with residuals × K/n, an assumption: the paper does not say)",
-                f"{100 * paper.EFFECTIVE_TRAINING_ERROR:.2f}% "
-                f"({paper.EFFECTIVE_TRAINING_K} of {paper.BLOCKS} blocks)",
-                _pct(base(eff))
-                + (f" ({k_eff} of {n} blocks){degenerate}" if eff is not None else ""),
-            ),
-        ),
-    ]
-    synthetic = bool(meta.get("synthetic_data"))
-    model = meta.get("model", "?")
-    images = meta.get("images", "?")
-    dataset = str(meta.get("dataset", "?"))
-    lines = [
-        "# Reproduction summary",
-        "",
-        *(
-            [
-                "**Synthetic data: a smoke test of the pipeline only; these numbers say nothing "
-                "about the paper.**",
-                "",
-            ]
-            if synthetic
-            else []
-        ),
-        *_provenance_lines(t),
-        f"Model: {model}; dataset: {dataset}, {images} test images.",
-        "",
-        "| finding | paper (ResNet-110, CIFAR-10) | measured here |",
-        "|---|---|---|",
-        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
-        "",
-        "Figures are in `figures/` (PNG and PDF), tables in `tables/` (CSV with JSON sidecars), "
-        "the gradient report in `gradients.md`.",
-        "",
-    ]
-    path = rep.out / "summary.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
 
 
 def scale_for(quick: bool, **overrides: Any) -> Scale:

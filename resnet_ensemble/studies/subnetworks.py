@@ -158,6 +158,9 @@ def evaluate_subnetworks(
     seed: int = 0,
     strategy: Strategy = "auto",
     amp: bool = False,
+    name: str | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Top-1 error of subnetworks: each keeps a subset of blocks and deletes the rest.
 
@@ -167,19 +170,48 @@ def evaluate_subnetworks(
     runs about 2^(n+1) blocks instead of n·2^n. A deleted downsampling block keeps its
     projection, so every subset is a valid network.
 
+    Args:
+        name, out: with either, the table is the "subnetworks" table that ``ensemble-lesion
+            paths --exhaustive`` writes (its ``model`` column first: ``name``, default the
+            model's class name); ``out`` also writes it there (CSV and JSON sidecar, with
+            ``results.write_table``). Nothing is written without ``out``.
+        overwrite: replace an existing ``out``; without it an existing table is refused.
+
     Returns:
         One row per subset: ``kept`` (e.g. ``"0-3,5,7"``), ``num_kept``, ``error`` (a fraction)
         and ``images``. ``frame.attrs["ensemble"]`` holds the ``EnsembleView`` as a dict.
 
     Raises:
-        ValueError: a block has no shortcut (a plain network).
+        ValueError: a block has no shortcut (a plain network); an ``out`` that exists without
+            ``overwrite`` or cannot be written.
 
     Example:
         >>> table = evaluate_subnetworks(cifar_resnet(20), loader)   # 9 blocks: 512 rows
         >>> table.groupby("num_kept").error.mean()
     """
-    frame, _ = _run_subnetworks(model, data, max_exhaustive, samples, seed, strategy, amp)
-    return frame
+    outputs = [Path(out), sidecar_path(Path(out))] if out is not None else []
+    with claim_outputs(outputs, overwrite=overwrite):  # refused before any work
+        frame, view = _run_subnetworks(model, data, max_exhaustive, samples, seed, strategy, amp)
+        if name is None and out is None:
+            return frame
+        frame.insert(0, "model", name or type(model).__name__)
+        if out is not None:
+            n = len(anatomy(model).blocks)
+            every = n <= max_exhaustive
+            metadata = {
+                "model": name or type(model).__name__,
+                "model_spec": "in memory",
+                "checkpoint_sha256": None,
+                "num_blocks": n,
+                "images": view.images,
+                "exhaustive": every,
+                "max_exhaustive": max_exhaustive,
+                "samples": None if every else samples,
+                "seed": seed,
+                "ensemble": frame.attrs["ensemble"],
+            }
+            write_table(Path(out), frame, "subnetworks", metadata)
+        return frame
 
 
 def ensemble_view(model: nn.Module, data: Iterable, **options: Any) -> EnsembleView:
@@ -254,7 +286,7 @@ def _refuse_plain(found: Anatomy) -> None:
         )
 
 
-def _describe_model(experiment: Mapping[str, Any]) -> dict[str, Any]:
+def describe_model(experiment: Mapping[str, Any]) -> dict[str, Any]:
     """The model's blocks without loading any data (counting paths needs only n)."""
     loaded = load_model(
         experiment.get("model_spec"),
@@ -291,6 +323,7 @@ def study_paths(
     out: str | Path | None = None,
     overwrite: bool = False,
     on_counted: Callable[[PathStudy], None] | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
 ) -> PathStudy:
     """Count a network's 2^n paths by length and, with ``exhaustive``, evaluate its
     sub-networks: what ``ensemble-lesion paths`` runs.
@@ -313,6 +346,7 @@ def study_paths(
         overwrite: replace tables that exist (without it they are refused).
         on_counted: called with the study once the paths are counted (and written), before
             the sub-networks are evaluated, so that a caller can show the counts first.
+        extra_metadata: more sidecar fields for both tables (``reproduce`` adds its stage).
 
     Returns:
         The ``PathStudy``.
@@ -348,11 +382,11 @@ def study_paths(
             _refuse_plain(exp.anatomy)
             describe = exp.describe()
         else:
-            describe = _describe_model(settings)
+            describe = describe_model(settings)
         summary = summarize_paths(int(describe["num_blocks"]), share)
         study = PathStudy(describe, summary, path_table(summary.n, describe["model"]))
         if out_path is not None:
-            metadata = {**describe, "n": summary.n, **summary.numbers()}
+            metadata = {**describe, "n": summary.n, **summary.numbers(), **(extra_metadata or {})}
             study.table_path = write_table(out_path, study.table, "paths", metadata)
         if exp is not None:
             if max_exhaustive is None:
@@ -384,6 +418,7 @@ def study_paths(
                 "samples": None if plan.every else samples,
                 "seed": seed,
                 "ensemble": frame.attrs["ensemble"],
+                **(extra_metadata or {}),
             }
             study.subnetworks_path = write_table(
                 subnetworks_path(out_path), frame, "subnetworks", sub_meta

@@ -568,6 +568,8 @@ def sweep_to_table(
     channels_last: bool = False,
     metric: MetricName = "error",
     on_start: Callable[[str, int], Callable[[int], None] | None] | None = None,
+    baseline_only: bool = False,
+    extra_metadata: Mapping[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run one lesion sweep into a results table, resumably; distributed under torchrun.
 
@@ -582,6 +584,10 @@ def sweep_to_table(
         on_start: called on rank 0 once the work is known, with a line that says what will run
             and the number of progress units; it may return a function that is told how many
             units have finished since it was last called.
+        baseline_only: single only, measure the full network alone (``reproduce``'s baseline of
+            the effective-path network).
+        extra_metadata: more sidecar fields, over the ones the sweep records (``reproduce`` adds its
+            stage and settings); the table is otherwise the one the ``sweep`` command writes.
 
     Raises:
         ValueError: an output that cannot be written or is one of the inputs, a table another
@@ -607,6 +613,9 @@ def sweep_to_table(
             eligible=eligible,
             keep_stage_first=keep_stage_first,
         )
+        if baseline_only:
+            specs = specs[:1]
+        recipe = (exp.loaded.metadata or {}).get("recipe") or {}
         metadata = {
             **run_metadata(),
             **exp.describe(),
@@ -622,6 +631,9 @@ def sweep_to_table(
             "world_size": dist.world,
             "amp": amp,
             "metric": metric,
+            # The K an effective-path network was trained with, as its checkpoint records it.
+            **({"active_blocks": recipe["active_blocks"]} if recipe.get("active_blocks") else {}),
+            **(extra_metadata or {}),
         }
         if exp.loaded.sha256 is None:  # no file names the weights: their own hash does
             metadata["weights_sha256"] = exp.weights_sha256
