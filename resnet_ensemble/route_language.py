@@ -6,9 +6,13 @@ A route is comma-separated items:
 - ``4x2``: block 4 run twice (a repeat count of at least 1);
 - ``[2|3|4]``: a parallel group, its branches separated by ``|``, each a comma-separated list of
   the items above (``[2-3|4-5]`` runs two two-unit layers side by side);
-- ``none``: the empty route (every block deleted); an empty text is refused.
+- ``none``: the empty route (every block deleted); an empty text is refused;
+- a block may also be named: ``-1`` counts from the end (``-1`` the last block), and a name
+  (``layer2.1``) is looked up with the ``resolve`` callback ``parse_route`` is given
+  (``resolve_block`` against the model's blocks), so ``layer1.0-layer2.1`` and ``-1x2`` read.
 
-Numbers are ASCII digits only (no signs, underscores or other scripts' digits). Every index
+Numbers are ASCII digits only (no underscores or other scripts' digits; a leading ``-``
+makes an index count from the end, and ``-0`` is refused). Every index
 and range is checked against the model's block count, and the route's length (a group counts
 its branches' blocks) against ``max_length`` (16 blocks per block of the model by default),
 while the text is read and before anything is expanded, so that a route of any text takes
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -42,7 +46,8 @@ REPEATS_PER_BLOCK = 16
 UNKNOWN_MODEL_LIMIT = 16_384
 _MAX_DIGITS = 9  # no block index or repeat count needs more; a longer number is refused unread
 _SHOWN = 40  # characters of the route text quoted in an error
-_TOKEN = re.compile(r"[ \t]*(?:([0-9]+)|([-x,|\[\]]))")
+_TOKEN = re.compile(r"[ \t]*(?:([0-9]+)|([A-Za-z_][A-Za-z0-9_.]*)|([-x,|\[\]]))")
+_NAME_REPEAT = re.compile(r"(.*[0-9])x([0-9]+)")  # layer1.0x2: a named block run twice
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,14 @@ def _shown(text: str) -> str:
 class _Reader:
     """Reads the tokens of one route text, keeping count of the blocks it will expand to."""
 
-    def __init__(self, text: str, n: int | None, max_length: int) -> None:
-        self.text, self.n, self.max_length = text, n, max_length
+    def __init__(
+        self,
+        text: str,
+        n: int | None,
+        max_length: int,
+        resolve: Callable[[str], int] | None = None,
+    ) -> None:
+        self.text, self.n, self.max_length, self.resolve = text, n, max_length, resolve
         self.pos, self.length = 0, 0
         self.tokens: list[tuple[str, str, int]] = []  # (kind, value, position)
         while self.pos < len(text):
@@ -110,17 +121,34 @@ class _Reader:
                 if not rest:
                     break
                 self.fail(f"cannot read {rest[0]!r}", self.pos + len(text[self.pos :]) - len(rest))
-            number, symbol = match.groups()
-            start = match.start(1) if number is not None else match.start(2)
-            self.tokens.append(("int", number, start) if number else ("sym", symbol, start))
+            number, name, symbol = match.groups()
+            if name is not None:
+                start = match.start(2)
+                if name == "x" and self.tokens and self.tokens[-1][0] != "sym":
+                    self.tokens.append(("sym", "x", start))  # "4 x2" spaced
+                elif (split := _NAME_REPEAT.fullmatch(name)) is not None and name[0] != "x":
+                    head, times = split.groups()
+                    self.tokens.append(("name", head, start))
+                    self.tokens.append(("sym", "x", start + len(head)))
+                    self.tokens.append(("int", times, start + len(head) + 1))
+                elif name[0] == "x" and name[1:].isdigit() and self.tokens:
+                    self.tokens.append(("sym", "x", start))  # 4x2 reads x2 as a word
+                    self.tokens.append(("int", name[1:], start + 1))
+                else:
+                    self.tokens.append(("name", name, start))
+            elif number is not None:
+                self.tokens.append(("int", number, match.start(1)))
+            else:
+                self.tokens.append(("sym", symbol, match.start(3)))
             self.pos = match.end()
         self.i = 0
 
     def fail(self, what: str, at: int | None = None) -> NoReturn:
         where = f" at character {at + 1}" if at is not None else ""
         raise ValueError(
-            f"route {_shown(self.text)}: {what}{where}; write block indices (3), ranges (0-3, "
-            "or 3-0 reversed), repeats (4x2), parallel groups ([2|3-4]), comma-separated, or "
+            f"route {_shown(self.text)}: {what}{where}; write blocks (3, -1 the last, layer2.1), "
+            "ranges (0-3, or 3-0 reversed), repeats (4x2), parallel groups ([2|3-4]), "
+            "comma-separated, or "
             f"{EMPTY_ROUTE}"
         )
 
@@ -147,7 +175,30 @@ class _Reader:
 
     def index(self) -> int:
         at = self.peek()
+        if at is not None and at[0] == "name":
+            self.i += 1
+            if self.resolve is None:
+                self.fail(f"block name {at[1]!r} given, but no model to look it up in", at[2])
+            try:
+                return self.resolve(at[1])
+            except ValueError as err:
+                self.fail(f"{err}", at[2])
+        negative = self.take("-")
         value = self.number("a block index")
+        if negative:
+            if value == 0:
+                self.fail(
+                    "block -0: negative indices count from -1, the last block",
+                    at[2] if at else None,
+                )
+            if self.n is None:  # read again once the model's block count is known
+                return -value
+            if value > self.n:
+                self.fail(
+                    f"block -{value} is out of range: the model has {self.n} blocks, -{self.n}..-1",
+                    at[2] if at else None,
+                )
+            return self.n - value
         if self.n is not None and value >= self.n:
             self.fail(
                 f"block {value} is out of range: the model has {self.n} blocks, 0..{self.n - 1}",
@@ -218,7 +269,11 @@ class _Reader:
 
 
 def parse_route(
-    text: str, n: int | None = None, *, max_length: int | None = None
+    text: str,
+    n: int | None = None,
+    *,
+    max_length: int | None = None,
+    resolve: Callable[[str], int] | None = None,
 ) -> list[RouteItem]:
     """A route written as text (the module's docstring gives the language).
 
@@ -226,6 +281,8 @@ def parse_route(
         text: the route, e.g. ``"0-2,4x2,[5|6-7],9"``, or ``"none"`` for the empty route.
         n: the model's number of blocks; every index is checked against it as it is read.
         max_length: the most blocks the route may run (default ``route_length_limit(n)``).
+        resolve: a block's name to its index (``resolve_block`` against the model); without
+            it a name is refused. Negative indices need ``n`` (without it they stay negative).
     Raises:
         ValueError: one line, naming the offending token; nothing is expanded before its
             bounds are checked.
@@ -245,4 +302,4 @@ def parse_route(
             f"route {_shown(text)}: {len(text):,} characters is longer than any route of at "
             f"most {limit} blocks"
         )
-    return _Reader(text, n, limit).route()
+    return _Reader(text, n, limit, resolve).route()

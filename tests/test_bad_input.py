@@ -144,6 +144,12 @@ CASES: dict[str, Case] = {
     "lesion-index-huge": C(
         "--drop-block 99999999999 --model {F}/good.pt --limit 4", 2, "out of range"
     ),
+    "lesion-route-unknown-name": C(
+        "--route layer1.0,layer9.9 --model {F}/good.pt", 2, "no block named 'layer9.9'"
+    ),
+    "lesion-route-negative-out-of-range": C(
+        "--route 0,-99 --model {F}/good.pt", 2, "block -99 is out of range"
+    ),
     "lesion-empty-ckpt": C("--model {F}/empty.pt", 1, "is empty (0 bytes)"),
     "lesion-truncated-ckpt": C("--model {F}/truncated.pt", 1, "truncated or corrupted"),
     "lesion-misfit-ckpt": C("--model {F}/misfit.pt", 1, "does not fit resnet20"),

@@ -358,6 +358,22 @@ def test_route_runs_the_blocks_in_the_order_given_as_the_hand_written_loop() -> 
         assert len(errors) == 1 and "Traceback" not in bad.output
 
 
+def test_route_by_block_names_and_negative_indices_equals_the_route_by_indices() -> None:
+    # resnet32's blocks are layerS.B (three stages of five); the same route spelled two ways.
+    by_index = _invoke("--route", "0,2,1x2,3-6,[7|8],9,10-14", "--limit", "64", "--json")
+    by_name = _invoke(
+        "--route",
+        "layer1.0,layer1.2,layer1.1x2,layer1.3-layer2.1,[layer2.2|-7],layer2.4,layer3.0--1",
+        "--limit",
+        "64",
+        "--json",
+    )
+    assert by_index.exit_code == 0 and by_name.exit_code == 0, by_index.output + by_name.output
+    a, b = json.loads(by_index.stdout), json.loads(by_name.stdout)
+    assert a["route"] == b["route"] == "0,2,1,1,3,4,5,6,[7|8],9,10,11,12,13,14"
+    assert a["error_lesioned_pct"] == b["error_lesioned_pct"]
+
+
 def test_embedded_default_runs_offline_as_a_real_process(tmp_path: Path) -> None:
     proc = _python_m("--drop-block", "0", "--limit", "50", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -40,6 +40,13 @@ def test_the_language_by_example() -> None:
     assert parse_route("14x16", N) == [14] * 16
 
 
+def test_negative_indices_and_names_read_as_the_blocks_they_name() -> None:
+    names = {f"b{i}": i for i in range(N)}  # an independent lookup, not resolve_block
+    spelled = parse_route("b0,-14,b1x2,b3-b5,[b6|-8],-7--1", N, resolve=names.__getitem__)
+    assert spelled == parse_route("0,1,1,1,3-5,[6|7],8-14", N)
+    assert parse_route("-1x2,14-0", N) == [14, 14, *range(14, -1, -1)]
+
+
 @pytest.mark.parametrize(
     ("text", "said"),
     [
@@ -50,8 +57,10 @@ def test_the_language_by_example() -> None:
         ("0,", "expected a block index, found the end"),
         ("٣,0-14", "cannot read '٣'"),  # an Arabic-Indic digit: int() would read it
         ("０-１４", "cannot read '０'"),  # fullwidth digits
-        ("1_0", "cannot read '_'"),  # int() would read block 10
-        ("-1", "expected a block index, found '-'"),
+        ("1_0", "unexpected '_0'"),  # int() would read block 10
+        ("-16", "block -16 is out of range: the model has 15 blocks, -15..-1"),
+        ("--1", "expected a block index, found '-'"),
+        ("layer1.0", "block name 'layer1.0' given, but no model to look it up in"),
         ("0x16000000", "runs more than 240 blocks"),
         ("0-100000000", "block 100000000 is out of range"),
         ("0-1000000000", "is too long"),

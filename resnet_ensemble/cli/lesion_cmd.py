@@ -22,8 +22,9 @@ def lesion_options(func: F) -> F:
         "route_text",
         default=None,
         metavar="ROUTE",
-        help="Run this route instead (not with --drop-block): indices and ranges, 5-2 reversed, "
-        "4x2 a repeat, [2|3] a parallel group; e.g. 0-3,5,4,6-8 swaps blocks 4 and 5.",
+        help="Run this route instead (not with --drop-block): blocks by index, -1 for the last, "
+        "or by name (layer2.1); ranges, 5-2 reversed, 4x2 a repeat, [2|3] a parallel group; "
+        "e.g. 0-3,5,4,6-8 swaps blocks 4 and 5.",
     )(func)
     func = click.option(
         "--drop-block",
@@ -56,7 +57,7 @@ def run_lesion(
         raise click.UsageError("give --drop-block or --route, not both")
     if route_text is not None:  # the text's own mistakes, before the model is loaded
         try:
-            parse_route(route_text)
+            parse_route(route_text, resolve=lambda name: 0)  # names are looked up below
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--route") from None
     exp = open_experiment(**options)
@@ -70,7 +71,9 @@ def run_lesion(
     kept: list[Any] = [i for i in range(n) if i not in set(dropped)]
     if route_text is not None:
         try:
-            kept = parse_route(route_text, n)
+            kept = parse_route(
+                route_text, n, resolve=lambda name: resolve_block(exp.anatomy, name, "the route")
+            )
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--route") from None
     plan_route(exp.anatomy, kept)  # refuses what cannot run before any image is read
