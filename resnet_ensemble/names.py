@@ -64,5 +64,6 @@ TableKind = Literal[
     "depth_k",
     "dynamics",
     "effective_path_evaluation",
+    "proxies",
 ]
 TABLE_KINDS: tuple[TableKind, ...] = get_args(TableKind)

@@ -316,6 +316,11 @@ TABLES: dict[str, TableSpec] = {
             ("way", "error", "active_blocks"),
         ),
         TableSpec(
+            "proxies",
+            "cheap per-block measures, one row per block (block_proxies)",
+            ("block", "name", "downsamples", "block_influence", "relative_update"),
+        ),
+        TableSpec(
             "gradient_samples",
             "one row per sampled single path of the gradient analysis (gradients)",
             ("batch", "length", "sample", "norm"),

@@ -131,3 +131,64 @@ def test_evaluate_subnetworks_equals_the_paths_commands_table(tmp_path: Path) ->
     # Without name or out: the table as before, no model column, nothing written.
     plain = evaluate_subnetworks(_model(), loader, max_exhaustive=3, samples=5, seed=2)
     pd.testing.assert_frame_equal(plain, expected.drop(columns="model"))
+
+
+def test_analyze_gradients_in_memory_equals_the_gradients_commands_table(tmp_path: Path) -> None:
+    from resnet_ensemble.studies.experiment import open_experiment
+
+    ckpt = tmp_path / "resnet14.pt"
+    save_checkpoint(
+        ckpt, _model(), arch="resnet14", arch_kwargs=KWARGS, dataset="embedded", metadata={}
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RESNET_ENSEMBLE_DEBUG", None)
+    args = ["gradients", "--model", str(ckpt), "--limit", str(IMAGES), "--device", "cpu",
+            "--images", "6", "--batches", "2", "--samples-per-length", "3",
+            "--sign-draws", "2", "--seed", "5", "--out", str(tmp_path / "cli.csv")]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnet_ensemble", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cli_meta = json.loads((tmp_path / "cli.json").read_text())
+    # The same random batches the command drew, handed over as a generator.
+    exp = open_experiment(str(ckpt), dataset="embedded", limit=IMAGES, device="cpu")
+    batches = exp.random_batches(6, 2, split=cli_meta["split"], seed=5)
+    out = tmp_path / "api.csv"
+    analysis = resnet_ensemble.analyze_gradients(
+        _model(), iter(batches), model_name="resnet14", samples_per_length=3, sign_draws=2,
+        seed=5, out=out,
+    )  # fmt: skip
+    expected = pd.read_csv(tmp_path / "cli.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(out), expected)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "api_samples.csv"), pd.read_csv(tmp_path / "cli_samples.csv")
+    )
+    assert len(analysis.table) == 6 + 1  # one row per path length 0..6
+    ours = json.loads(out.with_suffix(".json").read_text())
+    assert ours["table"] == "gradients" and ours["model_spec"] == "in memory"
+    assert ours["samples_table"] == "api_samples.csv"
+    for key in ("n", "images", "batches", "samples_per_length", "effective_lo", "effective_hi"):
+        assert ours[key] == cli_meta[key], key
+    with pytest.raises(ValueError, match="exists"):  # refused before any work
+        resnet_ensemble.analyze_gradients(_model(), batches, samples_per_length=3, out=out)
+
+
+def test_block_proxies_writes_a_proxies_table_only_with_out(tmp_path: Path) -> None:
+    loader = make_loader(load_dataset("embedded", "test", limit=8), batch_size=4)
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = resnet_ensemble.block_proxies(model, loader)
+    assert "model" not in plain.columns and list(tmp_path.iterdir()) == []
+    out = tmp_path / "proxies.csv"
+    got = resnet_ensemble.block_proxies(model, loader, name="resnet14", out=out)
+    assert list(got.columns) == ["model", *plain.columns]
+    pd.testing.assert_frame_equal(got.drop(columns="model"), plain)
+    pd.testing.assert_frame_equal(pd.read_csv(out), got)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["table"] == "proxies" and meta["images"] == 8 and meta["batches"] == 2
+    assert meta["num_blocks"] == 6 and meta["model"] == "resnet14"
+    with pytest.raises(ValueError, match="exists"):
+        resnet_ensemble.block_proxies(model, loader, out=out)
+    for k, v in model.state_dict().items():  # the model is left as it was
+        assert torch.equal(v, before[k]), k

@@ -16,7 +16,7 @@ Holds:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -57,9 +57,11 @@ __all__ = [
     "decay_implied_range",
     "samples_table_path",
     "gradient_outputs",
+    "gradient_table_outputs",
     "single_path_decay",
     "study_gradients",
     "write_gradient_report",
+    "write_gradient_tables",
 ]
 
 GRADIENT_COLUMNS = [
@@ -142,7 +144,7 @@ def _check_sampled_total(batches: int, samples_per_length: int, blocks: int) -> 
 
 def analyze_gradients(
     model: torch.nn.Module,
-    batches: Sequence[Batch],
+    batches: Iterable[Batch],
     *,
     model_name: str = "model",
     samples_per_length: int = 1000,
@@ -150,6 +152,8 @@ def analyze_gradients(
     seed: int = 0,
     at: MeasuredAt | None = None,
     norm: NormKind = "batch",
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> GradientAnalysis:
     """The paper's protocol over random batches: per batch, the exact per-length gradients,
     ``samples_per_length`` sampled single paths of each length, and the sign estimator.
@@ -160,17 +164,65 @@ def analyze_gradients(
     spread across batches (across single measurements when there is one batch).
 
     Args:
-        batches: (inputs, targets) pairs of the same size.
+        batches: (inputs, targets) pairs of the same size; any iterable (a DataLoader, a
+            list), read once into memory.
         samples_per_length: per batch; 0 skips the sampled estimator.
         sign_draws: per batch; 0 skips the sign estimator; else at least 2. Measured with the
             batch norm only (it estimates sums of squares over the batch).
         seed: the sampled paths and signs of batch g come from (seed, g).
         at, norm: where the gradient is taken and which norm (``gradients.gradient_norms``).
+        out: also write ``.table`` here as the "gradients" table the ``gradients`` command
+            writes (CSV and JSON sidecar, ``model_name`` its model), and the per-sample norms
+            beside it (``samples_table_path``); nothing is written without it.
+        overwrite: replace existing outputs; without it they are refused before any work.
+
+    Returns:
+        The analysis: ``.table`` (a DataFrame, one row per path length), ``.samples``,
+        ``.ranges``, ``.effective`` and ``.meta`` (the sidecar's fields).
 
     Raises:
         ValueError: no batch, a negative ``samples_per_length``, or ``sign_draws`` of 1 or
-            below 0.
+            below 0; an ``out`` that exists without ``overwrite`` or cannot be written.
+
+    Example:
+        >>> analysis = analyze_gradients(model, random_batches(data, 128, 4), out="g.csv")
+        >>> analysis.table[["length", "exact_norm"]]
     """
+    out_path = Path(out) if out is not None else None
+    with claim_outputs(gradient_table_outputs(out_path, samples_per_length), overwrite=overwrite):
+        analysis = _analyze(
+            model,
+            list(batches),
+            model_name=model_name,
+            samples_per_length=samples_per_length,
+            sign_draws=sign_draws,
+            seed=seed,
+            at=at,
+            norm=norm,
+        )
+        if out_path is not None:
+            metadata = {
+                "model": model_name,
+                "model_spec": "in memory",
+                "checkpoint_sha256": None,
+                **analysis.meta,
+            }
+            write_gradient_tables(out_path, analysis, metadata)
+        return analysis
+
+
+def _analyze(
+    model: torch.nn.Module,
+    batches: Sequence[Batch],
+    *,
+    model_name: str,
+    samples_per_length: int,
+    sign_draws: int,
+    seed: int,
+    at: MeasuredAt | None,
+    norm: NormKind,
+) -> GradientAnalysis:
+    """``analyze_gradients`` once its outputs are claimed."""
     if samples_per_length < 0:
         raise ValueError(f"samples_per_length must be 0 (skip) or more, got {samples_per_length}")
     if sign_draws == 1 or sign_draws < 0:
@@ -534,6 +586,29 @@ def samples_table_path(table: str | Path) -> Path:
     return table.with_name(f"{table.stem}_samples.csv")
 
 
+def gradient_table_outputs(out: Path | None, samples_per_length: int) -> list[Path]:
+    """The files a gradients table is written as: the table and its sidecar, and the
+    per-sample norms and theirs when paths are sampled; none without a table."""
+    if out is None:
+        return []
+    files = [out, sidecar_path(out)]
+    if samples_per_length > 0:
+        files += [samples_table_path(out), sidecar_path(samples_table_path(out))]
+    return files
+
+
+def write_gradient_tables(
+    out: Path, analysis: GradientAnalysis, metadata: Mapping[str, Any]
+) -> Path:
+    """Write the "gradients" table and, where paths were sampled, its per-sample table first
+    (the table's sidecar names it); returns the table's path."""
+    metadata = dict(metadata)
+    if analysis.samples is not None:
+        metadata["samples_table"] = samples_table_path(out).name
+        write_table(samples_table_path(out), analysis.samples, "gradient_samples", metadata)
+    return write_table(out, analysis.table, "gradients", metadata)
+
+
 def gradient_outputs(
     out: str | Path | None, report: str | Path | None
 ) -> tuple[Path | None, Path | None]:
@@ -607,12 +682,7 @@ def study_gradients(
         >>> study.analysis.effective
     """
     out_path, report_path = gradient_outputs(out, report)
-    outputs = [out_path, report_path]
-    if out_path is not None:
-        outputs.insert(1, sidecar_path(out_path))
-        if samples_per_length > 0:  # the per-sample norms beside the table
-            samples = samples_table_path(out_path)
-            outputs[2:2] = [samples, sidecar_path(samples)]
+    outputs = [*gradient_table_outputs(out_path, samples_per_length), report_path]
     with claim_outputs(
         outputs,
         inputs=input_paths(experiment),
@@ -683,10 +753,7 @@ def _study(
     if out_path is None:
         return study
     metadata = {**describe, **analysis.meta, **extra_metadata}
-    if analysis.samples is not None:  # first: the table's sidecar may name it
-        metadata["samples_table"] = samples_table_path(out_path).name
-        write_table(samples_table_path(out_path), analysis.samples, "gradient_samples", metadata)
-    study.table_path = write_table(out_path, analysis.table, "gradients", metadata)
+    study.table_path = write_gradient_tables(out_path, analysis, metadata)
     if report_path is None:
         return study
     from ..viz.plots import plot_all  # here, not at the top: seaborn slows every import

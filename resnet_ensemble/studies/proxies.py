@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from ..blocks.registry import anatomy, fold_transitions
 from ..blocks.runtime import eval_mode, model_device
-from ..results import sweep_rows
+from ..outputs import claim_outputs
+from ..results import sidecar_path, sweep_rows, write_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -90,6 +91,9 @@ def block_proxies(
     *,
     batches: int | None = None,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    name: str | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Cheap per-block measures over ``data`` (see the module's docstring).
 
@@ -99,10 +103,53 @@ def block_proxies(
         batches: use at most this many batches (default: all).
         loss_fn: ``(logits, targets) -> scalar`` for the gradient measure; default the mean
             cross-entropy (next-token for a language model).
+        name, out: with either, the table starts with a ``model`` column (``name``, default
+            the model's class name), as every results table does; ``out`` also writes it
+            there as a "proxies" table (CSV and JSON sidecar, ``results.write_table``).
+            Nothing is written without ``out``.
+        overwrite: replace an existing ``out``; without it an existing table is refused
+            before any work.
+
     Returns:
         One row per block: ``block``, ``name``, ``stage``, ``downsamples``, the four measures
         (``PROXIES``), ``gradient_at``, ``samples`` and ``positions``.
+
+    Raises:
+        ValueError: the data yield no batch; an ``out`` that exists without ``overwrite`` or
+            cannot be written.
+
+    Example:
+        >>> block_proxies(model, loader, batches=4, out="runs/proxies.csv")
     """
+    outputs = [Path(out), sidecar_path(Path(out))] if out is not None else []
+    with claim_outputs(outputs, overwrite=overwrite):  # refused before any work
+        frame, seen = _measure(model, data, batches, loss_fn)
+        if name is None and out is None:
+            return frame
+        model_name = name or type(model).__name__
+        frame.insert(0, "model", model_name)
+        if out is not None:
+            metadata = {
+                "model": model_name,
+                "model_spec": "in memory",
+                "checkpoint_sha256": None,
+                "num_blocks": len(frame),
+                "batches": seen,
+                "images": int(frame["samples"].iloc[0]),
+                "loss": "default" if loss_fn is None else getattr(loss_fn, "__name__", "custom"),
+                "proxies": PROXIES,
+            }
+            write_table(Path(out), frame, "proxies", metadata)
+        return frame
+
+
+def _measure(
+    model: nn.Module,
+    data: Iterable,
+    batches: int | None,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
+) -> tuple[pd.DataFrame, int]:
+    """``block_proxies``' measures, and how many batches they used."""
     found = fold_transitions(anatomy(model))
     language = found.task == "language"
     if loss_fn is None:
@@ -184,7 +231,7 @@ def block_proxies(
                 "positions": int(positions[i]),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), seen
 
 
 def single_deletion_damage(
