@@ -100,11 +100,13 @@ def _timm_vit_ends(model: nn.Module) -> list[nn.Module]:
     return [e for pair in pairs for e in pair]
 
 
-def _vit_with_a_mask(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """timm's ``attn_mask`` keyword: a random boolean mask (each token sees itself)."""
+def _masked_then_plain(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm's ``attn_mask`` keyword: a random boolean mask (each token sees itself), then the
+    same images without one (a mask must not outlive its call)."""
     tokens = model.patch_embed.num_patches + model.num_prefix_tokens
     mask = torch.rand(tokens, tokens, generator=torch.Generator().manual_seed(8)) > 0.3
-    return model(x, attn_mask=mask | torch.eye(tokens, dtype=torch.bool))
+    masked = model(x, attn_mask=mask | torch.eye(tokens, dtype=torch.bool))
+    return torch.cat([masked, model(x)])
 
 
 def _hf(build_model: Callable[[object], nn.Module]) -> Callable[[], nn.Module]:
@@ -225,21 +227,21 @@ TABLE: dict[str, Row] = {
         _image(),
         _timm_vit_ends,
         ((0,), (3,), (1, 4, 5)),
-        call=_vit_with_a_mask,
+        call=_masked_then_plain,
     ),
     "timm-deit-distilled-attn-mask": Row(
         _timm("deit_tiny_distilled_patch16_224", img_size=32, depth=3, init_values=0.5),
         _image(),
         _timm_vit_ends,
         ((0,), (3,), (1, 4, 5)),
-        call=_vit_with_a_mask,
+        call=_masked_then_plain,
     ),
     "timm-vit-post-norm": Row(
         _timm("vit_tiny_patch16_224", img_size=32, depth=3, block_fn="ResPostBlock"),
         _image(),
         _timm_vit_ends,
         ((0,), (3,), (1, 4, 5)),
-        call=_vit_with_a_mask,
+        call=_masked_then_plain,
     ),
     "hf-resnet-basic": Row(
         _hf(_hf_resnet("basic", [8, 16, 24])),
