@@ -1,5 +1,6 @@
-"""timm's ResNet family, ConvNeXt and ViT/DeiT against forward hooks that zero the residual
-branch inside timm's own forward."""
+"""timm's ResNet, ConvNeXt and ViT/DeiT beyond the lesion contract (which is in
+tests/test_adapter_contract.py): reorder and the engine against timm's own blocks and forward
+hooks that zero a branch, ConvNeXt's transitions, path gradients, ViT units and masks."""
 
 from __future__ import annotations
 
