@@ -74,67 +74,13 @@ def test_builtin_reorder_and_repeat_match_reference(name: str, images: torch.Ten
     torch.testing.assert_close(out, ref, rtol=0, atol=ATOL)
 
 
-def test_downsampling_block_deleted_keeps_its_projection(images: torch.Tensor) -> None:
-    model = _builtin(dict(depth=14, shortcut="B"))
-    blocks = cifar_blocks(model)
-    with torch.no_grad(), lesion(model, drop=[2, 4]):  # both downsampling blocks
-        out = model(images)
-    ref = cifar_forward(model, images, [(b, i not in (2, 4)) for i, b in enumerate(blocks)])
-    torch.testing.assert_close(out, ref, rtol=0, atol=ATOL)
-
-
-# One of each block kind and width: the 101- and 152-layer nets (and the 101-layer Wide ResNet
-# and ResNeXts) repeat resnet50's and its siblings' Bottleneck, only more often, so deleting
-# each of their blocks re-tests nothing; their anatomy is checked without a forward below.
-TORCHVISION_RESNETS = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "wide_resnet50_2",
-    "resnext50_32x4d",
-]
-TORCHVISION_BLOCKS = {
-    "resnet18": 8,
-    "resnet34": 16,
-    "resnet50": 16,
-    "resnet101": 33,
-    "resnet152": 50,
-}
-
-
-@pytest.mark.parametrize("name", TORCHVISION_RESNETS)
-def test_torchvision_resnet_delete_each_block_matches_reference(name: str) -> None:
+# torchvision's ResNets: deleting blocks is in the contract table (tests/test_adapter_contract.py,
+# resnet18 and resnet50, with their downsampling blocks); the deeper, wider and grouped nets
+# repeat the same BasicBlock and Bottleneck classes, so they would re-test nothing.
+@pytest.mark.parametrize("name", ["resnet34", "resnet50"])
+def test_torchvision_reorder_and_repeat_match_reference(name: str) -> None:
     torch.manual_seed(0)
     model = randomize_batchnorm(torchvision.models.get_model(name, num_classes=10)).eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    blocks = torchvision_resnet_blocks(model)
-    found = residual_blocks(model)
-    assert [b.module for b in found] == blocks
-    assert [b.downsamples for b in found] == [b.downsample is not None for b in blocks]
-    if name in TORCHVISION_BLOCKS:
-        assert len(found) == TORCHVISION_BLOCKS[name]
-    with torch.no_grad():
-        for i in range(len(blocks)):
-            with lesion(model, drop=i):
-                out = model(x)
-            ref = torchvision_resnet_forward(model, x, [(b, j != i) for j, b in enumerate(blocks)])
-            torch.testing.assert_close(out, ref, rtol=1e-4, atol=ATOL)
-
-
-@pytest.mark.parametrize("name", ["resnet101", "resnet152"])
-def test_deep_torchvision_resnets_have_every_bottleneck_as_a_block(name: str) -> None:
-    """The deep nets' anatomy: every Bottleneck, in order, with its downsampling flag."""
-    model = torchvision.models.get_model(name, num_classes=10)
-    blocks = torchvision_resnet_blocks(model)
-    found = residual_blocks(model)
-    assert len(found) == TORCHVISION_BLOCKS[name]
-    assert [b.module for b in found] == blocks
-    assert [b.downsamples for b in found] == [b.downsample is not None for b in blocks]
-
-
-def test_torchvision_reorder_and_repeat_match_reference() -> None:
-    torch.manual_seed(0)
-    model = randomize_batchnorm(torchvision.models.resnet34(num_classes=10)).eval()
     x = torch.randn(2, 3, 32, 32)
     blocks = torchvision_resnet_blocks(model)
     order = list(range(len(blocks)))
@@ -147,7 +93,7 @@ def test_torchvision_reorder_and_repeat_match_reference() -> None:
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=ATOL)
 
 
-def test_vit_units_delete_reorder_repeat_match_reference() -> None:
+def test_vit_units_reorder_repeat_match_reference() -> None:
     model = tiny_vit()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     units = vit_units(model)
@@ -160,12 +106,6 @@ def test_vit_units_delete_reorder_repeat_match_reference() -> None:
     ]
     with torch.no_grad():
         torch.testing.assert_close(model(x), vit_forward(model, x, [(u, True) for u in units]))
-        for i in range(4):  # attention (even) and MLP (odd) units separately
-            with lesion(model, drop=[i]):
-                out = model(x)
-            ref = vit_forward(model, x, [(u, j != i) for j, u in enumerate(units)])
-            torch.testing.assert_close(out, ref, rtol=0, atol=ATOL)
-            assert not torch.allclose(out, model(x))
         for seq in ([1, 0, 3, 2], [3, 2, 1, 0], [0, 0, 1, 2, 3, 3], [2, 2]):
             with route(model, seq):
                 out = model(x)
