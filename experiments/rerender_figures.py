@@ -70,6 +70,7 @@ def _script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_experiments_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would (dataclasses look their module up)
     spec.loader.exec_module(module)
     return module
 
