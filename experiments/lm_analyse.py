@@ -69,10 +69,7 @@ def main() -> None:
     tables.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     if args.redraw:
-        single = pd.read_csv(tables / "single.csv")
-        read = [pd.read_csv(tables / f"{t}.csv") for t in ("delete_k", "swaps", "painters")]
-        draw(single, *read, pd.read_csv(tables / "gradients.csv"), figures)
-        proxies_figure(pd.read_csv(tables / "proxies.csv"), single, figures)
+        redraw(tables, figures)
         return
     exp = open_experiment(
         args.model, dataset=args.dataset, limit=args.limit, batch_size=args.batch_size,
@@ -189,6 +186,14 @@ def main() -> None:
     info["seconds"] = round(time.time() - start, 1)
     (tables / "run.json").write_text(json.dumps({**info, **vars(args)}, indent=1))
     print(corr_table.to_string(), flush=True)
+
+
+def redraw(tables: Path, figures: Path) -> None:
+    """The three figures again from the tables (``--redraw``; ``rerender_figures.py``)."""
+    single = pd.read_csv(tables / "single.csv")
+    read = [pd.read_csv(tables / f"{t}.csv") for t in ("delete_k", "swaps", "painters")]
+    draw(single, *read, pd.read_csv(tables / "gradients.csv"), figures)
+    proxies_figure(pd.read_csv(tables / "proxies.csv"), single, figures)
 
 
 def proxies_figure(proxies: pd.DataFrame, single: pd.DataFrame, figures: Path) -> None:

@@ -110,15 +110,23 @@ __all__ = [
 # Saving and the whole set
 
 
+#: Metadata that would make the same figure's bytes differ from one run to the next.
+_UNDATED: dict[str, dict[str, None]] = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
 def render_figure(
     fig: Figure, name: str, formats: Sequence[Format] = ("png", "pdf")
 ) -> list[tuple[str, bytes]]:
     """``fig`` as the bytes of ``name.{format}`` for each format (PNG at 150 dpi, PDF as
-    vectors), rendered in memory: nothing is written."""
+    vectors), rendered in memory: nothing is written.
+
+    The same figure gives the same bytes on any day (``experiments/rerender_figures.py`` checks
+    the committed figures so): no date in a PDF or SVG, and SVG ids salted with the name. The
+    matplotlib version stays in the metadata, since another version may draw other pixels."""
     rendered = []
     for fmt in formats:
         buf = io.BytesIO()
-        meta = {"CreationDate": None} if fmt == "pdf" else None  # same table, same bytes
+        meta = _UNDATED.get(fmt)
         with mpl.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": name}):
             fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
         rendered.append((f"{name}.{fmt}", buf.getvalue()))
