@@ -7,6 +7,8 @@
 - ``adapters/``: timm's and Hugging Face's families, loaded on first use
 - ``shapes``: each block's input and output shape, probed once (for validating orders)
 - ``runtime``: device resolution and ``eval_mode``
+- ``submodules``: typed access to a model's children for the adapters (torch's
+  ``Module.__getattr__`` types every attribute ``Tensor | Module``)
 
 Imports the torch-free top-level modules only.
 """

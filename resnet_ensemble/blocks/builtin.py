@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .submodules import int_attribute, module_sequence, optional_submodule, tensor_fn
 from .types import Anatomy, Block, TensorFn
 
 __all__ = ["NativeAdapter", "TorchvisionResNetAdapter", "TorchvisionViTAdapter"]
@@ -76,7 +77,8 @@ class NativeAdapter:
                 )
             )
         size = tuple(getattr(model, "example_input_size", (3, 32, 32)))
-        return Anatomy(tuple(blocks), model.stem, model.head, _example(model, size), self.name)
+        stem, head = tensor_fn(model, "stem"), tensor_fn(model, "head")
+        return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)
 
 
 class TorchvisionResNetAdapter:
@@ -97,38 +99,42 @@ class TorchvisionResNetAdapter:
         if isinstance(blk, Bottleneck):
 
             def bottleneck(x: Tensor) -> Tensor:
-                out = F.relu(blk.bn1(blk.conv1(x)))
-                out = F.relu(blk.bn2(blk.conv2(out)))
-                return blk.bn3(blk.conv3(out))
+                m = blk.get_submodule
+                out = F.relu(m("bn1")(m("conv1")(x)))
+                out = F.relu(m("bn2")(m("conv2")(out)))
+                return m("bn3")(m("conv3")(out))
 
             return bottleneck
 
         def basic(x: Tensor) -> Tensor:
-            return blk.bn2(blk.conv2(F.relu(blk.bn1(blk.conv1(x)))))
+            m = blk.get_submodule
+            return m("bn2")(m("conv2")(F.relu(m("bn1")(m("conv1")(x)))))
 
         return basic
 
     def anatomy(self, model: nn.Module) -> Anatomy:
         names = _qualified_names(model)
         blocks: list[Block] = []
-        for stage, layer in enumerate((model.layer1, model.layer2, model.layer3, model.layer4)):
-            for blk in layer:
+        m = model.get_submodule  # typed Module, where ``model.conv1`` is ``Tensor | Module``
+        for stage, layer in enumerate(m(f"layer{i}") for i in (1, 2, 3, 4)):
+            for blk in module_sequence(layer):
                 # F.relu, not torchvision's in-place ReLU: a deleted block's post op would
                 # otherwise overwrite its own input.
                 residual = self._residual(blk)
+                downsample = optional_submodule(blk, "downsample")
                 block = Block.whole(
-                    len(blocks), names[id(blk)], stage, blk, residual, blk.downsample, F.relu
+                    len(blocks), names[id(blk)], stage, blk, residual, downsample, F.relu
                 )
                 blocks.append(block)
 
         def stem(x: Tensor) -> Tensor:
-            return model.maxpool(model.relu(model.bn1(model.conv1(x))))
+            return m("maxpool")(m("relu")(m("bn1")(m("conv1")(x))))
 
         def head(h: Tensor) -> Tensor:
-            return model.fc(torch.flatten(model.avgpool(h), 1))
+            return m("fc")(torch.flatten(m("avgpool")(h), 1))
 
         # The first convolution's channels: a ResNet adapted to 1-channel images takes those.
-        size = (model.conv1.in_channels, 64, 64)
+        size = (int_attribute(m("conv1"), "in_channels"), 64, 64)
         return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)
 
 
@@ -146,30 +152,35 @@ class TorchvisionViTAdapter:
     def anatomy(self, model: nn.Module) -> Anatomy:
         names = _qualified_names(model)
         blocks: list[Block] = []
-        for layer in model.encoder.layers:
+        m = model.get_submodule  # typed Module, where ``model.encoder`` is ``Tensor | Module``
+        for layer in module_sequence(m("encoder.layers")):
 
             def attention(x: Tensor, layer: nn.Module = layer) -> Tensor:
-                h = layer.ln_1(x)
-                h, _ = layer.self_attention(h, h, h, need_weights=False)
-                return layer.dropout(h)
+                sub = layer.get_submodule
+                h = sub("ln_1")(x)
+                h, _ = sub("self_attention")(h, h, h, need_weights=False)
+                return sub("dropout")(h)
 
             def mlp(x: Tensor, layer: nn.Module = layer) -> Tensor:
-                return layer.mlp(layer.ln_2(x))
+                return layer.get_submodule("mlp")(layer.get_submodule("ln_2")(x))
 
+            sub = layer.get_submodule
             for module, residual, parts in (
-                (layer.self_attention, attention, (layer.ln_1, layer.self_attention)),
-                (layer.mlp, mlp, (layer.ln_2, layer.mlp)),
+                (sub("self_attention"), attention, (sub("ln_1"), sub("self_attention"))),
+                (sub("mlp"), mlp, (sub("ln_2"), sub("mlp"))),
             ):
                 name = names[id(module)]
                 blocks.append(Block.unit(len(blocks), name, module, residual, layer, parts))
 
         def stem(x: Tensor) -> Tensor:
-            h = model._process_input(x)
-            h = torch.cat([model.class_token.expand(h.shape[0], -1, -1), h], dim=1)
-            return model.encoder.dropout(h + model.encoder.pos_embedding)
+            h = tensor_fn(model, "_process_input")(x)
+            token = model.get_parameter("class_token")
+            h = torch.cat([token.expand(h.shape[0], -1, -1), h], dim=1)
+            return m("encoder.dropout")(h + model.get_parameter("encoder.pos_embedding"))
 
         def head(h: Tensor) -> Tensor:
-            return model.heads(model.encoder.ln(h)[:, 0])
+            return m("heads")(m("encoder.ln")(h)[:, 0])
 
-        size = (model.conv_proj.in_channels, model.image_size, model.image_size)
+        image_size = int_attribute(model, "image_size")
+        size = (int_attribute(m("conv_proj"), "in_channels"), image_size, image_size)
         return Anatomy(tuple(blocks), stem, head, _example(model, size), self.name)

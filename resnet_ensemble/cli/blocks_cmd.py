@@ -3,6 +3,8 @@ them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .common import bounded, json_line, model_options
@@ -46,7 +48,7 @@ def blocks(
         model_args=model_args,
     )
     found = residual_blocks(loaded.model)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "index": b.index,
             "name": b.name,

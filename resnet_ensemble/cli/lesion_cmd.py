@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..names import MetricName
 from .common import data_options, json_line, metric_option, model_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,7 +41,7 @@ def lesion_options(func: F) -> F:
 def run_lesion(
     drop_blocks: tuple[str, ...],
     as_json: bool,
-    metric: str = "error",
+    metric: MetricName = "error",  # click's choice checked it
     route_text: str | None = None,
     **options: Any,
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..names import SWEEP_KINDS
+from ..names import SWEEP_KINDS, MetricName, SweepKind
 from .common import (
     STRATEGY_CHOICES,
     Notes,
@@ -102,7 +102,7 @@ _SAMPLES = click.option(
 _SEED = seed_option("Seeds the random draws: the blocks deleted (multi) or swapped (reorder).")
 
 
-def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
+def _run(kind: SweepKind, out: str | None, metric: MetricName, **options: Any) -> None:
     """Parse, one call, print: the sweep into its table, then what it found."""
     from ..results import sweep_rows
     from ..studies.sweeps import summarize_sweep, sweep_to_table
@@ -130,7 +130,7 @@ def _run(kind: str, out: str | None, metric: str, **options: Any) -> None:
     notes = Notes()
     with _Progress(f"sweep {kind}") as progress:
         outcome = sweep_to_table(
-            kind,  # type: ignore[arg-type]  # click checked it against KINDS
+            kind,
             Path(out or f"runs/sweep_{kind}.csv"),
             {**options, "on_note": notes.append},
             metric=metric,
@@ -193,7 +193,7 @@ def _echo_summary(summary: Any, metric: str) -> None:
     click.echo(tabulate(rows, headers=list(summary.columns), colalign=colalign))
 
 
-def _kind_command(kind: str, doc: str, *options: Callable[[F], F]) -> click.Command:
+def _kind_command(kind: SweepKind, doc: str, *options: Callable[[F], F]) -> click.Command:
     """``sweep KIND``: the common options, then ``options``; ``doc`` is its help."""
 
     def command(**values: Any) -> None:

@@ -306,6 +306,8 @@ def _block_vjp(
         # The branch not asked for is a constant: the full network's value at these images.
         const = other.index_select(0, images) if other is not None else None
         s = _shortcut(blk)(xs_leaf) if want_s else const
+        if s is None:
+            raise ValueError("a pull through the residual alone needs other, the shortcut's value")
         r = blk.residual(xr_leaf) if want_r else const
         y = blk.merge(s, r)
         leaves = [leaf for leaf, want in ((xs_leaf, want_s), (xr_leaf, want_r)) if want]
@@ -611,12 +613,12 @@ def sample_path_gradients(
         for start, stop in _chunks(mask.shape[0], max(1, samples_per_pass)):
             where = _resolve_at(fw.found, at)
             norms.append(_sampled_pass(fw, mask[start:stop], chunk_size, where, norm).cpu())
-        norm = torch.cat(norms)
+        sampled = torch.cat(norms)
     return pd.DataFrame(
         {
             "length": rows_length,
             "sample": rows_sample,
-            "norm": norm.double().numpy(),
+            "norm": sampled.double().numpy(),
             "blocks": [format_blocks(row.nonzero().flatten().tolist()) for row in mask],
         }
     )

@@ -35,7 +35,7 @@ import random
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +62,7 @@ __all__ = [
     "cache_dir",
     "check_data_dir",
     "data_fingerprint",
+    "dataset_size",
     "dataset_classes",
     "dataset_info",
     "embedded_subset_path",
@@ -674,7 +675,7 @@ def random_batches(
     Returns:
         [(images (B, *image), labels (B,))] * count, on the CPU.
     """
-    n = len(dataset)  # type: ignore[arg-type]
+    n = dataset_size(dataset)
     if batch_size < 1 or count < 1:
         raise ValueError(f"need a positive batch size and count, got {batch_size} and {count}")
     if batch_size > n:
@@ -706,6 +707,14 @@ def _seed_worker(worker_id: int) -> None:
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
+
+
+def dataset_size(dataset: Dataset) -> int:
+    """``len(dataset)``: torch's ``Dataset`` declares no ``__len__``, though every dataset here
+    (and every map-style one a loader shuffles) has one."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{type(dataset).__name__} has no length: it is not a map-style dataset")
+    return len(dataset)
 
 
 def make_loader(
@@ -812,7 +821,7 @@ def data_fingerprint(dataset: Dataset) -> str:
             name = path.relative_to(root) if path.is_relative_to(root) else path
             digest.update(f"\0{name}\0{path.stat().st_size}\0{target}\n".encode())
     else:
-        for index in range(len(dataset)):  # type: ignore[arg-type]
+        for index in range(dataset_size(dataset)):
             for part in dataset[index]:
                 digest.update(raw_bytes(torch.as_tensor(part)))
     return digest.hexdigest()

@@ -20,6 +20,7 @@ from ..archs import BUILTIN_ARCH_PATTERN, parse_arch
 from ..bounds import BOUNDS
 from .cifar import (
     CifarResNet,
+    PreactLayout,
     cifar_resnet,
     plain_net,
     survival_probabilities,
@@ -88,6 +89,6 @@ def build_builtin(name: str, **options: Any) -> nn.Module:
     if arch["family"] == "plain":
         return plain_net(arch["depth"], **{k: options[k] for k in _PLAIN_OPTIONS if k in options})
     family = arch["family"]
-    layout = "fb.resnet.torch" if family == "fbpreresnet" else "he"
+    layout: PreactLayout = "fb.resnet.torch" if family == "fbpreresnet" else "he"
     preact = family in ("preresnet", "fbpreresnet")
     return cifar_resnet(arch["depth"], preact=preact, layout=layout, **options)

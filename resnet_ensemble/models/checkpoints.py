@@ -393,6 +393,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     path = Path(path).expanduser()
     data = read_file(path, "weights")
     sha = hashlib.sha256(data).hexdigest()
+    state: Any  # whatever the file holds, until checked below
     if path.suffix.lower() == ".safetensors" or data[8:9] == b"{":
         state = _read_safetensors(data, path)
     else:
@@ -453,14 +454,13 @@ def check_safetensors_header(head: bytes, size: int, path: Path) -> dict[str, An
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if dtype not in _SAFETENSORS_DTYPES:
             raise ValueError(f"{where} has an unknown dtype {str(dtype)[:20]!r})")
-        whole = (
+        if not (
             isinstance(shape, list)
             and isinstance(offsets, list)
             and len(offsets) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                     for v in [*shape, *offsets])
-        )  # fmt: skip
-        if not whole:
+        ):  # fmt: skip
             raise ValueError(f"{where} has a shape or offsets that are not whole numbers)")
         begin, end = offsets
         if not begin <= end <= data_bytes:

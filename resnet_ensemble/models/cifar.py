@@ -309,6 +309,12 @@ class CifarResNet(nn.Module):
     them, and cache the stem's output once for many routes.
     """
 
+    # The stages, registered by name in ``__init__`` (``layer1`` .. ``layer3``, the names the
+    # checkpoints use): declared here so that their calls type-check as Sequential calls.
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+
     def __init__(
         self,
         block: type[_CifarBlock],

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -27,6 +27,7 @@ from ..data.datasets import (
     check_data_dir,
     data_fingerprint,
     dataset_info,
+    dataset_size,
     load_dataset,
     make_loader,
     random_batches,
@@ -72,7 +73,7 @@ class Experiment:
         """Every ``world``-th image from ``rank``: shards cover the set with no image twice."""
         if world == 1:
             return self.dataset
-        return Subset(self.dataset, range(rank, len(self.dataset), world))
+        return Subset(self.dataset, range(rank, dataset_size(self.dataset), world))
 
     def loader(self, rank: int = 0, world: int = 1) -> DataLoader:
         return make_loader(self.shard(rank, world), batch_size=self.batch_size, shuffle=False)
@@ -128,7 +129,7 @@ class Experiment:
             for x, y in random_batches(data, batch_size, count, seed)
         ]
 
-    def _split_data(self, split: str, *, download: bool) -> Dataset:
+    def _split_data(self, split: Split, *, download: bool) -> Dataset:
         """``split`` of the dataset without augmentation, read once per experiment."""
         if split == self.split:
             return self.dataset
@@ -180,6 +181,7 @@ class Experiment:
     def describe(self) -> dict[str, Any]:
         """Metadata for results: what was evaluated, on what (``data_identity`` included)."""
         loaded = self.loaded
+        text_sha = getattr(self.dataset, "sha256", "")  # a text:PATH file's hash
         return {
             "model": loaded.arch + (" (random init)" if loaded.random_init else ""),
             "variant": self.variant,
@@ -190,12 +192,12 @@ class Experiment:
             + (" (synthetic, smoke test only)" if self.info.synthetic else ""),
             "split": self.split,
             "num_classes": self.info.num_classes,
-            "images": len(self.dataset),
+            "images": dataset_size(self.dataset),
             "synthetic_data": self.info.synthetic,
             **self.data_identity,
             "device": str(self.device),
             # A text:PATH file's hash: the data a language model was measured on.
-            **({"data_sha256": self.dataset.sha256} if getattr(self.dataset, "sha256", "") else {}),
+            **({"data_sha256": text_sha} if text_sha else {}),
         }
 
 
@@ -219,14 +221,20 @@ def _default_dataset(loaded: LoadedModel) -> str:
     raise ValueError(f"{loaded.spec} does not say which data it was trained on: pass --dataset")
 
 
+def _real(value: object) -> TypeGuard[int | float]:
+    """An int or float (not a bool): a number a checkpoint's metadata may record."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def recorded_error(loaded: LoadedModel) -> tuple[float, int, str] | None:
     """The test error a toolkit checkpoint records for itself, with the number of test images
     and the dataset it was measured on; None where it records none (a zoo model, a factory)."""
     meta = loaded.metadata or {}
     error, images = meta.get("test_error"), meta.get("num_test_images")
     name = meta.get("dataset") or loaded.dataset
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (error, images))
-    if not numbers or not isinstance(name, str) or not 0 <= error <= 1 or images < 1:
+    if not (_real(error) and _real(images) and isinstance(name, str)):
+        return None
+    if not 0 <= error <= 1 or images < 1:
         return None
     return float(error), int(images), name
 
@@ -274,7 +282,7 @@ def verify_recorded_error(exp: Experiment, data_dir: str | None = None) -> str:
             f"--verify: cannot read the {name} test images {source} was measured on ({why})"
         ) from None
     measured = _measured_error(exp.model, data, exp.batch_size)
-    n = len(data)  # type: ignore[arg-type]
+    n = dataset_size(data)
     tolerance = max(0.005, 3 * (error * (1 - error) / max(n, 1)) ** 0.5)
     if abs(measured - error) > tolerance:
         raise ValueError(

@@ -30,15 +30,16 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import pandas as pd
 
 from ..archs import blocks_of_depth, parse_arch
 from ..blocks.registry import residual_blocks
 from ..blocks.runtime import resolve_device
-from ..data.datasets import check_data_dir, load_dataset
+from ..data.datasets import Split, check_data_dir, load_dataset
 from ..models.checkpoints import file_sha256
+from ..names import SweepKind
 from ..results import (
     TABLES,
     atomic_write_text,
@@ -73,7 +74,7 @@ class Scale:
 
     depth: int = 110
     epochs: int = 164
-    schedule: str = "step"
+    schedule: Literal["step", "cosine"] = "step"
     train_limit: int | None = None
     test_images: int | None = None
     batch_size: int = 128
@@ -203,6 +204,18 @@ def _changed_text(changed: Mapping[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{key} {was!r} (now {now!r})" for key, (was, now) in changed.items())
 
 
+class _SweepSizes(TypedDict, total=False):
+    """The size options a sweep kind's command takes (``sweep_to_table``'s keywords)."""
+
+    max_k: int
+    max_swaps: int
+    samples: int
+
+
+#: A reproduction's sweep stages: the lesion sweeps, and "baseline" (the full network alone).
+_SweepStage = Literal[SweepKind, "baseline"]
+
+
 class Reproduction:
     """The whole reproduction in ``out``: a stage is skipped only when its record in
     ``stages.json`` proves it done with these settings (see the module's docstring)."""
@@ -255,7 +268,7 @@ class Reproduction:
         anything is created: a refused run leaves no folder behind."""
         resolve_device(self.device)
         check_data_dir(self.dataset, self.data_dir)
-        splits = ("test", "train") if self.trains else ("test",)
+        splits: tuple[Split, ...] = ("test", "train") if self.trains else ("test",)
         for split in splits:  # reads one image of each split: missing or corrupt files fail now
             load_dataset(
                 self.dataset, split, data_dir=self.data_dir, download=self.download, limit=1
@@ -384,7 +397,7 @@ class Reproduction:
         def table(name: str) -> list[str]:
             return [f"tables/{name}.csv", f"tables/{name}.json"]
 
-        def sweep(kind: str, variant: str, name: str | None = None) -> Stage:
+        def sweep(kind: _SweepStage, variant: str, name: str | None = None) -> Stage:
             label = "baseline_effective_paths" if kind == "baseline" else f"{kind}_{variant}"
             return Stage(
                 name or f"sweep_{kind}_{variant}",
@@ -486,7 +499,8 @@ class Reproduction:
             elif missing:
                 decision = Decision("run", f"its input {missing[0]} is missing")
             elif rec.get("inputs") != inputs:
-                was = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else {}
+                last_inputs = rec.get("inputs")
+                was: dict[str, Any] = last_inputs if isinstance(last_inputs, dict) else {}
                 changes = (k for k in {**was, **inputs} if was.get(k) != inputs.get(k))
                 key = next(changes, "(its record of inputs)")
                 decision = Decision("run", f"its input {key} has changed since it ran")
@@ -623,7 +637,7 @@ class Reproduction:
             out=Path(self.checkpoint(variant)),
             epochs=s.epochs,
             batch_size=s.batch_size,
-            schedule=s.schedule,  # type: ignore[arg-type]
+            schedule=s.schedule,
             warmup_epochs=warmup_epochs(s.depth),
             stochastic_depth=0.5 if variant == "stochastic_depth" else None,
             active_blocks=self.effective_k(n) if variant == "effective_paths" else None,
@@ -663,7 +677,7 @@ class Reproduction:
     def _experiment(self, variant: str, limit: int | None = None) -> Experiment:
         return open_experiment(**self._experiment_args(variant, limit))
 
-    def _sweep(self, kind: str, variant: str) -> None:
+    def _sweep(self, kind: _SweepStage, variant: str) -> None:
         """The ``sweep`` command's work (``sweep_to_table``), with this stage in the sidecar."""
         s = self.scale
         extra = self._about()
@@ -678,16 +692,17 @@ class Reproduction:
                 return
         # Only the options the kind's command takes: the others keep the command's defaults,
         # which its sidecar records.
-        sizes = {
+        sizes: dict[str, _SweepSizes] = {
             "multi": {"max_k": max_k, "samples": s.samples},
             "reorder": {"max_swaps": s.max_swaps, "samples": s.samples},
-        }.get(kind, {})
+        }
+        size = sizes.get(kind, _SweepSizes())
         sweep_to_table(
-            "single" if kind == "baseline" else kind,  # type: ignore[arg-type]
+            "single" if kind == "baseline" else kind,
             self.tables / f"{kind}_{variant}.csv",
             {**self._experiment_args(variant), "on_note": lambda m: self.log(f"       {m}")},
             resume=True,  # continues only its own interrupted run: a fresh start removed it
-            **sizes,
+            **size,
             seed=self.seed,
             baseline_only=kind == "baseline",
             extra_metadata=extra,

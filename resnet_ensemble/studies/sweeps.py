@@ -39,6 +39,7 @@ from ..bounds import check_count
 from ..core.distributed import Distributed, from_environment
 from ..core.engine import Strategy, measure_routes
 from ..core.metrics import MetricName, resolve_metric
+from ..data.datasets import dataset_size
 from ..names import ELIGIBLE, SWEEP_KINDS, Eligible
 from ..outputs import claim_outputs, input_paths
 from ..results import (
@@ -329,7 +330,7 @@ def run_sweep(
             strategy=strategy,
             amp=amp,
             channels_last=channels_last,
-            on_batch=(lambda b, m=len(part): progress(b * m)) if progress else None,
+            on_batch=_scaled(progress, len(part)) if progress else None,
         )
         k = len(part)
         totals = dist.sum_(
@@ -356,6 +357,11 @@ def run_sweep(
             table.append(rows)
         written.extend(rows)
     return written
+
+
+def _scaled(progress: Callable[[int], None], routes: int) -> Callable[[int], None]:
+    """``progress`` for a chunk of ``routes`` routes: each batch measured is one unit per route."""
+    return lambda batches: progress(batches * routes)
 
 
 def _value_columns(metric: str) -> tuple[str, str]:
@@ -418,9 +424,10 @@ def check_rows(
     columns = [c for c in stored.columns if c not in measured]
     expected = _as_text([_described(s, model, variant) for s in specs], list(stored.columns))
     wanted = {row["config"]: row for row in expected.to_dict("records")}
-    images = str(len(exp.dataset))  # type: ignore[arg-type]
+    images = str(dataset_size(exp.dataset))
     per_item = _targets_per_item(exp)
-    scorer = resolve_metric(metric, exp.anatomy.task)
+    # ignore: a Metric's name is any str (a custom one's too); resolve_metric refuses unknown names
+    scorer = resolve_metric(metric, exp.anatomy.task)  # type: ignore[arg-type]
     seen: dict[str, int] = {}
 
     def refuse(line: int, config: str, what: str) -> ValueError:
@@ -452,7 +459,7 @@ def check_rows(
             raise refuse(
                 line, config, f"has a {value_key} or {sum_key} that is not a number"
             ) from None
-        recomputed = scorer.finish(total, len(exp.dataset) * per_item)  # type: ignore[arg-type]
+        recomputed = scorer.finish(total, dataset_size(exp.dataset) * per_item)
         if not value == recomputed:
             raise refuse(
                 line,
@@ -662,7 +669,7 @@ def sweep_to_table(
                 f"configurations ({len(specs) - todo} already done), {about['images']} {exp.unit} "
                 f"-> {path}"
             )
-            progress = on_start(line, todo * len(exp.shard(dist.rank, dist.world)))
+            progress = on_start(line, todo * dataset_size(exp.shard(dist.rank, dist.world)))
         run_sweep(
             exp,
             specs,
@@ -848,6 +855,7 @@ def study_sweep(
         keep_stage_first=keep_stage_first,
     )
     settings = {"chunk": chunk, "strategy": strategy, "amp": amp, "channels_last": channels_last}
+    # ignores below: _InMemory stands in for the Experiment, and settings mixes value types
     if out is None:
         rows = run_sweep(exp, specs, None, metric=metric, **settings)  # type: ignore[arg-type]
         frame = pd.DataFrame(

@@ -63,7 +63,14 @@ from ..blocks.registry import residual_blocks
 from ..blocks.runtime import resolve_device
 from ..core.distributed import Distributed, from_environment
 from ..core.interventions import lesion
-from ..data.datasets import CROP_FLIP_PADDING, DatasetInfo, dataset_info, load_dataset, make_loader
+from ..data.datasets import (
+    CROP_FLIP_PADDING,
+    DatasetInfo,
+    dataset_info,
+    dataset_size,
+    load_dataset,
+    make_loader,
+)
 from ..data.tensor_batches import TensorImages
 from ..models import build_builtin
 from ..models.checkpoints import (
@@ -250,13 +257,13 @@ def _seed_everything(value: int) -> None:
 
 def _rng_states() -> dict[str, Any]:
     """The generators' states, recorded for inspection (resume reseeds from (seed, epoch))."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=False)["state"]  # the legacy tuple's keys and pos
     py_state = random.getstate()
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
+            "keys": torch.from_numpy(np.asarray(np_state["key"], dtype=np.int64)),
+            "pos": int(np_state["pos"]),
         },
         "python": {"version": py_state[0], "state": list(py_state[1])},
     }
@@ -427,7 +434,8 @@ class _Run:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
-        self.start_epoch, self.history, self.wall_before = 0, [], 0.0
+        self.start_epoch, self.wall_before = 0, 0.0
+        self.history: list[dict[str, float]] = []
         if world.is_main:  # hidden temporaries of a run killed mid-write: this run owns the files
             for path in (out, history_path(out), sidecar_path(history_path(out))):
                 remove_stale_temporaries(path)
@@ -466,7 +474,6 @@ class _Run:
         test_limit = config.test_limit if config.test_limit is not None else config.limit
 
         def both() -> tuple[Dataset, Dataset]:
-            common = {"data_dir": config.data_dir, "download": config.download}
             return (
                 load_dataset(
                     config.dataset,
@@ -474,7 +481,8 @@ class _Run:
                     augment=True,
                     limit=config.limit,
                     seed=config.seed,
-                    **common,
+                    data_dir=config.data_dir,
+                    download=config.download,
                 ),
                 load_dataset(
                     config.dataset,
@@ -482,7 +490,8 @@ class _Run:
                     augment=False,
                     limit=test_limit,
                     seed=config.seed,
-                    **common,
+                    data_dir=config.data_dir,
+                    download=config.download,
                 ),
             )
 
@@ -492,9 +501,9 @@ class _Run:
         world.barrier()
         if not world.is_main:
             self.train_set, test_set = both()
-        if len(self.train_set) == 0:  # type: ignore[arg-type]
+        if dataset_size(self.train_set) == 0:
             raise ValueError(f"the {config.dataset} training split is empty")
-        self.num_test_images = len(test_set)  # type: ignore[arg-type]
+        self.num_test_images = dataset_size(test_set)
         # Whole-batch tensor augmentation: one process, data in memory, a known augmentation.
         self.tensor_train: TensorImages | None = None
         self.tensor_test: TensorImages | None = None
@@ -516,7 +525,7 @@ class _Run:
             )
             # An exact shard of the test set per process (DistributedSampler would pad it).
             test_set = Subset(test_set, range(world.rank, self.num_test_images, world.world))
-        n_local = len(self.sampler) if self.sampler is not None else len(self.train_set)
+        n_local = len(self.sampler) if self.sampler is not None else dataset_size(self.train_set)
         self.steps_per_epoch = math.ceil(n_local / self.local_batch)
         # The test set as tensors where it is held so, else through a DataLoader: only one.
         eval_batch = max(self.local_batch, 256)
@@ -531,12 +540,14 @@ class _Run:
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
-        shape = {
-            "schedule": c.schedule,
-            "milestones": c.milestones,
-            "warmup_epochs": c.warmup_epochs,
-        }
-        return lr_factor(step, steps_per_epoch=self.steps_per_epoch, epochs=c.epochs, **shape)
+        return lr_factor(
+            step,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=c.epochs,
+            schedule=c.schedule,
+            milestones=c.milestones,
+            warmup_epochs=c.warmup_epochs,
+        )
 
     def _train_loader(self, epoch: int, seed: int) -> Any:
         if self.tensor_train is not None:
@@ -720,7 +731,7 @@ class _Run:
             "command": list(sys.argv),
             "command_line": shlex.join(sys.argv),
             "hardware": hardware_info(self.device, self.world.world),
-            "num_train_images": len(self.train_set),  # type: ignore[arg-type]
+            "num_train_images": dataset_size(self.train_set),
             "num_test_images": self.num_test_images,
             "num_blocks": self.n_blocks,
             "amp": "bf16" if self.amp else None,
@@ -814,7 +825,9 @@ def _restore(run: _Run) -> tuple[int, list[dict[str, float]], float]:
     # The optimizer state would bring back the old lr, momentum and weight decay: recompute.
     scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
     scheduler.last_epoch = epoch * run.steps_per_epoch
-    lrs = [config.lr * fn(scheduler.last_epoch) for fn in scheduler.lr_lambdas]
+    lrs: list[float | Tensor] = [
+        config.lr * fn(scheduler.last_epoch) for fn in scheduler.lr_lambdas
+    ]
     for group, lr in zip(optimizer.param_groups, lrs, strict=True):
         group.update(
             lr=lr, initial_lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay

@@ -233,13 +233,20 @@ def _sweep_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
 def _effective_measure(meta: Mapping[str, Any]) -> Literal["sampled", "exact"] | None:
     """The measure a gradients sidecar's ``effective_*`` range was taken from: the one of its
     ``ranges`` (``gradient_analysis``: sampled_95 where sampled, else exact_95) that it is."""
-    ranges = meta.get("ranges") if isinstance(meta.get("ranges"), dict) else {}
+    ranges = _sub_dict(meta, "ranges")
     lo_hi = (meta.get("effective_lo"), meta.get("effective_hi"))
-    for name in ("sampled", "exact"):
+    names: tuple[Literal["sampled", "exact"], ...] = ("sampled", "exact")
+    for name in names:
         found = ranges.get(f"{name}_95")
         if isinstance(found, dict) and (found.get("lo"), found.get("hi")) == lo_hi:
-            return name  # type: ignore[return-value]
+            return name
     return None
+
+
+def _sub_dict(meta: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``meta[key]`` where it is a dict, else an empty one (a sidecar that lacks it)."""
+    value = meta.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _gradient_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
@@ -251,9 +258,14 @@ def _gradient_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
     if grads[["sampled_mean", "rms_single_path"]].gt(0).any().any():
         jobs.append(("fig6b_gradient_per_length", partial(plot_gradient_per_length, grads)))
     if grads[["sampled_mean", "sampled_total", "exact_norm"]].gt(0).any().any():
-        effective = {k: meta.get(k) for k in ("effective_lo", "effective_hi", "effective_share")}
-        effective["effective_measure"] = _effective_measure(meta)
-        fig6c = partial(plot_total_gradient, grads, **effective)
+        fig6c = partial(
+            plot_total_gradient,
+            grads,
+            effective_lo=meta.get("effective_lo"),
+            effective_hi=meta.get("effective_hi"),
+            effective_share=meta.get("effective_share"),
+            effective_measure=_effective_measure(meta),
+        )
         jobs.append(("fig6c_total_gradient", fig6c))
     return jobs
 
@@ -284,7 +296,7 @@ def _figure_jobs(tables: Sequence[LoadedTable]) -> list[_Job]:
     subnetworks = _concat(by_kind["subnetworks"])
     if not subnetworks.empty:
         meta = _only_meta(by_kind["subnetworks"])
-        view = meta.get("ensemble") if isinstance(meta.get("ensemble"), dict) else {}
+        view = _sub_dict(meta, "ensemble")
         fig = partial(
             plot_subnetworks,
             subnetworks,
@@ -416,8 +428,9 @@ def plot_all(
     formats = list(dict.fromkeys(formats))
     targets = [out / f"{name}.{fmt}" for name, _ in jobs for fmt in formats]
     with claim_outputs(targets, overwrite=overwrite):
-        for reason in skipped if on_skip is not None else ():
-            on_skip(f"skipped {reason}")
+        if on_skip is not None:
+            for reason in skipped:
+                on_skip(f"skipped {reason}")
         # Every figure is drawn and rendered in memory before the first file is written: a
         # figure that fails to draw leaves nothing behind.
         rendered: list[tuple[str, bytes]] = []

@@ -10,13 +10,15 @@ by deleted or re-ordered layers would be stale or mis-indexed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..types import ADAPTER_DOC, Anatomy, Block, CallContext
+from ..submodules import module_sequence, optional_submodule
+from ..types import ADAPTER_DOC, Anatomy, Block, CallContext, TensorFn
 from ._common import ClassAdapter, example, identity, library_loaded, qualified_names
 from ._common import stem_by_capture as _stem_by_capture
 
@@ -51,6 +53,13 @@ def attention_kwargs(context: CallContext, where: str) -> dict[str, Any]:
     return kwargs
 
 
+def _pretrained(model: nn.Module) -> Any:
+    """``model`` as the transformers ``PreTrainedModel`` it is, for its config and its own
+    methods (``base_model``, ``get_output_embeddings``): the library ships no types, and torch's
+    ``Module.__getattr__`` would type each of them ``Tensor | Module``."""
+    return model
+
+
 def _is_hf(model: nn.Module) -> bool:
     if not library_loaded("transformers"):
         return False
@@ -68,25 +77,26 @@ class HFResNetAdapter(ClassAdapter):
     def anatomy(self, model: nn.Module) -> Anatomy:
         names = qualified_names(model)
         blocks: list[Block] = []
-        for stage, st in enumerate(model.resnet.encoder.stages):
-            for layer in st.layers:
+        m = model.get_submodule  # typed Module, where ``model.resnet`` is ``Tensor | Module``
+        for stage, st in enumerate(module_sequence(m("resnet.encoder.stages"))):
+            for layer in module_sequence(st.get_submodule("layers")):
                 block = Block.whole(
                     len(blocks),
                     names[id(layer)],
                     stage,
                     layer,
-                    layer.layer,
-                    layer.shortcut,
-                    layer.activation,
+                    layer.get_submodule("layer"),
+                    optional_submodule(layer, "shortcut"),
+                    layer.get_submodule("activation"),
                 )
                 blocks.append(block)
 
         def head(h: Tensor) -> Tensor:
-            return model.classifier(model.resnet.pooler(h))
+            return m("classifier")(m("resnet.pooler")(h))
 
-        size = (int(model.config.num_channels), 64, 64)
+        size = (int(_pretrained(model).config.num_channels), 64, 64)
         return Anatomy(
-            tuple(blocks), model.resnet.embedder, head, example(model, size), adapter=self.name
+            tuple(blocks), m("resnet.embedder"), head, example(model, size), adapter=self.name
         )
 
 
@@ -101,7 +111,8 @@ class HFViTAdapter(ClassAdapter):
     def anatomy(self, model: nn.Module) -> Anatomy:
         names = qualified_names(model)
         context = CallContext()
-        layers = model.vit.layers
+        m = model.get_submodule  # typed Module, where ``model.vit`` is ``Tensor | Module``
+        layers = module_sequence(m("vit.layers"))
         blocks: list[Block] = []
         for layer in layers:
 
@@ -109,26 +120,29 @@ class HFViTAdapter(ClassAdapter):
                 kwargs = attention_kwargs(context, names[id(layer)])
                 kwargs.pop("use_cache", None)
                 mask = kwargs.pop("attention_mask", None)
-                return layer.dropout(
-                    _first(layer.attention(layer.layernorm_before(x), mask, **kwargs))
+                sub = layer.get_submodule
+                return sub("dropout")(
+                    _first(sub("attention")(sub("layernorm_before")(x), mask, **kwargs))
                 )
 
             def mlp(x: Tensor, layer: nn.Module = layer) -> Tensor:
-                return layer.dropout(layer.mlp(layer.layernorm_after(x)))
+                sub = layer.get_submodule
+                return sub("dropout")(sub("mlp")(sub("layernorm_after")(x)))
 
+            sub = layer.get_submodule
             for module, residual, parts in (
-                (layer.attention, attention, (layer.layernorm_before, layer.attention)),
-                (layer.mlp, mlp, (layer.layernorm_after, layer.mlp)),
+                (sub("attention"), attention, (sub("layernorm_before"), sub("attention"))),
+                (sub("mlp"), mlp, (sub("layernorm_after"), sub("mlp"))),
             ):
                 name = names[id(module)]
                 blocks.append(Block.unit(len(blocks), name, module, residual, layer, parts))
 
-        stem = _stem_by_capture(layers[0], lambda x: model.vit(x), context)
+        stem = _stem_by_capture(layers[0], lambda x: m("vit")(x), context)
 
         def head(h: Tensor) -> Tensor:
-            return model.classifier(model.vit.layernorm(h)[:, 0, :])
+            return m("classifier")(m("vit.layernorm")(h)[:, 0, :])
 
-        c = model.config
+        c = _pretrained(model).config
         size = (int(c.num_channels), int(c.image_size), int(c.image_size))
         return Anatomy(
             tuple(blocks), stem, head, example(model, size), adapter=self.name, context=context
@@ -209,18 +223,19 @@ class HFDecoderAdapter:
     name = "hf-decoder"
 
     def matches(self, model: nn.Module) -> bool:
-        if not _is_hf(model) or model.get_output_embeddings() is None:
+        if not _is_hf(model) or _pretrained(model).get_output_embeddings() is None:
             return False
-        layers = _layers(model.base_model)
+        layers = _layers(_pretrained(model).base_model)
         return layers is not None and _layout(layers[0]) is not None
 
     def anatomy(self, model: nn.Module) -> Anatomy:
         names = qualified_names(model)
-        base = model.base_model
+        hf = _pretrained(model)
+        base = hf.base_model
         layers = _layers(base)
         assert layers is not None
         context = CallContext()
-        parallel = bool(getattr(model.config, "use_parallel_residual", False))
+        parallel = bool(getattr(hf.config, "use_parallel_residual", False))
         blocks: list[Block] = []
         for layer in layers:
             layout = _layout(layer)
@@ -230,9 +245,12 @@ class HFDecoderAdapter:
                     f"decoder layers this adapter knows; register an adapter for it ({ADAPTER_DOC})"
                 )
             where = names[id(layer)]
-            attention = _sublayer(layer, layout[0], lambda w=where: attention_kwargs(context, w))
+            attention = _sublayer(
+                layer, layout[0], functools.partial(attention_kwargs, context, where)
+            )
             mlp = _sublayer(layer, layout[1])
-            attn_shortcut, shares = identity, None
+            attn_shortcut: TensorFn = identity
+            shares: int | None = None
             if parallel:
                 attn_shortcut, mlp = _through_stash(context, len(blocks), mlp)
                 shares = len(blocks)
@@ -249,7 +267,7 @@ class HFDecoderAdapter:
                 blocks.append(block)
 
         norm = next((getattr(base, a) for a in _FINAL_NORMS if hasattr(base, a)), None)
-        lm_head = model.get_output_embeddings()
+        lm_head = hf.get_output_embeddings()
 
         def head(h: Tensor) -> Tensor:
             return lm_head(norm(h) if norm is not None else h)
