@@ -179,8 +179,10 @@ def test_route_text_form() -> None:
     assert parse_route("0-2,4x2,[5|6-7],9") == [0, 1, 2, 4, 4, Parallel([5, [6, 7]]), 9]
     assert parse_route("3-1") == [3, 2, 1]
     assert repr(Parallel([5, [6, 7]])) == "[5|6,7]"
-    with pytest.raises(ValueError, match="cannot read"):
-        parse_route("0,a")
+    with pytest.raises(ValueError, match="cannot read '\\$'"):
+        parse_route("0,$")
+    with pytest.raises(ValueError, match="block name 'a' given, but no model"):
+        parse_route("0,a")  # a name needs the model's blocks to be looked up in
     with pytest.raises(ValueError, match="unclosed"):
         parse_route("0,[1|2")
     with pytest.raises(ValueError, match="out of range"):
