@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Paper Fig. 3 and 6 at 54 blocks, on the converged networks (issue 20): the post-activation
-# ResNet-110, fb.resnet.torch's pre-activation ResNet-110 and stochastic depth at 110, from
+# ResNet-110 (60 epochs, and continued by SWA: resnet110_swa), fb.resnet.torch's pre-activation ResNet-110 and stochastic depth at 110, from
 # their committed float16 checkpoints, then the series side by side (`ensemble-lesion depth`).
 # Per network: every block deleted alone (Fig. 3) and the gradient per path length on random
 # training batches (Fig. 6: exact decomposition and the paper's sampled estimator); with
@@ -15,7 +15,7 @@
 set -euo pipefail
 ROOT=${ROOT:-results/converged}
 BIN=${BIN:-ensemble-lesion}
-NETWORKS=${NETWORKS:-resnet110 fbpreresnet110 sd110}
+NETWORKS=${NETWORKS:-resnet110 resnet110_swa fbpreresnet110 sd110}
 TEST_IMAGES=${TEST_IMAGES:-2000}          # single deletions
 SWEEP_IMAGES=${SWEEP_IMAGES:-2000}        # k-deletion and reordering (FULL=1)
 GRADIENT_BATCHES=${GRADIENT_BATCHES:-4}   # random training batches of GRADIENT_IMAGES images
