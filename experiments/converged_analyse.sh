@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Paper Fig. 3 and 6 at 54 blocks, on the converged networks (issue 20): the post-activation
-# ResNet-110 (60 epochs, and continued by SWA: resnet110_swa), fb.resnet.torch's pre-activation ResNet-110 and stochastic depth at 110, from
-# their committed float16 checkpoints, then the series side by side (`ensemble-lesion depth`).
+# ResNet-110 (60 epochs, and continued by SWA: resnet110_swa), fb.resnet.torch's
+# pre-activation ResNet-110 and stochastic depth at 110, from their committed float16
+# checkpoints, then the series side by side (`ensemble-lesion depth`).
 # Per network: every block deleted alone (Fig. 3) and the gradient per path length on random
 # training batches (Fig. 6: exact decomposition and the paper's sampled estimator); with
 # FULL=1 also k-block deletion by the authors' protocol (--eligible not-stage-first, 30 draws per
