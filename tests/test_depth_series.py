@@ -319,3 +319,49 @@ def test_the_papers_effective_range_is_drawn_at_its_own_depth_only() -> None:
     deep = {**shallow.iloc[2].to_dict(), "network": "resnet110", "blocks": 54,
             "effective_lo": 11, "effective_hi": 25, "paths95_lo": 20, "paths95_hi": 34}  # fmt: skip
     assert (5.0, 17.0) in ranges_drawn(pd.concat([shallow, pd.DataFrame([deep])]))
+
+
+def _one_depth_table() -> pd.DataFrame:
+    """Four networks, all of 54 blocks (the converged networks): a comparison, not a series."""
+    rows = []
+    for network, variant, full in (
+        ("resnet110", "residual", 0.063),
+        ("fbpreresnet110", "residual", 0.056),
+        ("sd110", "stochastic depth", 0.083),
+        ("resnet110_swa", "residual", 0.061),
+    ):
+        rows.append({"network": network, "variant": variant, "blocks": 54, "full_error": full,
+                     "single_mean": full + 0.03, "single_median": full + 0.005,
+                     "single_worst": full + 0.4, "single_mean_over_full": (full + 0.03) / full,
+                     "chance_error": 0.9, "effective_lo": 6, "effective_hi": 18,
+                     "paths95_lo": 20, "paths95_hi": 34, "decay_per_block": 0.3})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_networks_of_one_depth_stand_side_by_side_named_and_unjoined() -> None:
+    """With every network at 54 blocks there is no depth axis: each network gets a place named
+    on the x axis (ResNets first, then stochastic depth, by name), its marks sit there, and no
+    line joins two networks; the gradients figure adds the paper's 5–17 as a column of its own."""
+    from resnet_ensemble.viz import depth as depth_plots
+
+    table = _one_depth_table()
+    order = ["fbpreresnet110", "resnet110", "resnet110_swa", "sd110"]
+    fig = depth_plots.plot_depth_single_block(table)
+    left, right = fig.axes[:2]
+    assert [t.get_text() for t in left.get_xticklabels()] == order
+    assert "network by network" in fig.get_suptitle()
+    means = {}
+    for line in right.lines:
+        xs, ys = list(line.get_xdata()), list(line.get_ydata())
+        if ys == [1.0, 1.0]:  # the reference line: mean = full
+            continue
+        assert line.get_linestyle() == "None"
+        means.update(zip(xs, ys, strict=True))
+    for place, name in enumerate(order):
+        full = float(table.set_index("network").loc[name, "full_error"])
+        assert means[place] == pytest.approx((full + 0.03) / full)
+    fig = depth_plots.plot_depth_gradients(table)
+    left = fig.axes[0]
+    assert [t.get_text() for t in left.get_xticklabels()] == [*order, "paper"]
+    spans = [seg for coll in left.collections for seg in coll.get_segments()]
+    assert any(seg[0][0] == pytest.approx(4) and sorted(seg[:, 1]) == [5, 17] for seg in spans)
