@@ -86,6 +86,7 @@ def test_figures_and_summary(series: Path) -> None:
         for ext in ("png", "pdf"):
             assert (series / "figures" / f"{name}.{ext}").stat().st_size > 0
     summary = (series / "summary.md").read_text()
+    assert summary.startswith("# The depth series\n")
     assert "No 54-block ResNet is analysed yet" in summary
     assert "| r14 | residual | 6 |" in summary
 
@@ -299,6 +300,25 @@ def test_summary_sets_training_variants_at_the_deepest_depth_beside_the_paper(
         "| effective-path training, full error | 5.96% (23 of 54 blocks per mini-batch), against "
         f"6.10% | ep14: {100 * full:.2f}%, against {100 * full:.2f}% for r14 |"
     ) in summary
+
+
+@pytest.mark.slow
+def test_networks_of_one_depth_are_summarised_as_a_comparison_not_a_series(
+    series: Path, tmp_path: Path
+) -> None:
+    """Networks that all have the same number of blocks (the converged networks) are not a
+    series over depth, and the summary's heading says so, with their common depth."""
+    import shutil
+
+    root = tmp_path / "same_depth"
+    for name in ("r14", "r14_again"):
+        shutil.copytree(series / "r14", root / name)
+    result = _invoke("depth", str(root))
+    assert result.exit_code == 0, result.output
+    summary = (root / "summary.md").read_text()
+    assert summary.startswith("# The networks side by side\n")
+    blocks = json.loads((series / "r14" / "tables" / "single_resnet.json").read_text())
+    assert f"every one with {blocks['num_blocks']} blocks." in summary
 
 
 def test_the_papers_effective_range_is_drawn_at_its_own_depth_only() -> None:

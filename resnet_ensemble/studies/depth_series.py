@@ -231,10 +231,12 @@ def _trained_variants_at(table: pd.DataFrame, deep: pd.Series) -> list[str]:
 
 def _summary(table: pd.DataFrame, command: str) -> str:
     """The series as a Markdown table, and the deepest ResNet beside the paper's numbers."""
+    one_depth = table["blocks"].nunique() == 1
     lines = [
-        "# The depth series",
+        "# The networks side by side" if one_depth else "# The depth series",
         "",
-        f"Made by `{command}` from the reproduce folders beside this file.",
+        f"Made by `{command}` from the network folders beside this file"
+        + (f", every one with {int(table['blocks'].iloc[0])} blocks." if one_depth else "."),
         "",
         "| network | variant | blocks | full error | one block deleted: mean / median / worst "
         "| mean ÷ full | downsampling / other (mean) | effective range (paths) | 95% of paths "
