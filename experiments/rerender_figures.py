@@ -21,6 +21,9 @@ Which code drew which folder (found from the files beside it):
   ``plot_all`` on the gradients table whose sidecar's command wrote that report
 - ``F/figures`` beside ``F/tables/painters.csv``: ``experiments/lm_analyse.py``'s redraw
 - ``F/proxies_vs_damage.*`` beside ``F/proxies_*.csv``: ``experiments/proxies_cnn.py``'s redraw
+- ``F/figures`` beside ``F/tables/`` holding sweep tables and none of the above
+  (``ensemble-lesion plot F/tables/single_resnet.csv ... --out F/figures``): ``plot_all`` on
+  the sweep tables there, by name
 
 PNG and PDF bytes carry the matplotlib version (``render_figure``): another version draws other
 bytes, so compare on the version that drew the committed figures (``--write`` moves them to
@@ -108,6 +111,20 @@ def _report_table(folder: Path, report: Path) -> Path:
     raise ValueError(f"no gradients sidecar under {folder} names --report {report.name}")
 
 
+def _sweep_tables(tables: Path) -> list[Path]:
+    """The sweep tables in ``tables`` (their sidecars say ``"table": "sweep"``), by name."""
+    found = []
+    for sidecar in sorted(tables.glob("*.json")):
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        table = sidecar.with_suffix(".csv")
+        if isinstance(meta, dict) and meta.get("table") == "sweep" and table.is_file():
+            found.append(table)
+    return found
+
+
 def _recipe(figures: Path, committed: list[Path]) -> Folder:
     """How the figures in ``figures`` were drawn, from the files beside them."""
     parent = figures.parent
@@ -142,7 +159,14 @@ def _recipe(figures: Path, committed: list[Path]) -> Folder:
             lm = _script("lm_analyse")
             return Folder(figures, committed, "lm_analyse.py --redraw",
                           lambda dest: lm.redraw(parent / "tables", dest))  # fmt: skip
-        raise ValueError("no stages.json, depth.csv, dynamics.csv or LM tables beside them")
+        sweeps = _sweep_tables(parent / "tables")
+        if sweeps:
+            names = ", ".join(t.name for t in sweeps)
+            return Folder(figures, committed, f"plot: plot_all on the sweep tables {names}",
+                          _plot_all(sweeps))  # fmt: skip
+        raise ValueError(
+            "no stages.json, depth.csv, dynamics.csv, LM tables or sweep tables beside them"
+        )
     except (OSError, ValueError) as err:
         return Folder(figures, committed, str(err), None)
 

@@ -138,3 +138,29 @@ def test_a_folder_with_no_record_of_its_drawing_is_not_drawable(tmp_path, capsys
     assert script().main([str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert re.search(r"^not drawable: .*orphan\.png$", out, re.M), out
+
+
+def test_figures_beside_sweep_tables_are_redrawn_from_those_tables(tmp_path, capsys):
+    """``ensemble-lesion plot F/tables/<sweep tables> --out F/figures`` with nothing else beside
+    them: the script redraws them from the sweep tables alone (not the gradients table beside
+    them), all ``same``, and a changed figure is reported."""
+    net = tmp_path / "net"
+    (net / "tables").mkdir(parents=True)
+    sweeps = ["multi_resnet", "reorder_resnet", "single_resnet"]
+    for name in [*sweeps, "gradients"]:
+        for ext in (".csv", ".json"):
+            shutil.copy(RESULTS / "quick" / "tables" / f"{name}{ext}", net / "tables")
+    written = plot_all([net / "tables" / f"{n}.csv" for n in sweeps], net / "figures")
+    rerender = script()
+    assert rerender.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "plot_all on the sweep tables multi_resnet.csv, reorder_resnet.csv, single_resnet.csv"
+        in out
+    )
+    assert out.count("same ") == len(written) and "not committed" not in out
+
+    changed = written[0]
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    assert rerender.main([str(tmp_path)]) == 1
+    assert re.search(rf"^differs\s+\S*{re.escape(changed.name)}$", capsys.readouterr().out, re.M)
