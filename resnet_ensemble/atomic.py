@@ -9,6 +9,8 @@ Holds:
 - ``stale_temporaries`` / ``remove_stale_temporaries``: the hidden temporary files that a process
   killed mid-write (SIGKILL cannot be caught) left beside a target; a run that owns the target
   removes them before writing
+- ``remove_stale_temporaries_in``: the same for every target in a folder a run owns (a
+  ``reproduce`` output folder), including targets that were never written whole
 
 Checkpoints (``checkpoints.save_checkpoint``), results tables and sidecars (``results``), training
 histories and figures all go through ``atomic_write``.
@@ -19,13 +21,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "check_target", "remove_stale_temporaries", "stale_temporaries"]
+__all__ = [
+    "atomic_write",
+    "check_target",
+    "remove_stale_temporaries",
+    "remove_stale_temporaries_in",
+    "stale_temporaries",
+]
+
+#: ``atomic_write``'s temporary names: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp``.
+_TEMPORARY_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def _umask() -> int:
@@ -100,6 +112,22 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
         with contextlib.suppress(OSError):
             p.unlink()
             removed.append(p)
+    return removed
+
+
+def remove_stale_temporaries_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete every ``atomic_write`` temporary file directly inside ``folder`` (not below it):
+    for a run that owns the whole folder, where a kill may have come before a target's first
+    whole write, so there is no target name to look beside. Other hidden files are kept."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in sorted(folder.iterdir()):
+        if _TEMPORARY_NAME.match(p.name) and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
     return removed
 
 

@@ -142,6 +142,39 @@ def test_a_rerun_skips_every_stage_and_changes_no_output(finished: Path) -> None
     assert _snapshot(finished) == before
 
 
+_KILLED_MID_WRITE = """
+import os, signal, sys
+from resnet_ensemble.atomic import atomic_write
+
+def die(f):
+    f.write(b"half of it")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+atomic_write(sys.argv[1], die)
+"""
+
+
+def test_a_new_run_removes_what_a_kill_mid_write_left_in_its_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    (out / "figures").mkdir(parents=True)
+    (out / "stages.json").write_text("{}")
+    targets = [out / "stages.json", out / "summary.md", out / "figures" / "fig3_single_block.png"]
+    for target in targets:  # a real atomic_write, killed between its first byte and its rename
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_MID_WRITE, str(target)], env=subprocess_env()
+        )
+        assert killed.returncode == -9
+    left = sorted(p.name for p in out.rglob("*.tmp"))
+    assert len(left) == 3, left
+    unrelated = [out / ".notes.tmp", out / "figures" / ".keep"]
+    for p in unrelated:
+        p.write_text("the user's")
+    Reproduction(out, dataset="synthetic", scale=TINY, device="cpu", log=lambda m: None)
+    assert sorted(out.rglob("*.tmp*")) == [out / ".notes.tmp"]  # only the killed writes' go
+    assert all(p.read_text() == "the user's" for p in unrelated)
+    assert (out / "stages.json").read_text() == "{}"  # the whole file the kill interrupted
+
+
 @pytest.mark.slow
 def test_sigkill_costs_only_the_stage_in_flight(tmp_path: Path) -> None:
     out = tmp_path / "run"

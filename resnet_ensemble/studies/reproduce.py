@@ -35,6 +35,7 @@ from typing import Any, Literal, TypedDict
 import pandas as pd
 
 from ..archs import blocks_of_depth, parse_arch
+from ..atomic import remove_stale_temporaries_in
 from ..blocks.registry import residual_blocks
 from ..blocks.runtime import resolve_device
 from ..data.datasets import Split, check_data_dir, load_dataset
@@ -260,6 +261,8 @@ class Reproduction:
         self._manifest = self.out / "stages.json"
         self._done: dict[str, Any] = self._read_manifest()
         self._current: Stage | None = None
+        for folder in (self.out, self.tables, self.figures):  # left by a run killed mid-write
+            remove_stale_temporaries_in(folder)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
