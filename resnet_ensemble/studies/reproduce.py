@@ -261,7 +261,8 @@ class Reproduction:
         self._manifest = self.out / "stages.json"
         self._done: dict[str, Any] = self._read_manifest()
         self._current: Stage | None = None
-        for folder in (self.out, self.tables, self.figures):  # left by a run killed mid-write
+        # What a run killed mid-write (SIGKILL cannot be caught) left in the folders it owns.
+        for folder in (self.out, self.tables, self.figures, self.out / "checkpoints"):
             remove_stale_temporaries_in(folder)
 
     # -- bookkeeping -------------------------------------------------------------------------
