@@ -107,12 +107,7 @@ def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
 def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     """Delete what ``stale_temporaries`` finds; called by a run that owns ``path`` (a resumed
     sweep or training run) before it writes, and returns what it removed."""
-    removed = []
-    for p in stale_temporaries(path):
-        with contextlib.suppress(OSError):
-            p.unlink()
-            removed.append(p)
-    return removed
+    return _unlink_all(stale_temporaries(path))
 
 
 def remove_stale_temporaries_in(folder: str | os.PathLike[str]) -> list[Path]:
@@ -122,12 +117,17 @@ def remove_stale_temporaries_in(folder: str | os.PathLike[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    found = [p for p in sorted(folder.iterdir()) if _TEMPORARY_NAME.match(p.name) and p.is_file()]
+    return _unlink_all(found)
+
+
+def _unlink_all(paths: list[Path]) -> list[Path]:
+    """Delete ``paths``, skipping any that cannot be deleted; returns those deleted."""
     removed = []
-    for p in sorted(folder.iterdir()):
-        if _TEMPORARY_NAME.match(p.name) and p.is_file():
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed.append(p)
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
     return removed
 
 
